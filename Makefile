@@ -1,0 +1,43 @@
+# One-word targets. `make demo` and `make test` each install what they need first (`make setup`).
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.shopflow-installed
+
+.PHONY: setup demo test lint typecheck unit services-up services-down bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt scripts/setup.sh
+	bash scripts/setup.sh $(VENV)
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/shopflow demo
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+# Every test: lint, types, then the whole suite against real services (started here if needed).
+test: lint typecheck
+	bash scripts/ensure-postgres.sh
+	$(BIN)/shopflow services up
+	$(BIN)/pytest
+
+unit: setup
+	$(BIN)/pytest -m "not integration and not e2e"
+
+services-up: setup
+	$(BIN)/shopflow services up
+
+services-down: setup
+	$(BIN)/shopflow services down
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf .shopflow .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything shopflow needs on a fresh machine of this kind (Debian, Python 3.11, Java 17):
+# the PostgreSQL JDBC driver from Debian, then a virtualenv with the pinned Python dependencies.
+set -euo pipefail
+venv="${1:-.venv}"
+
+if [ ! -f /usr/share/java/postgresql.jar ]; then
+  echo "setup: installing Debian's PostgreSQL JDBC driver (libpostgresql-jdbc-java)"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq libpostgresql-jdbc-java >/dev/null
+fi
+command -v java >/dev/null || { echo "setup: Java 17 is required for Spark (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3.11 -m venv "$venv" 2>/dev/null || python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
+echo "setup: ready in $venv"

@@ -1,0 +1,41 @@
+"""The `shopflow` command line: one Typer app composed from one module per concern."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from shopflow.cli import ingest, services, simulate
+from shopflow.errors import ShopflowError
+
+app = typer.Typer(
+    name="shopflow",
+    help="An e-commerce data pipeline: sources -> lake -> ETL -> warehouse.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(services.app, name="services")
+app.add_typer(ingest.app, name="ingest")
+simulate.register(app)
+
+
+def main() -> None:
+    """Console-script entry point: a ShopflowError becomes one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except ShopflowError as exc:
+        print(f"shopflow: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("shopflow: aborted", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

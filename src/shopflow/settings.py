@@ -1,0 +1,135 @@
+"""The one typed settings object: `SHOPFLOW_*` environment variables, safe local defaults."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shopflow.errors import ShopflowError
+
+
+class Profile(StrEnum):
+    """Where shopflow runs: one machine, or Google Cloud."""
+
+    LOCAL = "local"
+    GCP = "gcp"
+
+
+class BusKind(StrEnum):
+    """Which event bus carries behaviour events."""
+
+    PUBSUB = "pubsub"
+    KAFKA = "kafka"
+
+
+class Settings(BaseSettings):
+    """Everything shopflow can be configured with. Environment first, then `.env`, then defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHOPFLOW_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    profile: Profile = Profile.LOCAL
+    home: Path = Field(default=Path("./.shopflow"), description="Everything a local run writes.")
+    lake_root: str | None = Field(
+        default=None,
+        description="Lake root URL; default `<home>/lake` (local) or `gs://<gcs_bucket>/lake` (gcp).",
+    )
+    gcs_bucket: str | None = None
+    gcp_project: str = Field(default="shopflow-local", min_length=6)
+
+    # Shop database (products, users).
+    source_db_url: str = "postgresql://postgres@127.0.0.1:5432/shopflow"
+
+    # Orders REST API.
+    orders_api_host: str = "127.0.0.1"
+    orders_api_port: int = Field(default=8765, ge=1, le=65535)
+    orders_api_url: str | None = Field(
+        default=None, description="Base URL of the orders API; default from host and port."
+    )
+    orders_api_token: SecretStr = SecretStr("local-dev-token")
+    orders_api_store: Path | None = Field(
+        default=None, description="SQLite file behind the local orders API; default under home."
+    )
+    orders_api_max_page_size: int = Field(default=1000, ge=1, le=100_000)
+    orders_api_fault_5xx_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    orders_api_fault_429_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    orders_api_fault_slow_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    orders_api_fault_slow_seconds: float = Field(default=2.0, ge=0.0)
+    orders_api_fault_seed: int | None = None
+
+    # Event bus.
+    bus: BusKind = BusKind.PUBSUB
+    events_topic: str = Field(default="shop-events", min_length=3)
+    events_subscription: str = Field(default="shop-events-landing", min_length=3)
+    pubsub_emulator_host: str | None = Field(
+        default="127.0.0.1:8085",
+        description="host:port of the Pub/Sub emulator (local); unset on gcp to use real Pub/Sub.",
+    )
+    pubsub_pull_mode: Literal["sync", "streaming"] = "sync"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_consumer_group: str = "shopflow-landing"
+
+    # Landing.
+    landing_batch_max_messages: int = Field(default=5000, ge=1)
+    landing_batch_max_seconds: float = Field(default=5.0, gt=0)
+
+    # Spark.
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    spark_jdbc_jar: Path = Path("/usr/share/java/postgresql.jar")
+
+    # Simulator.
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _check_profile(self) -> Settings:
+        if self.profile is Profile.GCP and self.lake_root is None and not self.gcs_bucket:
+            raise ValueError("the gcp profile needs SHOPFLOW_GCS_BUCKET or SHOPFLOW_LAKE_ROOT")
+        return self
+
+    @cached_property
+    def lake_url(self) -> str:
+        """The lake root as a URL or local path, without a trailing slash."""
+        if self.lake_root:
+            return self.lake_root.rstrip("/")
+        if self.profile is Profile.GCP:
+            return f"gs://{self.gcs_bucket}/lake"
+        return str((self.home / "lake").resolve())
+
+    @property
+    def orders_api_base_url(self) -> str:
+        """Base URL the orders ingest talks to."""
+        if self.orders_api_url:
+            return self.orders_api_url.rstrip("/")
+        return f"http://{self.orders_api_host}:{self.orders_api_port}"
+
+    @property
+    def orders_api_store_path(self) -> Path:
+        """SQLite file that backs the local orders API."""
+        return self.orders_api_store or self.home / "orders_api.sqlite3"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files and logs of local services."""
+        return self.home / "run"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a bad value becomes one actionable line, not a traceback."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SHOPFLOW_{'_'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ShopflowError(f"invalid settings: {problems}") from None

@@ -10,6 +10,8 @@ import pytest
 
 from shopflow.settings import Settings, load_settings
 
+pytest_plugins = ["tests.service_fixtures", "tests.spark_fixtures"]
+
 #: PostgreSQL server the tests use; each test that needs a database creates its own.
 TEST_PG_ADMIN_URL = os.environ.get(
     "SHOPFLOW_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -58,6 +58,49 @@ class Event:
         return self.event_ts.hour
 
 
+@dataclass(frozen=True, slots=True)
+class Product:
+    """A product as the shop database holds it (staged from the Flipkart catalogue)."""
+
+    product_id: str
+    product_name: str
+    category: str | None
+    category_path: str | None
+    brand: str | None
+    price: float | None
+    retail_price_inr: float | None
+    date: date
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A shop user as the shop database holds it; `date` is the sign-up date."""
+
+    user_id: str
+    user_name: str
+    email: str | None
+    city: str | None
+    date: date
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    """One order line as placed (the orders API adds `updated_at` when it stores it)."""
+
+    order_id: str
+    product_id: str
+    user_id: str
+    order_ts: datetime
+    quantity: int
+    unit_price_inr: float
+    status: str = "placed"
+
+    @property
+    def date(self) -> date:
+        """UTC date the order was placed."""
+        return self.order_ts.date()
+
+
 class InvalidEventError(ValueError):
     """A payload that does not satisfy the event contract; the message is the dead-letter reason."""
 

@@ -136,7 +136,9 @@ def parse_event(payload: bytes) -> Event:
     try:
         body = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEventError(f"not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+        raise InvalidEventError(
+            f"not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}"
+        ) from None
     if not isinstance(body, dict):
         raise InvalidEventError(f"expected a JSON object, got {type(body).__name__}")
     missing = [key for key in _REQUIRED_KEYS if body.get(key) is None]

@@ -1,0 +1,83 @@
+"""The settings object: defaults, environment, profiles and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shopflow.errors import ShopflowError
+from shopflow.settings import BusKind, Profile, Settings, load_settings
+
+
+def test_local_defaults_are_safe(settings: Settings, shopflow_home: Path) -> None:
+    assert settings.profile is Profile.LOCAL
+    assert settings.lake_url == str((shopflow_home / "lake").resolve())
+    assert settings.orders_api_base_url == "http://127.0.0.1:8765"
+    assert settings.orders_api_store_path == shopflow_home / "orders_api.sqlite3"
+    assert settings.bus is BusKind.PUBSUB
+    assert settings.source_db_url.startswith("postgresql://")
+
+
+def test_environment_overrides_defaults(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOPFLOW_BUS", "kafka")
+    monkeypatch.setenv("SHOPFLOW_ORDERS_API_PORT", "9999")
+    monkeypatch.setenv("SHOPFLOW_ORDERS_API_TOKEN", "s3cret")
+    fresh = load_settings()
+    assert fresh.bus is BusKind.KAFKA
+    assert fresh.orders_api_base_url == "http://127.0.0.1:9999"
+    assert fresh.orders_api_token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(fresh)
+
+
+def test_gcp_profile_puts_the_lake_in_the_bucket(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOPFLOW_PROFILE", "gcp")
+    monkeypatch.setenv("SHOPFLOW_GCS_BUCKET", "shop-bucket")
+    assert load_settings().lake_url == "gs://shop-bucket/lake"
+
+
+def test_gcp_profile_without_a_bucket_is_a_one_line_error(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOPFLOW_PROFILE", "gcp")
+    with pytest.raises(ShopflowError, match="SHOPFLOW_GCS_BUCKET") as caught:
+        load_settings()
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SHOPFLOW_ORDERS_API_PORT", "not-a-port", "SHOPFLOW_ORDERS_API_PORT"),
+        ("SHOPFLOW_BUS", "carrier-pigeon", "SHOPFLOW_BUS"),
+        ("SHOPFLOW_ORDERS_API_FAULT_5XX_RATE", "1.5", "SHOPFLOW_ORDERS_API_FAULT_5XX_RATE"),
+        ("SHOPFLOW_GCP_PROJECT", "abc", "SHOPFLOW_GCP_PROJECT"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    expected: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ShopflowError, match=expected) as caught:
+        load_settings()
+    assert "\n" not in str(caught.value)
+
+
+def test_example_env_lists_only_real_settings() -> None:
+    example = Path(__file__).parents[1] / "example.env"
+    names = {
+        line.split("=", 1)[0].lstrip("# ").strip()
+        for line in example.read_text().splitlines()
+        if "=" in line and line.lstrip("# ").startswith("SHOPFLOW_")
+    }
+    fields = {f"SHOPFLOW_{name.upper()}" for name in Settings.model_fields}
+    assert names, "example.env lists no settings"
+    assert names <= fields, f"example.env names unknown settings: {sorted(names - fields)}"

@@ -1,0 +1,51 @@
+"""The one place shopflow builds a Spark session."""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from pyspark.sql import SparkSession
+
+from shopflow.settings import Settings
+
+#: Enough parallelism for two local cores without hundreds of tiny shuffle tasks.
+LOCAL_SHUFFLE_PARTITIONS: Final = 4
+
+
+def _launched_by_spark_submit() -> bool:
+    # spark-submit (and Dataproc, which uses it) starts Python with a gateway already open and the
+    # cluster's own master, memory and jars; the builder must not override those.
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_spark_session(settings: Settings, app_name: str = "shopflow") -> SparkSession:
+    """A Spark session for the ETL: UTC, quiet, no UI; local resources unless run by spark-submit.
+
+    An already running session is returned (with the session-level options applied), so tests and
+    jobs share one JVM.
+    """
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
+        .config("spark.sql.adaptive.enabled", "true")
+    )
+    if not _launched_by_spark_submit():
+        builder = builder.master(settings.spark_master).config(
+            "spark.driver.memory", settings.spark_driver_memory
+        )
+        builder = builder.config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC").config(
+            "spark.executor.extraJavaOptions", "-Duser.timezone=UTC"
+        )
+        jar = settings.spark_jdbc_jar
+        if jar.is_file():
+            # extraClassPath (not spark.jars) so java.sql.DriverManager sees the driver class.
+            builder = builder.config("spark.driver.extraClassPath", str(jar)).config(
+                "spark.executor.extraClassPath", str(jar)
+            )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

@@ -1,0 +1,157 @@
+"""Behaviour events: staged (typed, trimmed, checked), deduplicated and sessionised."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from shopflow.contracts import EVENT_NAMES
+from shopflow.transform._common import clean_id
+
+#: Columns of `events_clean`, in order.
+EVENTS_CLEAN_COLUMNS: Final = (
+    "event_id",
+    "event_name",
+    "product_id",
+    "user_id",
+    "order_id",
+    "price",
+    "event_ts",
+    "date",
+    "hour",
+    "session_id",
+    "session_source",
+    "ingest_ts",
+)
+
+#: Columns of `stage_events`, in order (`reject_reason` is null for a good row).
+STAGED_EVENT_COLUMNS: Final = (
+    "event_id",
+    "event_name",
+    "product_id",
+    "user_id",
+    "order_id",
+    "price",
+    "event_ts",
+    "date",
+    "hour",
+    "session_id",
+    "message_id",
+    "publish_ts",
+    "ingest_ts",
+    "reject_reason",
+)
+
+DEFAULT_SESSION_GAP_MINUTES: Final = 30
+_MICROS_PER_MINUTE: Final = 60 * 1_000_000
+
+
+def _reject_reason() -> Column:
+    """The first contract check a staged row fails, or null."""
+    name = F.col("event_name")
+    price = F.col("price")
+    order_id = F.col("order_id")
+    needs_order = name.isin("order", "return")
+    checks: list[tuple[Column, str]] = [
+        (F.col("event_id").isNull(), "missing event_id"),
+        (name.isNull(), "missing event_name"),
+        (~name.isin(*EVENT_NAMES), "unknown event_name"),
+        (F.col("product_id").isNull(), "missing product_id"),
+        (F.col("user_id").isNull(), "missing user_id"),
+        (F.col("event_ts").isNull(), "missing event_ts"),
+        (price.isNull() | F.isnan(price), "missing price"),
+        (price < 0, "negative price"),
+        (needs_order & order_id.isNull(), "order/return event without order_id"),
+        (~needs_order & order_id.isNotNull(), "view/wishlist event with an order_id"),
+    ]
+    return F.coalesce(*(F.when(failed, F.lit(reason)) for failed, reason in checks))
+
+
+def stage_events(raw: DataFrame) -> DataFrame:
+    """Raw landed events typed and trimmed, each with a `reject_reason` (null when it is good).
+
+    `date` and `hour` are derived from `event_ts` (UTC), the contract's source of truth, rather
+    than taken from the partition path. Nothing is dropped here: see `valid_events` and
+    `event_rejects`.
+    """
+    event_ts = F.col("event_ts").cast("timestamp")
+    typed = raw.select(
+        clean_id(F.col("event_id").cast("string")).alias("event_id"),
+        F.lower(F.trim(F.col("event_name").cast("string"))).alias("event_name"),
+        clean_id(F.col("product_id").cast("string")).alias("product_id"),
+        clean_id(F.col("user_id").cast("string")).alias("user_id"),
+        clean_id(F.col("order_id").cast("string")).alias("order_id"),
+        F.col("price").cast("double").alias("price"),
+        event_ts.alias("event_ts"),
+        F.to_date(event_ts).alias("date"),
+        F.hour(event_ts).cast("int").alias("hour"),
+        clean_id(F.col("session_id").cast("string")).alias("session_id"),
+        F.col("message_id").cast("string").alias("message_id"),
+        F.col("publish_ts").cast("timestamp").alias("publish_ts"),
+        F.col("ingest_ts").cast("timestamp").alias("ingest_ts"),
+    )
+    return typed.withColumn("reject_reason", _reject_reason())
+
+
+def valid_events(staged: DataFrame) -> DataFrame:
+    """The staged events that passed every check, without `reject_reason`."""
+    return staged.where(F.col("reject_reason").isNull()).drop("reject_reason")
+
+
+def event_rejects(staged: DataFrame) -> DataFrame:
+    """The staged events that failed a check, with their `reject_reason`."""
+    return staged.where(F.col("reject_reason").isNotNull())
+
+
+def dedup_events(df: DataFrame) -> DataFrame:
+    """One row per `event_id`: the copy landed first (earliest `ingest_ts`, then `message_id`)."""
+    first_landed = Window.partitionBy("event_id").orderBy(
+        F.col("ingest_ts").asc_nulls_last(), F.col("message_id").asc_nulls_last()
+    )
+    return (
+        df.withColumn("_landing_rank", F.row_number().over(first_landed))
+        .where(F.col("_landing_rank") == 1)
+        .drop("_landing_rank")
+    )
+
+
+def sessionise(df: DataFrame, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) -> DataFrame:
+    """Events with a `session_id` and its `session_source` ('client' or 'derived').
+
+    A client `session_id` is kept. Otherwise a user's session ends when `gap_minutes` or more pass
+    without an event from them (among their events without a client session); a derived id is
+    `d-<user_id>-<first event's microseconds since the epoch>`, so re-runs give the same ids.
+    """
+    if gap_minutes <= 0:
+        raise ValueError(f"gap_minutes must be positive, got {gap_minutes}")
+    client = F.col("session_id").isNotNull()
+    by_user = Window.partitionBy("user_id", "_client").orderBy("event_ts", "event_id")
+    event_us = F.unix_micros(F.col("event_ts"))
+    previous_us = F.lag(event_us).over(by_user)
+    starts_session = previous_us.isNull() | (
+        event_us - previous_us >= gap_minutes * _MICROS_PER_MINUTE
+    )
+    running = by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    session_start_us = F.min(event_us).over(Window.partitionBy("user_id", "_client", "_session_no"))
+    derived_id = F.concat(
+        F.lit("d-"), F.col("user_id"), F.lit("-"), session_start_us.cast("string")
+    )
+    return (
+        df.withColumn("_client", client)
+        .withColumn("_session_no", F.sum(F.when(starts_session, 1).otherwise(0)).over(running))
+        .withColumn(
+            "session_source", F.when(F.col("_client"), F.lit("client")).otherwise(F.lit("derived"))
+        )
+        .withColumn(
+            "session_id", F.when(F.col("_client"), F.col("session_id")).otherwise(derived_id)
+        )
+        .drop("_client", "_session_no")
+    )
+
+
+def events_clean(raw: DataFrame, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) -> DataFrame:
+    """Raw landed events → valid, deduplicated, sessionised events (`EVENTS_CLEAN_COLUMNS`)."""
+    deduplicated = dedup_events(valid_events(stage_events(raw)))
+    return sessionise(deduplicated, gap_minutes).select(*EVENTS_CLEAN_COLUMNS)

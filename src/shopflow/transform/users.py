@@ -1,0 +1,89 @@
+"""Shop users: the latest record per user, and their behaviour, spend and activity span."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from shopflow.transform._common import clean_id, latest_per_key, normalise_text
+
+#: Columns of `users_clean`, in order (`date` is the sign-up date).
+USERS_CLEAN_COLUMNS: Final = ("user_id", "user_name", "email", "city", "date", "updated_at")
+
+#: Columns of `users_enriched`, in order.
+USERS_ENRICHED_COLUMNS: Final = (
+    *USERS_CLEAN_COLUMNS,
+    "events",
+    "views",
+    "wishlists",
+    "order_events",
+    "returns",
+    "sessions",
+    "orders",
+    "spend_inr",
+    "first_seen_ts",
+    "last_seen_ts",
+)
+
+
+def users_clean(raw_users: DataFrame) -> DataFrame:
+    """One row per user_id (latest `updated_at`, then latest pull), names and emails normalised."""
+    typed = raw_users.select(
+        clean_id(F.col("user_id").cast("string")).alias("user_id"),
+        normalise_text(F.col("user_name").cast("string")).alias("user_name"),
+        F.lower(clean_id(F.col("email").cast("string"))).alias("email"),
+        normalise_text(F.col("city").cast("string")).alias("city"),
+        F.col("date").cast("date").alias("date"),
+        F.col("updated_at").cast("timestamp").alias("updated_at"),
+        F.col("ingest_ts").cast("timestamp").alias("ingest_ts"),
+    )
+    latest = latest_per_key(
+        typed,
+        ["user_id"],
+        [F.col("updated_at").desc_nulls_last(), F.col("ingest_ts").desc_nulls_last()],
+    )
+    return latest.select(*USERS_CLEAN_COLUMNS)
+
+
+def _event_count(event_name: str) -> Column:
+    return F.sum(F.when(F.col("event_name") == event_name, 1).otherwise(0)).cast("long")
+
+
+def users_enriched(
+    raw_users: DataFrame, events_clean: DataFrame, orders_enriched: DataFrame
+) -> DataFrame:
+    """Each known user with behaviour counts, sessions, orders, spend and first/last event.
+
+    Spend sums the user's order lines from the orders API, leaving out cancelled lines. Users with
+    no activity have zero counts and null first/last seen.
+    """
+    users = users_clean(raw_users)
+    activity = events_clean.groupBy(F.col("user_id").alias("_uid_events")).agg(
+        F.count(F.lit(1)).cast("long").alias("events"),
+        _event_count("view").alias("views"),
+        _event_count("wishlist").alias("wishlists"),
+        _event_count("order").alias("order_events"),
+        _event_count("return").alias("returns"),
+        F.countDistinct("session_id").cast("long").alias("sessions"),
+        F.min("event_ts").alias("first_seen_ts"),
+        F.max("event_ts").alias("last_seen_ts"),
+    )
+    spend = (
+        orders_enriched.where(F.col("status") != "cancelled")
+        .groupBy(F.col("user_id").alias("_uid_orders"))
+        .agg(
+            F.countDistinct("order_id").cast("long").alias("orders"),
+            F.sum("line_amount_inr").alias("spend_inr"),
+        )
+    )
+    enriched = users.join(activity, users["user_id"] == activity["_uid_events"], "left").join(
+        spend, users["user_id"] == spend["_uid_orders"], "left"
+    )
+    counts = ["events", "views", "wishlists", "order_events", "returns", "sessions", "orders"]
+    return (
+        enriched.fillna(0, subset=counts)
+        .fillna(0.0, subset=["spend_inr"])
+        .select(*USERS_ENRICHED_COLUMNS)
+    )

@@ -1,0 +1,253 @@
+"""Kafka bus through confluent-kafka (any Kafka-protocol broker; locally Tansu)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from shopflow.errors import ServiceUnavailableError, ShopflowError
+from shopflow.services.manager import port_open, split_host_port
+from shopflow.settings import Settings
+from shopflow.sources.bus.base import ReceivedMessage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARTITIONS = 3
+CONNECT_TIMEOUT_SECONDS = 5.0
+FLUSH_TIMEOUT_SECONDS = 120.0
+#: Commit failures that only mean "the partition moved to another member": the messages are
+#: redelivered there, and landing deduplicates by event_id.
+_REBALANCE_CODES = {
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+}
+
+
+def _unreachable(settings: Settings, detail: str = "") -> ServiceUnavailableError:
+    extra = f" ({detail})" if detail else ""
+    return ServiceUnavailableError(
+        f"Kafka broker at {settings.kafka_bootstrap_servers} is not reachable{extra}: "
+        "run `shopflow services up kafka`"
+    )
+
+
+def _base_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "client.id": "shopflow",
+        "logger": log,
+        "socket.connection.setup.timeout.ms": int(CONNECT_TIMEOUT_SECONDS * 1000),
+    }
+
+
+def _check_reachable(settings: Settings, client: Producer | Consumer | AdminClient) -> None:
+    """Fail within seconds, with one clear line, when no broker answers."""
+    servers = [split_host_port(s, 9092) for s in settings.kafka_bootstrap_servers.split(",")]
+    if not any(port_open(host, port, timeout=2.0) for host, port in servers):
+        raise _unreachable(settings)
+    try:
+        client.list_topics(timeout=CONNECT_TIMEOUT_SECONDS)
+    except KafkaException as exc:
+        raise _unreachable(settings, str(exc.args[0])) from None
+
+
+def ensure_topic(
+    settings: Settings, topic: str | None = None, partitions: int = DEFAULT_PARTITIONS
+) -> None:
+    """Create the topic with a few partitions unless it exists (idempotent)."""
+    topic = topic or settings.events_topic
+    admin = AdminClient(_base_config(settings))
+    _check_reachable(settings, admin)
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+        operation_timeout=CONNECT_TIMEOUT_SECONDS,
+        request_timeout=CONNECT_TIMEOUT_SECONDS * 2,
+    )
+    try:
+        futures[topic].result(timeout=CONNECT_TIMEOUT_SECONDS * 3)
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise ShopflowError(f"could not create Kafka topic {topic}: {error.str()}") from None
+
+
+class KafkaPublisher:
+    """Publishes payloads to one topic: idempotent producer, batched and compressed."""
+
+    def __init__(self, settings: Settings, topic: str | None = None) -> None:
+        self._settings = settings
+        self.topic = topic or settings.events_topic
+        self._producer = Producer(
+            {
+                **_base_config(settings),
+                # Tansu answers InitProducerId, so retries cannot duplicate or reorder.
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 20,
+                "batch.size": 1_000_000,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 500_000,
+                "message.timeout.ms": 60_000,
+            }
+        )
+        _check_reachable(settings, self._producer)
+        self._errors: list[KafkaError] = []
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._errors.append(error)
+
+    def publish(self, payloads: Iterable[bytes]) -> int:
+        """Produce every payload, flush, and fail if any delivery failed."""
+        self._errors = []
+        count = 0
+        for payload in payloads:
+            while True:
+                try:
+                    self._producer.produce(self.topic, value=payload, on_delivery=self._on_delivery)
+                    break
+                except BufferError:  # local queue full: let deliveries drain it
+                    self._producer.poll(0.05)
+            count += 1
+            if count % 1000 == 0:
+                self._producer.poll(0)
+        left = self._producer.flush(FLUSH_TIMEOUT_SECONDS)
+        if left:
+            raise _unreachable(
+                self._settings, f"{left} messages undelivered after {FLUSH_TIMEOUT_SECONDS:.0f} s"
+            )
+        if self._errors:
+            first = self._errors[0]
+            if first.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT):
+                raise _unreachable(self._settings, first.str())
+            raise ShopflowError(
+                f"{len(self._errors)} of {count} Kafka deliveries to {self.topic} failed: "
+                f"{first.str()}"
+            )
+        return count
+
+    def close(self) -> None:
+        """Deliver anything still queued."""
+        self._producer.flush(FLUSH_TIMEOUT_SECONDS)
+
+
+class KafkaConsumer:
+    """Reads one topic in a consumer group; offsets are committed only by `acknowledge`."""
+
+    def __init__(
+        self, settings: Settings, topic: str | None = None, group: str | None = None
+    ) -> None:
+        self._settings = settings
+        self.topic = topic or settings.events_topic
+        self.group = group or settings.kafka_consumer_group
+        self._consumer = Consumer(
+            {
+                **_base_config(settings),
+                "group.id": self.group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+                # Tansu holds a first JoinGroup for half the session timeout; 6 s is the
+                # smallest value real brokers accept by default (group.min.session.timeout.ms).
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 1000,
+                "max.poll.interval.ms": 600_000,
+            }
+        )
+        _check_reachable(settings, self._consumer)
+        self._consumer.subscribe([self.topic])
+        self._committed: dict[tuple[str, int], int] = {}
+
+    def receive(self, max_messages: int, timeout_seconds: float) -> list[ReceivedMessage]:
+        """Up to `max_messages` messages, waiting at most `timeout_seconds` for the first."""
+        first = self._consumer.poll(max(timeout_seconds, 0))
+        if first is None:
+            return []
+        raw = [first]
+        while len(raw) < max_messages:
+            # timeout=0: only what librdkafka has already fetched; never wait for more.
+            more = self._consumer.consume(min(max_messages - len(raw), 10_000), timeout=0)
+            if not more:
+                break
+            raw.extend(more)
+        out = []
+        for message in raw:
+            error = message.error()
+            if error is not None:
+                if (
+                    error.code() == KafkaError._TRANSPORT
+                    or error.code() == KafkaError._ALL_BROKERS_DOWN
+                ):
+                    raise _unreachable(self._settings, error.str())
+                if not error.fatal() and error.retriable():
+                    continue
+                raise ShopflowError(f"Kafka consumer error on {self.topic}: {error.str()}")
+            out.append(_received(message))
+        return out
+
+    def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Commit, synchronously, the highest offset + 1 of each partition seen in `messages`."""
+        highest: dict[tuple[str, int], int] = {}
+        for m in messages:
+            token: tuple[str, int, int] = m.ack_token  # type: ignore[assignment]
+            key = (token[0], token[1])
+            highest[key] = max(highest.get(key, -1), token[2])
+        offsets = [
+            TopicPartition(topic, partition, offset + 1)
+            for (topic, partition), offset in highest.items()
+            if offset + 1 > self._committed.get((topic, partition), -1)
+        ]
+        if not offsets:
+            return
+        try:
+            results = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() in _REBALANCE_CODES:
+                log.warning("offset commit lost to a rebalance (%s); redelivery expected", error)
+                return
+            if error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+                raise _unreachable(self._settings, error.str()) from None
+            raise ShopflowError(f"Kafka offset commit failed: {error.str()}") from None
+        for tp in results or []:
+            if tp.error is not None:
+                raise ShopflowError(
+                    f"Kafka offset commit failed for {tp.topic}[{tp.partition}]: {tp.error}"
+                )
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+
+    def close(self) -> None:
+        """Leave the group without committing anything further."""
+        started = time.monotonic()
+        self._consumer.close()
+        log.debug("kafka consumer closed in %.2f s", time.monotonic() - started)
+
+
+def _received(message: Message) -> ReceivedMessage:
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    ts_type, ts_ms = message.timestamp()
+    publish_ts = (
+        None if ts_type == TIMESTAMP_NOT_AVAILABLE else datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    )
+    return ReceivedMessage(
+        payload=message.value() or b"",
+        message_id=f"{topic}/{partition}/{offset}",
+        publish_ts=publish_ts,
+        ack_token=(topic, partition, offset),
+    )

@@ -189,11 +189,14 @@ class OrdersStore:
                 ).fetchone()
                 if start is None:
                     return []
+                # One range bound only: given two, SQLite seeks by the first and filters by the
+                # second, which turns late pages into scans. The unary + keeps the (redundant,
+                # safety) updated_at test off its index.
                 rows = conn.execute(
                     f"SELECT {_COLUMNS} FROM order_lines "
-                    "WHERE change_seq >= ? AND change_seq > ? AND updated_at_us >= ? "
+                    "WHERE change_seq >= ? AND +updated_at_us >= ? "
                     "ORDER BY change_seq LIMIT ?",
-                    (start[0], after_seq, datetime_to_us(updated_since), limit),
+                    (max(start[0], after_seq + 1), datetime_to_us(updated_since), limit),
                 ).fetchall()
             finally:
                 conn.execute("COMMIT")

@@ -1,0 +1,201 @@
+"""The landing consumer against the real buses: validation, dead letters, kill -9 and restart."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from shopflow.contracts import Event, encode_event
+from shopflow.ingest.events import LandingLimits, land_events
+from shopflow.lake import LakeLayout
+from shopflow.settings import BusKind, Settings
+from shopflow.sources.bus.factory import ensure_event_topic, make_consumer, make_publisher
+from shopflow.sources.bus.pubsub import ensure_topic_and_subscription
+from tests.ingest.conftest import raw_rows, visible_temp_files
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 20, 22, 30, tzinfo=UTC)
+MALFORMED = [
+    b"{not json",
+    b'{"event_id": "x"}',
+    b'{"event_id":"m1","event_name":"teleport","product_id":"p","user_id":"u","order_id":null,"price":1,"event_ts":"2026-11-20T10:00:00Z"}',
+    b'{"event_id":"m2","event_name":"view","product_id":"p","user_id":"u","order_id":null,"price":"cheap","event_ts":"2026-11-20T10:00:00Z"}',
+    b"\xff\xfe not utf-8",
+    b"[1, 2, 3]",
+]
+
+
+def valid_payloads(count: int, prefix: str) -> list[bytes]:
+    """`count` distinct valid events spread over a few hours around midnight UTC."""
+    return [
+        encode_event(
+            Event(
+                event_id=f"{prefix}-{n:07d}",
+                event_name=("view", "view", "view", "wishlist")[n % 4],
+                product_id=f"p-{n % 97}",
+                user_id=f"u-{n % 1013}",
+                order_id=None,
+                price=float(100 + n % 900),
+                event_ts=T0 + timedelta(seconds=n % (4 * 3600)),
+                session_id=None if n % 3 else f"s-{n % 50}",
+            )
+        )
+        for n in range(count)
+    ]
+
+
+@pytest.fixture(params=[BusKind.PUBSUB, BusKind.KAFKA])
+def bus_settings(request: pytest.FixtureRequest) -> Settings:
+    """Per-test settings on each real bus, with a topic of its own."""
+    name = "pubsub_settings" if request.param is BusKind.PUBSUB else "kafka_settings"
+    settings: Settings = request.getfixturevalue(name)
+    if settings.bus is BusKind.PUBSUB:
+        # A short ack deadline so messages held by a killed consumer come back quickly.
+        ensure_topic_and_subscription(settings, ack_deadline_seconds=10)
+    else:
+        ensure_event_topic(settings)
+    return settings
+
+
+def publish(settings: Settings, payloads: list[bytes]) -> None:
+    publisher = make_publisher(settings)
+    try:
+        assert publisher.publish(payloads) == len(payloads)
+    finally:
+        publisher.close()
+
+
+def test_valid_events_land_by_hour_and_bad_ones_go_to_dead_letters(bus_settings: Settings) -> None:
+    valid = valid_payloads(3000, "v")
+    publish(bus_settings, valid + MALFORMED)
+    consumer = make_consumer(bus_settings)
+    try:
+        report = land_events(
+            consumer,
+            LakeLayout.from_settings(bus_settings),
+            LandingLimits(batch_max_messages=1000, batch_max_seconds=2.0, idle_stop_seconds=5.0),
+        )
+    finally:
+        consumer.close()
+    assert report.read >= len(valid) + len(MALFORMED)
+    lake = bus_settings.lake_url
+    events = raw_rows(lake, "raw/events")
+    assert {row["event_id"] for row in events} == {f"v-{n:07d}" for n in range(3000)}
+    # Every file sits in the partition of its events' hour.
+    for path in Path(lake, "raw", "events").rglob("*.parquet"):
+        day, hour = path.parent.parent.name.removeprefix("date="), int(path.parent.name[5:])
+        for ts in pq.read_table(path, columns=["event_ts"]).column("event_ts").to_pylist():
+            assert (ts.date().isoformat(), ts.hour) == (day, hour)
+    assert all(row["message_id"] and row["ingest_ts"] for row in events)
+    dead = raw_rows(lake, "deadletter/events")
+    assert {row["payload"] for row in dead} == set(MALFORMED)
+    assert all(row["reason"] for row in dead)
+    assert visible_temp_files(lake) == []
+
+
+def landing_process(settings: Settings, idle_stop_seconds: float) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPFLOW_")}
+    env.update(
+        {
+            "SHOPFLOW_HOME": str(settings.home),
+            "SHOPFLOW_BUS": settings.bus.value,
+            "SHOPFLOW_EVENTS_TOPIC": settings.events_topic,
+            "SHOPFLOW_EVENTS_SUBSCRIPTION": settings.events_subscription,
+            "SHOPFLOW_PUBSUB_EMULATOR_HOST": settings.pubsub_emulator_host or "",
+            "SHOPFLOW_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "SHOPFLOW_KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
+            "SHOPFLOW_LANDING_BATCH_MAX_MESSAGES": "4000",
+            "SHOPFLOW_LANDING_BATCH_MAX_SECONDS": "1",
+        }
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shopflow.cli",
+            "ingest",
+            "events",
+            "--idle-stop-seconds",
+            str(idle_stop_seconds),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_kill_9_mid_stream_loses_nothing(bus_settings: Settings) -> None:
+    total = 100_000
+    valid = valid_payloads(total, "k")
+    rng = random.Random(11)
+    stream = valid[:]
+    for payload in MALFORMED * 5:
+        stream.insert(rng.randrange(len(stream)), payload)
+    publish(bus_settings, stream)
+
+    kills = 0
+    for _ in range(4):
+        process = landing_process(bus_settings, idle_stop_seconds=30)
+        time.sleep(rng.uniform(3.0, 6.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+    # Run to the end: long enough idle wait for the killed runs' unacknowledged messages to return.
+    final = landing_process(bus_settings, idle_stop_seconds=20)
+    _out, err = final.communicate(timeout=600)
+    assert final.returncode == 0, err.decode()
+
+    lake = bus_settings.lake_url
+    landed = Counter(row["event_id"] for row in raw_rows(lake, "raw/events"))
+    expected = {f"k-{n:07d}" for n in range(total)}
+    missing = expected - set(landed)
+    assert not missing, f"{len(missing)} events lost after {kills} kills"
+    assert set(landed) == expected
+    assert visible_temp_files(lake) == []
+    dead = raw_rows(lake, "deadletter/events")
+    assert set(MALFORMED) <= {row["payload"] for row in dead}
+    assert all(row["reason"] for row in dead)
+
+
+def test_sigterm_finishes_the_open_batch_and_exits_cleanly(bus_settings: Settings) -> None:
+    publish(bus_settings, valid_payloads(2000, "t"))
+    process = landing_process(bus_settings, idle_stop_seconds=60)
+    time.sleep(6)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert b"events: read" in out
+    landed = {row["event_id"] for row in raw_rows(bus_settings.lake_url, "raw/events")}
+    assert landed == {f"t-{n:07d}" for n in range(2000)}
+
+
+def test_unreachable_bus_is_one_line(settings: Settings) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPFLOW_")}
+    env.update(
+        {
+            "SHOPFLOW_HOME": str(settings.home),
+            "SHOPFLOW_BUS": "kafka",
+            "SHOPFLOW_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "shopflow.cli", "ingest", "events", "--max-seconds", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "shopflow services up" in lines[0], result.stderr

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     landing_batch_max_messages: int = Field(default=5000, ge=1)
     landing_batch_max_seconds: float = Field(default=5.0, gt=0)
 
+    # ETL engine: the same PySpark-API transforms on Spark, or on DuckDB through SQLFrame.
+    etl_engine: Literal["spark", "duckdb"] = "spark"
+
     # Spark.
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"

@@ -1,0 +1,110 @@
+"""Catalogue ingest: Spark over JDBC against a real PostgreSQL shop database."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+import pytest
+from pyspark.sql import SparkSession
+
+from shopflow.contracts import Product, User
+from shopflow.errors import ServiceUnavailableError
+from shopflow.ingest.catalog import PRODUCTS, USERS, ingest_catalog, jdbc_options
+from shopflow.settings import Settings
+from shopflow.sources.shop_db import upsert_products, upsert_users
+from tests.ingest.conftest import raw_rows, state_record, visible_temp_files
+
+pytestmark = pytest.mark.integration
+
+
+def products(count: int) -> list[Product]:
+    return [
+        Product(
+            product_id=f"P{n:05d}",
+            product_name=f"Product  {n}\u00a0deluxe",
+            category=("Clothing", "Footwear", None)[n % 3],
+            category_path=None if n % 3 == 2 else "Clothing >> Women's Clothing",
+            brand=None if n % 4 == 0 else f"Brand {n % 7}",
+            price=None if n % 50 == 0 else 100.0 + n,
+            retail_price_inr=None if n % 50 == 0 else 150.0 + n,
+            date=date(2016, 1, 1 + n % 28),
+        )
+        for n in range(count)
+    ]
+
+
+def users(count: int) -> list[User]:
+    return [
+        User(
+            user_id=f"u-{n:06d}",
+            user_name=f"User {n}",
+            email=f"user{n}@example.in",
+            city=None if n % 5 == 0 else "Pune",
+            date=date(2026, 1, 1 + n % 28),
+        )
+        for n in range(count)
+    ]
+
+
+def test_first_pull_then_nothing_then_exactly_the_changes(
+    spark: SparkSession, shop_db_settings: Settings
+) -> None:
+    run = shop_db_settings
+    seeded_products, seeded_users = products(300), users(80)
+    upsert_products(run, seeded_products)
+    upsert_users(run, seeded_users)
+
+    first = {r.source: r for r in ingest_catalog(spark, run)}
+    assert (first["products"].written, first["users"].written) == (300, 80)
+    landed = raw_rows(run.lake_url, "raw/products")
+    assert {r["product_id"] for r in landed} == {p.product_id for p in seeded_products}
+    by_id = {r["product_id"]: r for r in landed}
+    assert by_id["P00000"]["price"] is None
+    assert by_id["P00001"]["product_name"] == "Product  1\u00a0deluxe"  # raw keeps source text
+
+    second = {r.source: r for r in ingest_catalog(spark, run)}
+    assert all(r.written == 0 and not r.files for r in second.values())
+
+    changed = [dataclasses.replace(p, price=(p.price or 0) + 1) for p in seeded_products[:3]]
+    upsert_products(run, changed + seeded_products[3:10])  # 7 unchanged rows re-sent
+    upsert_users(run, users(82))  # two new users
+    third = {r.source: r for r in ingest_catalog(spark, run)}
+    assert third["products"].written == 3
+    assert third["users"].written == 2
+    assert len(raw_rows(run.lake_url, "raw/products")) == 303
+    assert len(raw_rows(run.lake_url, "raw/users")) == 82
+    assert visible_temp_files(run.lake_url) == []
+
+
+def test_unreachable_database_is_one_line_and_leaves_watermarks(
+    spark: SparkSession, settings: Settings
+) -> None:
+    run = settings.model_copy(update={"source_db_url": "postgresql://postgres@127.0.0.1:1/shop"})
+    with pytest.raises(ServiceUnavailableError) as caught:
+        ingest_catalog(spark, run)
+    assert "\n" not in str(caught.value)
+    assert "SHOPFLOW_SOURCE_DB_URL" in str(caught.value)
+    for table in (PRODUCTS, USERS):
+        assert state_record(run.lake_url, table.state_name) is None
+
+
+@pytest.mark.parametrize(
+    ("dsn", "jdbc", "user"),
+    [
+        (
+            "postgresql://postgres@127.0.0.1:5432/shopflow",
+            "jdbc:postgresql://127.0.0.1:5432/shopflow",
+            "postgres",
+        ),
+        (
+            "host=db.internal port=6543 dbname=shop user=etl",
+            "jdbc:postgresql://db.internal:6543/shop",
+            "etl",
+        ),
+    ],
+)
+def test_jdbc_options_from_either_dsn_form(dsn: str, jdbc: str, user: str) -> None:
+    url, properties = jdbc_options(dsn)
+    assert url == jdbc
+    assert properties["user"] == user

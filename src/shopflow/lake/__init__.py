@@ -1,0 +1,53 @@
+"""The lake: paths, atomic Parquet/JSON writes, partition replacement, listing, reading, state."""
+
+from shopflow.lake.errors import AlreadyExistsError, LakeError, StateConflictError
+from shopflow.lake.io import (
+    PARTITION_TYPES,
+    DataFile,
+    Partition,
+    list_data_files,
+    list_partitions,
+    partition_values,
+    read_dataset,
+    remove_stale_temp_files,
+    replace_partition,
+    resolve,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from shopflow.lake.layout import (
+    PARTITION_FILE,
+    LakeLayout,
+    batch_file_name,
+    parse_ts_token,
+    pull_file_name,
+    ts_token,
+)
+from shopflow.lake.state import StateStore
+
+__all__ = [
+    "PARTITION_FILE",
+    "PARTITION_TYPES",
+    "AlreadyExistsError",
+    "DataFile",
+    "LakeError",
+    "LakeLayout",
+    "Partition",
+    "StateConflictError",
+    "StateStore",
+    "batch_file_name",
+    "list_data_files",
+    "list_partitions",
+    "parse_ts_token",
+    "partition_values",
+    "pull_file_name",
+    "read_dataset",
+    "remove_stale_temp_files",
+    "replace_partition",
+    "resolve",
+    "ts_token",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_parquet_atomic",
+]

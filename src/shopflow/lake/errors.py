@@ -1,0 +1,17 @@
+"""Errors of the lake layer."""
+
+from __future__ import annotations
+
+from shopflow.errors import ShopflowError
+
+
+class LakeError(ShopflowError):
+    """A lake read or write that could not be done."""
+
+
+class AlreadyExistsError(LakeError):
+    """A create-only write found the object already there."""
+
+
+class StateConflictError(LakeError):
+    """Another writer changed a state record since this store last read or wrote it."""

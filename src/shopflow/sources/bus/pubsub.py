@@ -325,33 +325,50 @@ class PubSubConsumer:
         """Stop reading; whatever was not acknowledged is handed back for redelivery at once."""
         try:
             if self._stream is not None:
-                self._stream.cancel()
-                # The future ends in CancelledError or the stream's own error; both mean "stopped".
-                with contextlib.suppress(Exception):
-                    self._stream.result(timeout=10)
+                self._close_stream()
+                return
             with self._lock:
                 pending = list(self._outstanding)
                 self._outstanding.clear()
-            while True:
-                try:
-                    pending.append(self._buffer.get_nowait().ack_id)
-                except queue.Empty:
-                    break
-            # A unary ModifyAckDeadline(0) works for streamed ack ids too, after the stream is gone.
-            for chunk in _chunks(pending, ACK_CHUNK):
-                try:
-                    self._client.modify_ack_deadline(
-                        request={
-                            "subscription": self.subscription_path,
-                            "ack_ids": chunk,
-                            "ack_deadline_seconds": 0,
-                        },
-                        timeout=10,
-                    )
-                except gexc.GoogleAPICallError:
-                    break  # they come back after the ack deadline instead
+            self._nack(pending)
         finally:
             self._client.close()
+
+    def _nack(self, ack_ids: list[str]) -> None:
+        for chunk in _chunks(ack_ids, ACK_CHUNK):
+            try:
+                self._client.modify_ack_deadline(
+                    request={
+                        "subscription": self.subscription_path,
+                        "ack_ids": chunk,
+                        "ack_deadline_seconds": 0,
+                    },
+                    timeout=10,
+                )
+            except gexc.GoogleAPICallError:
+                return  # they come back after the ack deadline instead
+
+    def _close_stream(self) -> None:
+        self._stream.cancel()
+        # The future ends in CancelledError or the stream's own error; both mean "stopped". Only
+        # once the library's threads are gone can no late lease extension undo the nack below.
+        with contextlib.suppress(Exception):
+            self._stream.result(timeout=10)
+        with self._lock:
+            pending = list(self._outstanding)
+            self._outstanding.clear()
+        pending.extend(h.ack_id for h in self._drain_buffer())
+        # Known emulator gap: after this nack the messages are at once available to Pull, but a
+        # new StreamingPull may only get them after the ack deadline.
+        self._nack(pending)
+
+    def _drain_buffer(self) -> list[Any]:
+        drained = []
+        while True:
+            try:
+                drained.append(self._buffer.get_nowait())
+            except queue.Empty:
+                return drained
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

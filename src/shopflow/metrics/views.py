@@ -1,0 +1,204 @@
+"""The metric views, written once in BigQuery standard SQL and transpiled to DuckDB by SQLGlot.
+
+Every metric reads `user_behavior` (one row per distinct event, with names and sessions), so the
+numbers of all five agree with each other. Definitions (also in docs/warehouse.md):
+
+* sold / wishlisted / returned / viewed: the number of `order` / `wishlist` / `return` / `view`
+  events of a product (an order event is one order line).
+* spend: order amount minus returned amount, i.e. the `price` of `order` events minus the `price`
+  of `return` events (the event price is the amount, INR). Average spend per session = a user's
+  (or everyone's) spend divided by the number of their distinct sessions, sessions without an
+  order included.
+* unique visitors: distinct `user_id` with any event, per UTC date and over all dates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.optimizer.qualify_tables import qualify_tables
+
+from shopflow.warehouse.base import Dialect
+
+
+@dataclass(frozen=True, slots=True)
+class MetricView:
+    """One metric view: its name, BigQuery SQL body, and the order to print its rows in."""
+
+    name: str
+    title: str
+    sql: str
+    order_by: str
+
+
+_TOP_PRODUCTS: Final = """
+WITH per_product AS (
+  SELECT
+    product_id,
+    MAX(product_name) AS product_name,
+    MAX(category) AS category,
+    COUNTIF(event_name = 'order') AS sold,
+    COUNTIF(event_name = 'wishlist') AS wishlisted,
+    COUNTIF(event_name = 'return') AS returned,
+    COUNTIF(event_name = 'view') AS viewed
+  FROM user_behavior
+  GROUP BY product_id
+)
+SELECT
+  product_id,
+  product_name,
+  category,
+  sold,
+  wishlisted,
+  returned,
+  viewed,
+  ROW_NUMBER() OVER (ORDER BY sold DESC, product_id) AS sold_rank,
+  ROW_NUMBER() OVER (ORDER BY wishlisted DESC, product_id) AS wishlisted_rank,
+  ROW_NUMBER() OVER (ORDER BY returned DESC, product_id) AS returned_rank
+FROM per_product
+"""
+
+_AVG_SPEND_PER_SESSION: Final = """
+WITH per_user AS (
+  SELECT
+    user_id,
+    MAX(user_name) AS user_name,
+    COUNT(DISTINCT session_id) AS sessions,
+    COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
+    COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr
+  FROM user_behavior
+  GROUP BY user_id
+),
+overall AS (
+  SELECT
+    COUNT(DISTINCT session_id) AS sessions,
+    COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
+    COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr
+  FROM user_behavior
+)
+SELECT
+  'user' AS scope,
+  user_id,
+  user_name,
+  sessions,
+  order_amount_inr,
+  return_amount_inr,
+  order_amount_inr - return_amount_inr AS spend_inr,
+  SAFE_DIVIDE(order_amount_inr - return_amount_inr, sessions) AS avg_spend_per_session_inr
+FROM per_user
+UNION ALL
+SELECT
+  'overall' AS scope,
+  CAST(NULL AS STRING) AS user_id,
+  CAST(NULL AS STRING) AS user_name,
+  sessions,
+  order_amount_inr,
+  return_amount_inr,
+  order_amount_inr - return_amount_inr AS spend_inr,
+  SAFE_DIVIDE(order_amount_inr - return_amount_inr, sessions) AS avg_spend_per_session_inr
+FROM overall
+"""
+
+_UNIQUE_VISITORS: Final = """
+SELECT 'day' AS scope, date, COUNT(DISTINCT user_id) AS unique_visitors
+FROM user_behavior
+GROUP BY date
+UNION ALL
+SELECT 'overall' AS scope, CAST(NULL AS DATE) AS date, COUNT(DISTINCT user_id) AS unique_visitors
+FROM user_behavior
+"""
+
+_ORDERS_BY_DATE: Final = """
+SELECT
+  date,
+  COUNT(DISTINCT IF(event_name = 'order', order_id, NULL)) AS orders,
+  COUNTIF(event_name = 'order') AS order_lines,
+  COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
+  COUNTIF(event_name = 'return') AS returns,
+  COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr,
+  COALESCE(SUM(IF(event_name = 'order', price, -price)), 0.0) AS net_amount_inr
+FROM user_behavior
+WHERE event_name IN ('order', 'return')
+GROUP BY date
+"""
+
+_DAILY_TRAFFIC: Final = """
+SELECT
+  date,
+  event_name,
+  COUNT(*) AS events,
+  COUNT(DISTINCT user_id) AS unique_visitors
+FROM user_behavior
+GROUP BY date, event_name
+"""
+
+#: The metric views, in print order.
+METRIC_VIEWS: Final = (
+    MetricView(
+        "metric_top_products",
+        "Top products (sold, wishlisted, returned)",
+        _TOP_PRODUCTS,
+        "sold_rank",
+    ),
+    MetricView(
+        "metric_avg_spend_per_session",
+        "Average spend per session (spend = orders - returns, INR)",
+        _AVG_SPEND_PER_SESSION,
+        "scope DESC, user_id",
+    ),
+    MetricView(
+        "metric_unique_visitors",
+        "Unique visitors",
+        _UNIQUE_VISITORS,
+        "scope, date",
+    ),
+    MetricView("metric_orders_by_date", "Orders by date", _ORDERS_BY_DATE, "date"),
+    MetricView(
+        "metric_daily_traffic",
+        "Daily traffic (events per type)",
+        _DAILY_TRAFFIC,
+        "date, event_name",
+    ),
+)
+
+METRIC_NAMES: Final = tuple(view.name for view in METRIC_VIEWS)
+
+
+def metric_view(name: str) -> MetricView:
+    """A metric view by name."""
+    for view in METRIC_VIEWS:
+        if view.name == name:
+            return view
+    raise KeyError(name)
+
+
+def view_body(view: MetricView, dialect: Dialect, dataset: str | None = None) -> str:
+    """The SELECT of `view` in `dialect`; with `dataset` (`project.dataset`), tables qualified."""
+    tree = sqlglot.parse_one(view.sql, read="bigquery")
+    if dataset is not None:
+        project, _, name = dataset.rpartition(".")
+        tree = qualify_tables(tree, db=name, catalog=project or None, dialect="bigquery")
+        # qualify_tables also aliases each table by its own name; harmless, but keep SQL plain.
+        for table in tree.find_all(exp.Table):
+            if table.alias == table.name:
+                table.set("alias", None)
+    # Backticks in BigQuery: project ids may hold hyphens.
+    return tree.sql(dialect=dialect, pretty=True, identify=dialect == "bigquery")
+
+
+def create_view_sql(view: MetricView, dialect: Dialect, dataset: str | None = None) -> str:
+    """`CREATE OR REPLACE VIEW` of `view` in `dialect`."""
+    if dialect == "bigquery":
+        target = f"`{dataset}.{view.name}`" if dataset else f"`{view.name}`"
+    else:
+        target = view.name
+    return f"CREATE OR REPLACE VIEW {target} AS\n{view_body(view, dialect, dataset)}"
+
+
+def select_sql(view: MetricView, dialect: Dialect, dataset: str | None = None) -> str:
+    """A query of all rows of the view, in print order."""
+    target = f"`{dataset}.{view.name}`" if dialect == "bigquery" and dataset else view.name
+    return f"SELECT * FROM {target} ORDER BY {view.order_by}"

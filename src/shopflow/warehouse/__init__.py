@@ -1,0 +1,33 @@
+"""The warehouse: curated tables loaded into DuckDB (local) or BigQuery (gcp), and metric views."""
+
+from shopflow.warehouse.base import PartitionKey, TableLoad, Warehouse, lake_reader
+from shopflow.warehouse.errors import WarehouseError
+from shopflow.warehouse.load import (
+    LoadReport,
+    TableReport,
+    duckdb_path,
+    load_from_lake,
+    load_warehouse,
+    open_warehouse,
+    plan_loads,
+)
+from shopflow.warehouse.schema import SEED_USER_BEHAVIOR_COLUMNS, TABLES, Grain, TableSpec
+
+__all__ = [
+    "SEED_USER_BEHAVIOR_COLUMNS",
+    "TABLES",
+    "Grain",
+    "LoadReport",
+    "PartitionKey",
+    "TableLoad",
+    "TableReport",
+    "TableSpec",
+    "Warehouse",
+    "WarehouseError",
+    "duckdb_path",
+    "lake_reader",
+    "load_from_lake",
+    "load_warehouse",
+    "open_warehouse",
+    "plan_loads",
+]

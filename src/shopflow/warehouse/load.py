@@ -1,0 +1,143 @@
+"""Choosing the warehouse for a profile, and loading curated lake partitions into it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from shopflow.lake import LakeLayout, list_data_files, list_partitions
+from shopflow.settings import Profile, Settings
+from shopflow.warehouse.base import PartitionKey, TableLoad, Warehouse, lake_reader
+from shopflow.warehouse.errors import WarehouseError
+from shopflow.warehouse.schema import TABLES, Grain, table_spec
+
+
+def duckdb_path(settings: Settings) -> Path:
+    """The local warehouse file: `<SHOPFLOW_HOME>/warehouse.duckdb`."""
+    return settings.home / "warehouse.duckdb"
+
+
+def open_warehouse(settings: Settings, *, must_exist: bool = False) -> Warehouse:
+    """The configured warehouse: DuckDB (profile local) or BigQuery (profile gcp).
+
+    With `must_exist`, a missing local warehouse file is a one-line error instead of a new file.
+    """
+    if settings.profile is Profile.GCP:
+        from shopflow.warehouse.bigquery_warehouse import (
+            BigQuerySettings,
+            BigQueryWarehouse,
+            make_client,
+        )
+
+        bq = BigQuerySettings()
+        warehouse = BigQueryWarehouse(
+            make_client(settings.gcp_project, bq.api_endpoint), bq.dataset, location=bq.location
+        )
+        if not must_exist:
+            warehouse.ensure_tables()
+        return warehouse
+    from shopflow.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+    path = duckdb_path(settings)
+    if must_exist and not path.is_file():
+        raise WarehouseError(f"no warehouse at {path}: run `shopflow load` first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return DuckDBWarehouse(path)
+
+
+def load_from_lake(
+    warehouse: Warehouse,
+    layout: LakeLayout,
+    table: str,
+    partitions: Sequence[PartitionKey] | None,
+) -> int:
+    """Replace `partitions` of `table` (whole table when None) with the lake's curated rows."""
+    keys = None if partitions is None else tuple(partitions)
+    return warehouse.load_batch([TableLoad(table, keys, lake_reader(layout, table, keys))])[0]
+
+
+@dataclass(frozen=True, slots=True)
+class TableReport:
+    """What a load did to one table."""
+
+    table: str
+    partitions: tuple[PartitionKey, ...] | None  # None: replaced whole
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """What `load_warehouse` did: tables loaded, and tables or dates with nothing in the lake."""
+
+    tables: tuple[TableReport, ...]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        """Rows inserted over all tables."""
+        return sum(t.rows for t in self.tables)
+
+
+def plan_loads(
+    layout: LakeLayout, tables: Iterable[str] | None = None, dates: Iterable[date] | None = None
+) -> tuple[list[TableLoad], dict[str, str]]:
+    """The loads that mirror the lake's curated zone into the warehouse, and what was skipped.
+
+    Partitioned tables are replaced per date (an hourly table's whole date, all its hours); only
+    dates the lake has for that table, so a mistyped date deletes nothing. Unpartitioned tables
+    are replaced whole, unless the lake has none of their data.
+    """
+    names = list(TABLES) if tables is None else [table_spec(t).name for t in tables]
+    wanted = None if dates is None else set(dates)
+    loads: list[TableLoad] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        spec = TABLES[name]
+        root = layout.curated_root(name)
+        if spec.grain is Grain.WHOLE:
+            if not list_data_files(root):
+                skipped[name] = "no curated data in the lake"
+                continue
+            loads.append(TableLoad(name, None, lake_reader(layout, name, None)))
+            continue
+        present = {p.date for p in list_partitions(root) if p.date is not None}
+        chosen = present if wanted is None else present & wanted
+        if wanted is not None and wanted - present:
+            missing = ", ".join(d.isoformat() for d in sorted(wanted - present))
+            skipped[name] = f"no curated partition for {missing}"
+        if not chosen:
+            skipped.setdefault(name, "no curated data in the lake")
+            continue
+        keys = tuple(PartitionKey(d) for d in sorted(chosen))
+        loads.append(TableLoad(name, keys, lake_reader(layout, name, keys)))
+    return loads, skipped
+
+
+def load_warehouse(
+    settings: Settings,
+    tables: Iterable[str] | None = None,
+    dates: Iterable[date] | None = None,
+    *,
+    warehouse: Warehouse | None = None,
+) -> LoadReport:
+    """Load curated partitions (all, or those of `dates`) of `tables` (default all) and refresh
+    the metric views; all tables in one transaction (DuckDB) or one script (BigQuery)."""
+    layout = LakeLayout.from_settings(settings)
+    curated = f"{layout.root}/curated"
+    if not list_data_files(curated):
+        raise WarehouseError(f"no curated data under {curated}: run `shopflow etl` first")
+    loads, skipped = plan_loads(layout, tables, dates)
+    own = warehouse is None
+    target = open_warehouse(settings) if warehouse is None else warehouse
+    try:
+        rows = target.load_batch(loads) if loads else []
+        target.create_views()
+    finally:
+        if own:
+            target.close()
+    reports = tuple(
+        TableReport(load.table, load.partitions, n) for load, n in zip(loads, rows, strict=True)
+    )
+    return LoadReport(reports, skipped)

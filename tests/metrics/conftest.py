@@ -1,0 +1,5 @@
+"""Metrics tests use the warehouse fixtures."""
+
+from tests.warehouse.fixtures import bq_emulator, bq_warehouse, tiny_lake
+
+__all__ = ["bq_emulator", "bq_warehouse", "tiny_lake"]

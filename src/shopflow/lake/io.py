@@ -28,8 +28,6 @@ from typing import IO, Any
 
 import fsspec
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
@@ -354,12 +352,6 @@ def list_partitions(
 # Reading
 
 
-def _arrow_fs(fs: Any) -> pafs.FileSystem:
-    if is_local(fs):
-        return pafs.LocalFileSystem()
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
-
-
 def _base_of(urls: Sequence[str]) -> str:
     # The dataset root is everything before the first key=value segment.
     bases = set()
@@ -372,47 +364,92 @@ def _base_of(urls: Sequence[str]) -> str:
     return bases.pop()
 
 
+def _typed(key: str, value: str) -> Any:
+    kind = PARTITION_TYPES.get(key, pa.string())
+    if kind == pa.date32():
+        return date.fromisoformat(value)
+    if pa.types.is_integer(kind):
+        return int(value)
+    return value
+
+
+def _read_file(fs: Any, path: str, columns: list[str] | None) -> pa.Table:
+    if is_local(fs):
+        # One open handle: the footer and the pages come from the same inode even if the file is
+        # replaced meanwhile (read_table on a path may open the file more than once).
+        with pa.OSFile(path) as handle:
+            return pq.read_table(handle, columns=columns)
+    # One GET returns one object generation, whole: a concurrent overwrite cannot mix two of them
+    # the way ranged reads through a file handle could.
+    return pq.read_table(pa.BufferReader(fs.cat_file(path)), columns=columns)
+
+
 def read_dataset(
     urls: str | Sequence[str],
     *,
     schema: pa.Schema | None = None,
     columns: Sequence[str] | None = None,
     storage_options: StorageOptions | None = None,
+    attempts: int = 3,
 ) -> pa.Table:
     """Read a dataset, or a set of its partitions, into one table with the Hive columns added.
 
     `urls` is a dataset root (e.g. `raw/events`) or partition folders of one dataset. Partition
     columns come last, typed per `PARTITION_TYPES` (`date` as date32, `hour` as int32). `schema`
-    (e.g. `RAW_EVENT_SCHEMA`) fixes the file columns, and gives the empty result its columns.
+    (e.g. `RAW_EVENT_SCHEMA`) fixes the file columns and gives an empty result its columns. Each
+    file is read whole as one version; a file replaced or removed between listing and reading makes
+    the read start over, up to `attempts` times.
     """
     url_list = [urls] if isinstance(urls, str) else list(urls)
     if not url_list:
         raise ValueError("no dataset or partition to read")
     base = _base_of(url_list)
+    for attempt in range(attempts):
+        try:
+            return _read_once(url_list, base, schema, columns, storage_options)
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _read_once(
+    url_list: list[str],
+    base: str,
+    schema: pa.Schema | None,
+    columns: Sequence[str] | None,
+    storage_options: StorageOptions | None,
+) -> pa.Table:
     files = [f for url in url_list for f in list_data_files(url, storage_options=storage_options)]
-    fs, base_path = resolve(base, storage_options)
-    keys: dict[str, None] = {}
-    for data_file in files:
-        for key in partition_values(data_file.url[len(base) :]):
-            keys.setdefault(key)
-    part_schema = pa.schema([(key, PARTITION_TYPES.get(key, pa.string())) for key in keys])
-    if not files:
+    fs, _ = resolve(base, storage_options)
+    partitions = [partition_values(f.url[len(base) :]) for f in files]
+    keys = list(dict.fromkeys(key for values in partitions for key in values))
+    wanted = set(columns) if columns is not None else None
+    file_columns = None
+    if schema is not None:
+        file_columns = [n for n in schema.names if wanted is None or n in wanted]
+    elif wanted is not None:
+        file_columns = [n for n in columns or () if n not in keys]
+    tables = []
+    for data_file, values in zip(files, partitions, strict=True):
+        table = _read_file(fs, resolve(data_file.url, storage_options)[1], file_columns)
+        if schema is not None:
+            table = table.cast(pa.schema([schema.field(n) for n in table.column_names]))
+        for key in keys:
+            if wanted is None or key in wanted:
+                kind = PARTITION_TYPES.get(key, pa.string())
+                value = values.get(key)
+                scalar = pa.scalar(_typed(key, value) if value is not None else None, kind)
+                table = table.append_column(pa.field(key, kind), pa.repeat(scalar, table.num_rows))
+        tables.append(table)
+    if not tables:
         empty = schema if schema is not None else pa.schema([])
         table = empty.empty_table()
-        return table.select(list(columns)) if columns is not None else table
-    paths = [resolve(f.url, storage_options)[1] for f in files]
-    full_schema = None
-    if schema is not None:
-        full_schema = pa.schema([*schema, *part_schema])
-    dataset = ds.dataset(
-        paths,
-        schema=full_schema,
-        format="parquet",
-        filesystem=_arrow_fs(fs),
-        partitioning=ds.partitioning(part_schema, flavor="hive"),
-        partition_base_dir=base_path.rstrip("/"),
-    )
-    return dataset.to_table(columns=list(columns) if columns is not None else None)
+    else:
+        table = pa.concat_tables(tables, promote_options="default")
+    if columns is not None:
+        table = table.select([c for c in columns if c in table.column_names])
+    return table
 
 
 def remove_stale_temp_files(

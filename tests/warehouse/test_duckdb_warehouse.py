@@ -128,7 +128,9 @@ def test_failed_load_leaves_the_previous_state(settings: Settings, tiny_lake: La
     write_curated(tiny_lake, {"user_behavior": changed["user_behavior"]})
     corrupt = tiny_lake.curated_partition("order_reconciliation", DAY2) + "/part-00000.parquet"
     write_bytes_atomic(b"PAR1 this is not parquet", corrupt)
-    with pytest.raises(Exception, match=r"(?i)parquet|magic|invalid"):
+    with pytest.raises(
+        WarehouseError, match=r"load failed, the warehouse is unchanged: .*(?i:parquet|magic)"
+    ):
         load_warehouse(settings, dates=[DAY2])
     warehouse = open_warehouse(settings)
     try:

@@ -64,13 +64,13 @@ EXPECTED_TOP_PRODUCTS: Final = [
 ]
 EXPECTED_AVG_SPEND: Final = [
     # scope, user_id, sessions, order_amount, return_amount, spend, avg_spend_per_session
+    ("overall", None, 7, 1050.0, 200.0, 850.0, 850.0 / 7),
     ("user", "u1", 2, 250.0, 200.0, 50.0, 25.0),
     ("user", "u2", 2, 400.0, 0.0, 400.0, 200.0),
     ("user", "u3", 1, 0.0, 0.0, 0.0, 0.0),
     ("user", "u4", 2, 400.0, 0.0, 400.0, 200.0),
-    ("overall", None, 7, 1050.0, 200.0, 850.0, 850.0 / 7),
 ]
-EXPECTED_UNIQUE_VISITORS: Final = [("day", DAY1, 3), ("day", DAY2, 3), ("overall", None, 4)]
+EXPECTED_UNIQUE_VISITORS: Final = [("overall", None, 4), ("day", DAY1, 3), ("day", DAY2, 3)]
 EXPECTED_ORDERS_BY_DATE: Final = [
     # date, orders, order_lines, order_amount, returns, return_amount, net_amount
     (DAY1, 1, 2, 250.0, 0, 0.0, 250.0),

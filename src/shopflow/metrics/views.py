@@ -147,13 +147,13 @@ METRIC_VIEWS: Final = (
         "metric_avg_spend_per_session",
         "Average spend per session (spend = orders - returns, INR)",
         _AVG_SPEND_PER_SESSION,
-        "scope DESC, user_id",
+        "scope, user_id",
     ),
     MetricView(
         "metric_unique_visitors",
         "Unique visitors",
         _UNIQUE_VISITORS,
-        "scope, date",
+        "scope DESC, date",
     ),
     MetricView("metric_orders_by_date", "Orders by date", _ORDERS_BY_DATE, "date"),
     MetricView(

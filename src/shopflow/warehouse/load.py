@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from shopflow.errors import ShopflowError
 from shopflow.lake import LakeLayout, list_data_files, list_partitions
 from shopflow.settings import Profile, Settings
 from shopflow.warehouse.base import PartitionKey, TableLoad, Warehouse, lake_reader
@@ -132,7 +133,13 @@ def load_warehouse(
     own = warehouse is None
     target = open_warehouse(settings) if warehouse is None else warehouse
     try:
-        rows = target.load_batch(loads) if loads else []
+        try:
+            rows = target.load_batch(loads) if loads else []
+        except ShopflowError:
+            raise
+        except Exception as exc:  # a corrupt file, a full disk: one line, state already rolled back
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WarehouseError(f"load failed, the warehouse is unchanged: {first}") from exc
         target.create_views()
     finally:
         if own:

@@ -1,0 +1,114 @@
+"""`shopflow load` and `shopflow metrics`."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shopflow.errors import ShopflowError
+from shopflow.metrics import METRIC_VIEWS, MetricView, select_sql
+from shopflow.settings import load_settings
+from shopflow.warehouse import TABLES, Warehouse, load_warehouse, open_warehouse
+
+_DATE_HELP = "Load only this UTC date (YYYY-MM-DD); repeat for more. Default: every curated date."
+_TABLE_HELP = f"Load only this table; repeat for more. Default: all ({', '.join(TABLES)})."
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ShopflowError(
+            f"--date {text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-25"
+        ) from None
+
+
+def load(
+    dates: list[str] = typer.Option([], "--date", help=_DATE_HELP),
+    tables: list[str] = typer.Option([], "--table", help=_TABLE_HELP),
+) -> None:
+    """Load curated lake partitions into the warehouse (replacing them) and refresh the metric views."""
+    settings = load_settings()
+    days = [_parse_date(d) for d in dates] or None
+    report = load_warehouse(settings, tables=tables or None, dates=days)
+    for table in report.tables:
+        scope = (
+            "whole table"
+            if table.partitions is None
+            else ", ".join(str(p) for p in table.partitions)
+        )
+        typer.echo(f"{table.table}: {table.rows:,} rows ({scope})")
+    for name, reason in report.skipped.items():
+        typer.echo(f"{name}: skipped, {reason}")
+    typer.echo(f"loaded {report.rows:,} rows into {len(report.tables)} tables")
+
+
+def _rows(warehouse: Warehouse, view: MetricView) -> list[dict[str, Any]]:
+    dataset = getattr(warehouse, "dataset_ref", None)
+    return warehouse.query(select_sql(view, warehouse.dialect, dataset))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
+    names = columns or (list(rows[0]) if rows else [])
+    table = Table(title=title, title_justify="left")
+    for name in names:
+        table.add_column(
+            name, justify="right" if rows and isinstance(rows[0][name], int | float) else "left"
+        )
+    for row in rows:
+        table.add_row(*(_cell(row[name]) for name in names))
+    return table
+
+
+def metrics(
+    as_json: bool = typer.Option(False, "--json", help="Print every row of every view as JSON."),
+    limit: int = typer.Option(10, "--limit", min=1, help="Rows per table in the table output."),
+) -> None:
+    """Print the five metric views of the warehouse (rich tables, or JSON with --json)."""
+    settings = load_settings()
+    warehouse = open_warehouse(settings, must_exist=True)
+    try:
+        warehouse.create_views()
+        results = {view.name: _rows(warehouse, view) for view in METRIC_VIEWS}
+    finally:
+        warehouse.close()
+    if as_json:
+        typer.echo(json.dumps(results, default=str, indent=1))
+        return
+    console = Console()
+    for view in METRIC_VIEWS:
+        rows = results[view.name]
+        if view.name == "metric_top_products":
+            base = ["product_id", "product_name", "category", "sold", "wishlisted", "returned"]
+            for rank, label in (
+                ("sold_rank", "most sold"),
+                ("wishlisted_rank", "most wishlisted"),
+                ("returned_rank", "most returned"),
+            ):
+                top = sorted(rows, key=lambda r: int(r[rank]))[:limit]
+                console.print(_table(f"{view.name}: {label}", top, base))
+            continue
+        console.print(_table(f"{view.name}: {view.title}", rows[:limit]))
+        if len(rows) > limit:
+            console.print(f"({len(rows) - limit:,} more rows; --json prints all)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `load` and `metrics` to the top-level app."""
+    app.command("load")(load)
+    app.command("metrics")(metrics)

@@ -18,4 +18,13 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
+
+# The BigQuery emulator (tests only) pins protobuf<7, which clashes with the pipeline's own
+# google-cloud clients, so it lives in a virtualenv of its own and talks to the tests over HTTP.
+bq_venv="$venv/bqemulator"
+if [ ! -x "$bq_venv/bin/python" ] || ! "$bq_venv/bin/python" -c "import bqemulator" 2>/dev/null; then
+  python3.11 -m venv "$bq_venv" 2>/dev/null || python3 -m venv "$bq_venv"
+  "$bq_venv/bin/python" -m pip install -q --upgrade pip
+  "$bq_venv/bin/python" -m pip install -q -r scripts/bqemulator-requirements.txt
+fi
 echo "setup: ready in $venv"

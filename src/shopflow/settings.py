@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     landing_batch_max_messages: int = Field(default=5000, ge=1)
     landing_batch_max_seconds: float = Field(default=5.0, gt=0)
 
+    # Warehouse: a DuckDB file under home (local), or a BigQuery dataset in gcp_project (gcp).
+    bigquery_dataset: str = "shopflow"
+    bigquery_location: str | None = None
+    bigquery_api_endpoint: str | None = Field(
+        default=None, description="Only for a BigQuery emulator, e.g. http://127.0.0.1:9050."
+    )
+
     # ETL engine: the same PySpark-API transforms on Spark, or on DuckDB through SQLFrame.
     etl_engine: Literal["spark", "duckdb"] = "spark"
 

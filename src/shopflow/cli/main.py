@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from shopflow.cli import ingest, services, simulate
+from shopflow.cli import ingest, services, simulate, warehouse
 from shopflow.errors import ShopflowError
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.add_typer(services.app, name="services")
 app.add_typer(ingest.app, name="ingest")
 simulate.register(app)
+warehouse.register(app)
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from google.api_core.exceptions import Conflict, GoogleAPIError
 from google.cloud import bigquery
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shopflow.metrics.views import METRIC_VIEWS, create_view_sql
 from shopflow.warehouse.base import (
@@ -44,16 +43,6 @@ from shopflow.warehouse.schema import TABLES, Grain, TableSpec, table_spec
 
 #: Staging tables expire on their own if a load dies before dropping them.
 STAGING_TTL = timedelta(days=1)
-
-
-class BigQuerySettings(BaseSettings):
-    """BigQuery options (`SHOPFLOW_BIGQUERY_*`); the project is `SHOPFLOW_GCP_PROJECT`."""
-
-    model_config = SettingsConfigDict(env_prefix="SHOPFLOW_BIGQUERY_", extra="ignore")
-
-    dataset: str = "shopflow"
-    location: str | None = None
-    api_endpoint: str | None = None  # e.g. the emulator's http://127.0.0.1:PORT
 
 
 def make_client(project: str, api_endpoint: str | None = None) -> bigquery.Client:

@@ -27,14 +27,14 @@ def open_warehouse(settings: Settings, *, must_exist: bool = False) -> Warehouse
     """
     if settings.profile is Profile.GCP:
         from shopflow.warehouse.bigquery_warehouse import (
-            BigQuerySettings,
             BigQueryWarehouse,
             make_client,
         )
 
-        bq = BigQuerySettings()
         warehouse = BigQueryWarehouse(
-            make_client(settings.gcp_project, bq.api_endpoint), bq.dataset, location=bq.location
+            make_client(settings.gcp_project, settings.bigquery_api_endpoint),
+            settings.bigquery_dataset,
+            location=settings.bigquery_location,
         )
         if not must_exist:
             warehouse.ensure_tables()

@@ -47,10 +47,19 @@ def users(count: int) -> list[User]:
     ]
 
 
+@pytest.fixture(params=["spark-jdbc", "psycopg-arrow"])
+def reader(request: pytest.FixtureRequest) -> SparkSession | None:
+    """Either extraction path: Spark over JDBC, or psycopg into Arrow (no JVM)."""
+    if request.param == "spark-jdbc":
+        session: SparkSession = request.getfixturevalue("spark")
+        return session
+    return None
+
+
 def test_first_pull_then_nothing_then_exactly_the_changes(
-    spark: SparkSession, shop_db_settings: Settings
+    reader: SparkSession | None, shop_db_settings: Settings
 ) -> None:
-    run = shop_db_settings
+    spark, run = reader, shop_db_settings
     seeded_products, seeded_users = products(300), users(80)
     upsert_products(run, seeded_products)
     upsert_users(run, seeded_users)
@@ -75,11 +84,13 @@ def test_first_pull_then_nothing_then_exactly_the_changes(
     assert len(raw_rows(run.lake_url, "raw/products")) == 303
     assert len(raw_rows(run.lake_url, "raw/users")) == 82
     assert visible_temp_files(run.lake_url) == []
+    assert all(r["updated_at"] is not None and r["ingest_ts"] is not None for r in landed)
 
 
 def test_unreachable_database_is_one_line_and_leaves_watermarks(
-    spark: SparkSession, settings: Settings
+    reader: SparkSession | None, settings: Settings
 ) -> None:
+    spark = reader
     run = settings.model_copy(update={"source_db_url": "postgresql://postgres@127.0.0.1:1/shop"})
     with pytest.raises(ServiceUnavailableError) as caught:
         ingest_catalog(spark, run)

@@ -42,13 +42,17 @@ def ingest_orders_command(
 
 @app.command("catalog")
 def ingest_catalog_command() -> None:
-    """Pull products and users changed since the last pull from the shop database (every 30 min)."""
+    """Pull products and users changed since the last pull from the shop database (every 30 min):
+    Spark over JDBC with the spark engine, psycopg into Arrow with the duckdb engine."""
     from shopflow.ingest.catalog import ingest_catalog
-    from shopflow.transform.session import build_spark_session
 
     settings = load_settings()
-    with console.status("starting Spark"):
-        spark = build_spark_session(settings, app_name="shopflow-ingest-catalog")
+    spark = None
+    if settings.etl_engine == "spark":
+        from shopflow.transform.session import build_spark_session
+
+        with console.status("starting Spark"):
+            spark = build_spark_session(settings, app_name="shopflow-ingest-catalog")
     for report in ingest_catalog(spark, settings):
         _print(report)
 

@@ -15,6 +15,7 @@ from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from pyspark.sql import DataFrame, SparkSession
 
@@ -84,6 +85,31 @@ def extract_changed_rows(
     return spark.read.jdbc(url, subquery, predicates=predicates, properties=properties)
 
 
+def extract_changed_rows_arrow(
+    settings: Settings, table: CatalogTable, since: datetime
+) -> pa.Table:
+    """The same rows as `extract_changed_rows`, read with psycopg straight into Arrow.
+
+    The single-machine path (ETL engine `duckdb`): no JVM, and DuckDB's own postgres extension
+    cannot be downloaded here.
+    """
+    query = sql.SQL("SELECT {columns} FROM {table} WHERE updated_at >= %s").format(
+        columns=sql.SQL(", ").join(sql.Identifier(name) for name in table.columns),
+        table=sql.Identifier(table.name),
+    )
+    with connect_shop_db(settings) as conn, conn.cursor() as cursor:
+        cursor.execute(query, (since,))
+        rows = cursor.fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in table.columns]
+    return pa.Table.from_arrays(
+        [
+            pa.array(list(values), type=table.schema.field(name).type)
+            for name, values in zip(table.columns, columns, strict=True)
+        ],
+        names=table.columns,
+    )
+
+
 def _as_raw_table(rows: pa.Table, table: CatalogTable, ingest_ts: datetime) -> pa.Table:
     columns = [rows.column(name).cast(table.schema.field(name).type) for name in table.columns]
     columns.append(pa.array([ingest_ts] * rows.num_rows, type=table.schema.field("ingest_ts").type))
@@ -91,12 +117,13 @@ def _as_raw_table(rows: pa.Table, table: CatalogTable, ingest_ts: datetime) -> p
 
 
 def ingest_catalog_table(
-    spark: SparkSession,
+    spark: SparkSession | None,
     settings: Settings,
     table: CatalogTable,
     overlap: timedelta = DEFAULT_OVERLAP,
 ) -> IngestReport:
-    """Pull one table's changes since its watermark into one raw file."""
+    """Pull one table's changes since its watermark into one raw file (Spark JDBC, or psycopg
+    when `spark` is None)."""
     started = time.monotonic()
     report = IngestReport(source=table.name)
     state = StateStore(settings)
@@ -104,7 +131,10 @@ def ingest_catalog_table(
     # Fail fast with one clear line (and the watermark untouched) if the database is unreachable;
     # Spark's own JDBC error would arrive as a long Java stack trace.
     connect_shop_db(settings).close()
-    rows = extract_changed_rows(spark, settings.source_db_url, table, watermark.since).toArrow()
+    if spark is None:
+        rows = extract_changed_rows_arrow(settings, table, watermark.since)
+    else:
+        rows = extract_changed_rows(spark, settings.source_db_url, table, watermark.since).toArrow()
     report.read = rows.num_rows
     keys = [
         row_key(key, updated_at=updated_at)
@@ -133,7 +163,7 @@ def ingest_catalog_table(
 
 
 def ingest_catalog(
-    spark: SparkSession, settings: Settings, overlap: timedelta = DEFAULT_OVERLAP
+    spark: SparkSession | None, settings: Settings, overlap: timedelta = DEFAULT_OVERLAP
 ) -> list[IngestReport]:
-    """Pull products and users."""
+    """Pull products and users: over JDBC with a Spark session, else with psycopg into Arrow."""
     return [ingest_catalog_table(spark, settings, table, overlap) for table in CATALOG_TABLES]

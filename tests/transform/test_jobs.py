@@ -1,24 +1,39 @@
-"""The hourly ETL entry point against a real (temporary) lake."""
+"""The ETL jobs against a real (temporary) lake and the shared Spark session."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from pyspark.sql import SparkSession
 
 from shopflow.contracts import RAW_EVENT_SCHEMA, RAW_ORDER_SCHEMA, RAW_PRODUCT_SCHEMA
-from shopflow.lake import LakeLayout, read_dataset, write_parquet_atomic
+from shopflow.errors import ShopflowError
+from shopflow.lake import LakeLayout, list_data_files, read_dataset, write_parquet_atomic
 from shopflow.settings import Settings
-from shopflow.transform.jobs import run_hourly_etl
+from shopflow.transform.jobs import (
+    CURATED_TABLES,
+    EtlRequest,
+    backfill_request,
+    etl_request,
+    run_etl,
+    run_hourly_etl,
+)
 from tests.transform.builders import DAY, T0
 
 HOUR = timedelta(hours=1)
+NEXT_DAY = DAY + timedelta(days=1)
 
 
 def _event(event_id: str, offset: timedelta, **extra: Any) -> dict[str, Any]:
     ts = T0 + offset
+    ingest = extra.pop("ingest", 0)
     return {
         "event_id": event_id,
         "event_name": "view",
@@ -28,33 +43,28 @@ def _event(event_id: str, offset: timedelta, **extra: Any) -> dict[str, Any]:
         "price": 100.0,
         "event_ts": ts,
         "session_id": None,
-        "message_id": f"m-{event_id}-{extra.get('ingest', 0)}",
+        "message_id": f"m-{event_id}-{ingest}",
         "publish_ts": ts,
-        "ingest_ts": ts + timedelta(seconds=1 + extra.pop("ingest", 0)),
+        "ingest_ts": ts + timedelta(seconds=1 + ingest),
         **extra,
     }
 
 
-def test_run_hourly_etl_writes_curated_partitions_and_is_idempotent(
-    spark: SparkSession, settings: Settings
-) -> None:
-    layout = LakeLayout.from_settings(settings)
-    batches = {
-        "a": [_event("e1", timedelta(0)), _event("e2", timedelta(minutes=10))],
-        # e2 redelivered in a later file; an order in the next hour.
-        "b": [
-            _event("e2", timedelta(minutes=10), ingest=300),
-            _event("e3", HOUR, event_name="order", order_id="o1", price=200.0),
-        ],
-    }
-    for name, rows in batches.items():
-        for hour_offset in {r["event_ts"] - T0 >= HOUR for r in rows}:
-            part = [r for r in rows if (r["event_ts"] - T0 >= HOUR) == hour_offset]
-            first = part[0]["event_ts"]
-            url = layout.event_batch_file_in(
-                DAY, first.hour, first, [f"{name}{r['message_id']}" for r in part]
-            )
-            write_parquet_atomic(pa.Table.from_pylist(part, RAW_EVENT_SCHEMA), url)
+def land(layout: LakeLayout, name: str, rows: list[dict[str, Any]]) -> None:
+    """Write rows as landed batch files, one per event hour (as the landing consumer does)."""
+    by_hour: dict[datetime, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_hour.setdefault(row["event_ts"].replace(minute=0, second=0, microsecond=0), []).append(
+            row
+        )
+    for hour, part in by_hour.items():
+        url = layout.event_batch_file_in(
+            hour.date(), hour.hour, part[0]["event_ts"], [f"{name}{r['message_id']}" for r in part]
+        )
+        write_parquet_atomic(pa.Table.from_pylist(part, RAW_EVENT_SCHEMA), url)
+
+
+def land_catalogue_and_orders(layout: LakeLayout) -> None:
     product = {
         "product_id": "p1",
         "product_name": "Shirt",
@@ -88,20 +98,172 @@ def test_run_hourly_etl_writes_curated_partitions_and_is_idempotent(
         layout.pull_file("orders", None, T0 + HOUR),
     )
 
+
+def curated(layout: LakeLayout) -> dict[str, pa.Table]:
+    """Every curated table, rows sorted, for row-for-row comparison."""
+    tables = {}
+    for name in CURATED_TABLES:
+        table = read_dataset(layout.curated_root(name))
+        tables[name] = table.sort_by([(c, "ascending") for c in table.column_names])
+    return tables
+
+
+def test_etl_writes_every_curated_table_and_rerunning_changes_nothing(
+    spark: SparkSession, settings: Settings
+) -> None:
+    layout = LakeLayout.from_settings(settings)
+    land(layout, "a", [_event("e1", timedelta(0)), _event("e2", timedelta(minutes=10))])
+    # e2 redelivered later; an order in the next hour (amount 200 = 2 x 100).
+    land(
+        layout,
+        "b",
+        [
+            _event("e2", timedelta(minutes=10), ingest=300),
+            _event("e3", HOUR, event_name="order", order_id="o1", price=200.0),
+        ],
+    )
+    land_catalogue_and_orders(layout)
+
     first = run_hourly_etl(spark, settings, [T0 + HOUR])
-    second = run_hourly_etl(spark, settings, [T0 + HOUR])
-    assert first == second
     assert first.dates == (DAY,)
     assert len(first.partitions["events_clean"]) == 2  # both hours of the date
+    assert first.rows["events_clean"] == 3
+    assert first.rejected_events == 0
+    before = curated(layout)
 
-    events_table = read_dataset(layout.curated_root("events_clean"))
-    assert events_table.schema.field("event_ts").type == pa.timestamp("us", tz="UTC")
-    events = events_table.to_pylist()
+    events = before["events_clean"].to_pylist()
+    assert before["events_clean"].schema.field("event_ts").type == pa.timestamp("us", tz="UTC")
     assert sorted(e["event_id"] for e in events) == ["e1", "e2", "e3"]
     assert {(e["date"], e["hour"]) for e in events} == {(DAY, 10), (DAY, 11)}
-    behavior = read_dataset(layout.curated_root("user_behavior")).to_pylist()
-    assert {b["product_name"] for b in behavior} == {"Shirt"}
-    [recon] = read_dataset(layout.curated_root("order_reconciliation")).to_pylist()
+    assert {b["product_name"] for b in before["user_behavior"].to_pylist()} == {"Shirt"}
+    [recon] = before["order_reconciliation"].to_pylist()
     assert (recon["matched_orders"], recon["amount_mismatches"]) == (1, 0)
-    hourly = read_dataset(layout.curated_root("traffic_hourly")).to_pylist()
+    hourly = before["traffic_hourly"].to_pylist()
     assert sorted((h["hour"], h["events"]) for h in hourly) == [(10, 2), (11, 1)]
+    # Snapshots: one file at the table root, with their own `date` column.
+    for name in ("products_clean", "users_enriched", "category_summary"):
+        files = list_data_files(layout.curated_root(name))
+        assert [f.url.rsplit("/", 2)[-2:] for f in files] == [[name, "part-00000.parquet"]]
+    assert before["products_clean"].column("date").to_pylist() == [DAY]
+    [summary] = before["category_summary"].to_pylist()
+    assert (summary["category"], summary["views"], summary["orders"]) == ("Clothing", 2, 1)
+    # Every partition holds exactly one data file.
+    for name in CURATED_TABLES:
+        files = list_data_files(layout.curated_root(name))
+        assert all(f.url.endswith("/part-00000.parquet") for f in files)
+    state = json.loads(Path(settings.lake_url, "_state", "etl_hourly.json").read_text())
+    assert state["value"]["dates"] == [DAY.isoformat()]
+
+    again = run_hourly_etl(spark, settings, [T0 + HOUR])
+    assert again.dates == (DAY,)
+    assert again.partitions["orders_enriched"] == []  # unchanged partitions are not rewritten
+    backfill = run_etl(spark, settings, backfill_request(DAY.isoformat(), DAY.isoformat()))
+    assert backfill.dates == (DAY,)
+    after = curated(layout)
+    for name in CURATED_TABLES:
+        assert after[name].equals(before[name]), name
+
+
+def test_incremental_runs_pick_up_late_events_and_the_day_after(
+    spark: SparkSession, settings: Settings
+) -> None:
+    layout = LakeLayout.from_settings(settings)
+    land_catalogue_and_orders(layout)
+    # 23:50 on DAY and 00:10 on the next day: one derived session crossing midnight.
+    before_midnight = timedelta(hours=13, minutes=50)
+    land(layout, "a", [_event("e1", before_midnight + timedelta(minutes=20))])
+    first = run_etl(spark, settings, EtlRequest())
+    assert first.dates == (NEXT_DAY,)
+
+    nothing = run_etl(spark, settings, EtlRequest())
+    assert nothing.dates == (NEXT_DAY,)  # the listing margin looks at the last minutes again
+    # Age every file past the margin: now nothing is new.
+    old = time.time() - 3600
+    for path in Path(settings.lake_url, "raw").rglob("*.parquet"):
+        os.utime(path, (old, old))
+    state_path = Path(settings.lake_url, "_state", "etl_hourly.json")
+    assert run_etl(spark, settings, EtlRequest()).dates == ()
+    assert "nothing new" in run_etl(spark, settings, EtlRequest()).summary()
+    assert state_path.exists()
+
+    # A late event before midnight: its date and the next are recomputed, and the next date's
+    # event now continues the session that started on the previous date.
+    land(layout, "late", [_event("e0", before_midnight, ingest=7200)])
+    late = run_etl(spark, settings, EtlRequest())
+    assert late.dates == (DAY, NEXT_DAY)
+    events = {
+        e["event_id"]: e for e in read_dataset(layout.curated_root("events_clean")).to_pylist()
+    }
+    assert events["e0"]["date"] == DAY and events["e1"]["date"] == NEXT_DAY
+    assert events["e0"]["session_id"] == events["e1"]["session_id"]
+    started = int((T0 + before_midnight - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1e6)
+    assert events["e1"]["session_id"] == f"d-u1-{started}"
+
+
+def test_rejected_events_go_to_the_dead_letters_with_a_reason(
+    spark: SparkSession, settings: Settings
+) -> None:
+    layout = LakeLayout.from_settings(settings)
+    land(
+        layout,
+        "a",
+        [
+            _event("good", timedelta(0)),
+            _event("bad-price", timedelta(minutes=1), price=-5.0),
+            _event("bad-name", timedelta(minutes=2), event_name="teleport"),
+        ],
+    )
+    run = run_etl(spark, settings, EtlRequest())
+    assert run.rejected_events == 2
+    dead = read_dataset(layout.deadletter_root("events_etl")).to_pylist()
+    assert {(d["event_id"], d["reason"], d["date"]) for d in dead} == {
+        ("bad-price", "negative price", DAY),
+        ("bad-name", "unknown event_name", DAY),
+    }
+    assert [
+        e["event_id"] for e in read_dataset(layout.curated_root("events_clean")).to_pylist()
+    ] == ["good"]
+    # No orders or catalogue yet: the tables exist and are empty, nothing fails.
+    assert read_dataset(layout.curated_root("orders_enriched")).num_rows == 0
+    assert read_dataset(layout.curated_root("user_behavior")).to_pylist()[0]["product_name"] is None
+
+
+def test_an_empty_lake_is_one_actionable_line(spark: SparkSession, settings: Settings) -> None:
+    with pytest.raises(ShopflowError, match="no raw events yet: land some"):
+        run_etl(spark, settings, EtlRequest())
+
+
+def test_a_backfill_of_dates_without_events_is_an_error(
+    spark: SparkSession, settings: Settings
+) -> None:
+    land(LakeLayout.from_settings(settings), "a", [_event("e1", timedelta(0))])
+    with pytest.raises(ShopflowError, match="no raw events on 2026-01-01"):
+        run_etl(spark, settings, backfill_request("2026-01-01", "2026-01-01"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hour": "2026-11-25 10"}, "--hour '2026-11-25 10' is not YYYY-MM-DDTHH"),
+        ({"hour": "2026-11-25T10", "since": "2026-11-25"}, "either --hour or --since"),
+        ({"until": "2026-11-25"}, "--until needs --since"),
+        ({"since": "yesterday"}, "--since 'yesterday' is not an ISO-8601 time"),
+        ({"since": "2026-11-25T10", "until": "2026-11-25T09"}, "must be after --since"),
+    ],
+)
+def test_bad_etl_arguments_are_one_line(kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(ShopflowError, match=message.replace("(", r"\(")):
+        etl_request(**kwargs)
+
+
+def test_requests_cover_the_right_dates() -> None:
+    assert etl_request(hour="2026-11-25T23").dates == (DAY,)
+    ranged = etl_request(since="2026-11-25T22:00Z", until="2026-11-27T00:00Z")
+    assert ranged.dates == (DAY, NEXT_DAY) and ranged.incremental
+    assert etl_request().dates == ()
+    backfill = backfill_request("2026-11-25", "2026-11-27")
+    assert len(backfill.dates) == 3 and not backfill.incremental
+    with pytest.raises(ShopflowError, match="--end 2026-11-24 is before --start 2026-11-25"):
+        backfill_request("2026-11-25", "2026-11-24")
+    with pytest.raises(ShopflowError, match="--start '25/11/2026' is not YYYY-MM-DD"):
+        backfill_request("25/11/2026", "2026-11-26")

@@ -1,20 +1,59 @@
-"""Thin ETL entry points: read the raw zone, run the transforms, replace curated partitions.
+"""ETL jobs: read the raw zone, run the pure transforms, replace curated partitions whole.
 
-The same entry points run in-process (tests, `shopflow etl`) and under spark-submit/Dataproc.
+The same `run_etl` runs in-process (tests, `shopflow etl|backfill`) and as the spark-submit main
+file (`python -m shopflow.transform.entrypoint`, hence Dataproc).
+
+What a run recomputes (`EtlRequest`):
+
+* `etl` (incremental): every event date whose raw partitions received a file since the last run
+  (file modification times from the lake listing, minus `LISTING_MARGIN` for clock skew and writes
+  in flight), each such date's next date when it has events (a late event before midnight can
+  move the start of a session that crosses into it), plus the dates of `--hour` or
+  `--since/--until` when given. The state record `_state/etl_hourly.json` keeps the time of the
+  listing; it advances only after every output is written. The first run processes everything.
+* `backfill`: exactly the given dates, whatever the state (which it leaves alone).
+
+The unit of recomputation is a whole event date, read with the previous date as session context
+(sessions crossing midnight keep their id): deduplication is per event id, and every copy of an
+event lands in the partition of its `event_ts`, so one date's output depends only on the raw
+events of that date and the one before. Orders, products and users are small pulls, read whole.
+
+Curated layout (`curated/<table>/...`, one `part-00000.parquet` per partition, replaced atomically
+through `replace_partition`; partition columns live in the path only, as Spark writes them):
+
+* `events_clean/date=D/hour=HH/`, `traffic_hourly/date=D/hour=HH/`: the hours of each recomputed
+  date that have events.
+* `traffic_daily/date=D/`, `user_behavior/date=D/`: each recomputed date.
+* `orders_enriched/date=D/` (order date) and `order_reconciliation/date=D/`: computed over all
+  orders (and all curated order/return events); only the partitions whose rows changed are
+  rewritten, so a status update of an old order reaches its date without rewriting every date.
+* `products_clean/`, `users_enriched/`, `category_summary/`: whole-table snapshots, one file
+  `curated/<table>/part-00000.parquet` at the table root, rewritten every run. They have no
+  partition folder because their own `date` column (listing / sign-up date) would clash with a
+  `date=` partition; read the folder (or the file) as a plain Parquet dataset.
+* `deadletter/events_etl/date=D/part-00000.parquet`: raw events of raw partition date D that
+  failed a contract check in staging, with their `reason`; replaced whole with the date.
+
+Engine: inputs are read and outputs collected only through `_read_parquet`, `_to_arrow`,
+`_materialize` and `_release` (the same signatures as `shopflow.transform.engine`'s helpers), and
+outputs are committed by the lake layer from Arrow, so a SQLFrame session can run the job once
+those four route to the engine module. Spark-only calls kept: `read.schema(...)` (typed partition
+columns) and `unpersist`, both inside those helpers.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import reduce
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema
-from pyspark.sql.types import DateType, IntegerType, StructField, StructType
 
 from shopflow.contracts import (
     RAW_EVENT_SCHEMA,
@@ -22,119 +61,498 @@ from shopflow.contracts import (
     RAW_PRODUCT_SCHEMA,
     RAW_USER_SCHEMA,
 )
-from shopflow.lake import LakeLayout, list_partitions, replace_partition
+from shopflow.errors import ShopflowError
+from shopflow.lake import (
+    LakeLayout,
+    StateStore,
+    list_data_files,
+    list_partitions,
+    read_dataset,
+    replace_partition,
+)
 from shopflow.settings import Settings
-from shopflow.transform.events import event_rejects, events_clean, stage_events
+from shopflow.transform.events import (
+    STAGED_EVENT_COLUMNS,
+    event_rejects,
+    events_clean,
+    stage_events,
+)
 from shopflow.transform.orders import dedup_order_lines, orders_enriched
-from shopflow.transform.products import products_clean
+from shopflow.transform.products import category_summary, products_clean
 from shopflow.transform.reconciliation import order_reconciliation
 from shopflow.transform.traffic import traffic_daily, traffic_hourly
 from shopflow.transform.user_behavior import user_behavior
-from shopflow.transform.users import users_clean
+from shopflow.transform.users import users_clean, users_enriched
 
 #: Curated tables with one partition per event date and hour.
-HOURLY_TABLES = ("events_clean", "traffic_hourly")
-#: Curated tables with one partition per date.
-DAILY_TABLES = ("user_behavior", "traffic_daily", "order_reconciliation", "orders_enriched")
+HOURLY_TABLES: Final = ("events_clean", "traffic_hourly")
+#: Curated tables with one partition per recomputed event date.
+DAILY_TABLES: Final = ("traffic_daily", "user_behavior")
+#: Curated tables partitioned by date, computed whole, rewritten where their rows changed.
+SYNCED_TABLES: Final = ("orders_enriched", "order_reconciliation")
+#: Curated whole-table snapshots (`curated/<table>/part-00000.parquet`).
+SNAPSHOT_TABLES: Final = ("products_clean", "users_enriched", "category_summary")
+#: Every curated table the ETL writes.
+CURATED_TABLES: Final = (*HOURLY_TABLES, *DAILY_TABLES, *SYNCED_TABLES, *SNAPSHOT_TABLES)
+#: Where staging rejects go (`deadletter/<source>/date=D/`).
+REJECTS_SOURCE: Final = "events_etl"
+#: The ETL's state record under `_state/`.
+STATE_NAME: Final = "etl_hourly"
+#: Files modified this long before the previous listing are looked at again (clock skew, writes in
+#: flight); reprocessing is idempotent, so the overlap only costs time.
+LISTING_MARGIN: Final = timedelta(minutes=5)
+
+_CURATED_EVENTS_SCHEMA: Final = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event_name", pa.string()),
+        ("product_id", pa.string()),
+        ("user_id", pa.string()),
+        ("order_id", pa.string()),
+        ("price", pa.float64()),
+        ("event_ts", pa.timestamp("us", tz="UTC")),
+        ("session_id", pa.string()),
+        ("session_source", pa.string()),
+        ("ingest_ts", pa.timestamp("us", tz="UTC")),
+        ("date", pa.date32()),
+        ("hour", pa.int32()),
+    ]
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests and results
 
 
 @dataclass(frozen=True, slots=True)
+class EtlRequest:
+    """What to recompute: explicit event dates, and whether to add what is new since the last run.
+
+    `incremental` runs read and advance the state record; a backfill (`incremental=False`) does
+    neither.
+    """
+
+    dates: tuple[date, ...] = ()
+    incremental: bool = True
+    label: str = "new data"
+
+
+@dataclass(slots=True)
 class EtlRun:
-    """What one ETL run did: the event dates it recomputed and the partitions it replaced."""
+    """What one ETL run did."""
 
-    dates: tuple[date, ...]
+    label: str
+    dates: tuple[date, ...] = ()
     partitions: dict[str, list[str]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
     rejected_events: int = 0
+    seconds: float = 0.0
+    since: datetime | None = None
+
+    @property
+    def partitions_written(self) -> int:
+        """How many curated (and dead-letter) files this run replaced."""
+        return sum(len(urls) for urls in self.partitions.values())
+
+    def summary(self) -> str:
+        """A few lines for the command line."""
+        if not self.dates and not self.partitions:
+            since = f" since {self.since.isoformat()}" if self.since else ""
+            return f"etl ({self.label}): nothing new in the raw zone{since}; {self.seconds:.1f}s"
+        days = ", ".join(d.isoformat() for d in self.dates) or "none"
+        lines = [
+            f"etl ({self.label}): event dates {days}; {self.partitions_written} partitions "
+            f"written; {self.rejected_events:,} rejected events; {self.seconds:.1f}s"
+        ]
+        for name in (*CURATED_TABLES, f"deadletter/{REJECTS_SOURCE}"):
+            if name in self.partitions:
+                lines.append(
+                    f"  {name:<22} {self.rows.get(name, 0):>10,} rows "
+                    f"in {len(self.partitions[name])} partitions"
+                )
+        return "\n".join(lines)
 
 
-def _event_schema() -> StructType:
-    raw = from_arrow_schema(RAW_EVENT_SCHEMA)
-    return StructType(
-        [*raw.fields, StructField("date", DateType()), StructField("hour", IntegerType())]
+def _parse_ts(text: str, option: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ShopflowError(
+            f"{option} {text!r} is not an ISO-8601 time, e.g. 2026-11-25T10 or 2026-11-25T10:00Z"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_hour(text: str) -> datetime:
+    """`YYYY-MM-DDTHH` (UTC) as the start of that hour."""
+    try:
+        value = datetime.strptime(text.strip(), "%Y-%m-%dT%H")
+    except ValueError:
+        raise ShopflowError(
+            f"--hour {text!r} is not YYYY-MM-DDTHH (UTC), e.g. 2026-11-25T10"
+        ) from None
+    return value.replace(tzinfo=UTC)
+
+
+def parse_date(text: str, option: str) -> date:
+    """`YYYY-MM-DD` as a date."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ShopflowError(f"{option} {text!r} is not YYYY-MM-DD, e.g. 2026-11-25") from None
+
+
+def date_range(start: date, end: date) -> tuple[date, ...]:
+    """Every date from `start` to `end`, both included."""
+    return tuple(start + timedelta(days=n) for n in range((end - start).days + 1))
+
+
+def etl_request(
+    hour: str | None = None, since: str | None = None, until: str | None = None
+) -> EtlRequest:
+    """The request of `shopflow etl`: `--hour`, or `--since` [`--until`], or nothing.
+
+    `--since/--until` are event times (UTC unless a zone is given): the event dates of every hour
+    in [since, until) are recomputed. Any form also picks up what is new since the last run.
+    """
+    if hour is not None and (since is not None or until is not None):
+        raise ShopflowError("give either --hour or --since/--until, not both")
+    if until is not None and since is None:
+        raise ShopflowError("--until needs --since")
+    if hour is not None:
+        start = parse_hour(hour)
+        return EtlRequest((start.date(),), label=f"hour {start:%Y-%m-%dT%H}")
+    if since is not None:
+        start = _parse_ts(since, "--since")
+        end = _parse_ts(until, "--until") if until is not None else datetime.now(UTC)
+        if end <= start:
+            raise ShopflowError(f"--until ({end.isoformat()}) must be after --since")
+        last = (end - timedelta(microseconds=1)).date()
+        return EtlRequest(
+            date_range(start.date(), last),
+            label=f"{start.isoformat()} to {end.isoformat()}",
+        )
+    return EtlRequest()
+
+
+def backfill_request(start: str, end: str) -> EtlRequest:
+    """The request of `shopflow backfill --start --end`: whole dates, state ignored."""
+    first, last = parse_date(start, "--start"), parse_date(end, "--end")
+    if last < first:
+        raise ShopflowError(f"--end {last} is before --start {first}")
+    return EtlRequest(
+        date_range(first, last), incremental=False, label=f"backfill {first} to {last}"
     )
 
 
-def _read(spark: SparkSession, schema: StructType, root: str, urls: Sequence[str]) -> DataFrame:
-    if not urls:
-        return spark.createDataFrame([], schema)
-    # basePath keeps the Hive columns; the explicit schema types them (date, int) as the lake does.
-    return spark.read.schema(schema).option("basePath", root).parquet(*urls)
+# ---------------------------------------------------------------------------------------------
+# Engine edges (see the module docstring)
 
 
-def _read_pulls(
-    spark: SparkSession, layout: LakeLayout, source: str, arrow: pa.Schema
+def _read_parquet(
+    session: Any, paths: Sequence[str], schema: pa.Schema, *, base_path: str | None = None
 ) -> DataFrame:
+    """Parquet files or Hive partition folders as one DataFrame typed by `schema`."""
+    if not paths:
+        return _create_dataframe(session, schema.empty_table())
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    reader = session.read.schema(from_arrow_schema(schema))
+    if base_path is not None:
+        reader = reader.option("basePath", base_path)
+    frame: DataFrame = reader.parquet(*paths)
+    return frame
+
+
+def _create_dataframe(session: Any, table: pa.Table) -> DataFrame:
+    frame: DataFrame = session.createDataFrame(table)
+    return frame
+
+
+def _to_arrow(df: DataFrame) -> pa.Table:
+    """Collected as Arrow with UTC microsecond timestamps."""
+    table: pa.Table = df.toArrow()
+    fields = [
+        pa.field(f.name, pa.timestamp("us", tz="UTC"), f.nullable)
+        if pa.types.is_timestamp(f.type)
+        else f
+        for f in table.schema
+    ]
+    schema = pa.schema(fields)
+    return table if schema.equals(table.schema) else table.cast(schema)
+
+
+def _materialize(df: DataFrame) -> DataFrame:
+    return df.cache()
+
+
+def _release(df: DataFrame) -> None:
+    df.unpersist()
+
+
+# ---------------------------------------------------------------------------------------------
+# Extract
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    dates: tuple[date, ...]
+    listed_at: datetime
+    since: datetime | None
+    new_pulls: bool
+
+
+def plan_run(layout: LakeLayout, state: StateStore, request: EtlRequest) -> _Plan:
+    """The event dates to recompute, from the request and (incremental) the lake listing."""
+    listed_at = datetime.now(UTC)
+    events = list_partitions(layout.events_root())
+    if not events:
+        raise ShopflowError(
+            f"the lake at {layout.root} has no raw events yet: land some with "
+            "`shopflow ingest events` (or run `shopflow demo`)"
+        )
+    with_events = {p.date for p in events if p.date is not None}
+    wanted = set(request.dates)
+    since: datetime | None = None
+    new_pulls = False
+    if request.incremental:
+        record = state.get(STATE_NAME)
+        if record is not None and record.get("listed_at"):
+            since = datetime.fromisoformat(str(record["listed_at"])) - LISTING_MARGIN
+        changed = {p.date for p in events if p.date and (since is None or p.latest_mtime > since)}
+        wanted |= changed | {d + timedelta(days=1) for d in changed}
+        new_pulls = any(
+            list_partitions(layout.pull_root(source), since=since)
+            for source in ("orders", "products", "users")
+        )
+    elif not wanted & with_events:
+        days = ", ".join(sorted(d.isoformat() for d in wanted))
+        raise ShopflowError(f"no raw events on {days}: nothing to backfill in {layout.root}")
+    return _Plan(tuple(sorted(wanted & with_events)), listed_at, since, new_pulls)
+
+
+def extract_raw_events(session: Any, layout: LakeLayout, dates: Iterable[date]) -> DataFrame:
+    """Raw events of the given event dates (with `date` and `hour` from the path)."""
+    wanted = set(dates)
+    root = layout.events_root()
+    urls = [p.url for p in list_partitions(root) if p.date in wanted]
+    schema = pa.schema([*RAW_EVENT_SCHEMA, ("date", pa.date32()), ("hour", pa.int32())])
+    return _read_parquet(session, urls, schema, base_path=root)
+
+
+def extract_pulls(session: Any, layout: LakeLayout, source: str, schema: pa.Schema) -> DataFrame:
+    """Every raw pull of `orders`, `products` or `users` (duplicates across pulls included)."""
     root = layout.pull_root(source)
     urls = [p.url for p in list_partitions(root)]
-    # The pull partition key (cursor_date) is not part of the row contract.
-    schema = StructType([*from_arrow_schema(arrow).fields, StructField("cursor_date", DateType())])
-    return _read(spark, schema, root, urls).drop("cursor_date")
+    full = pa.schema([*schema, ("cursor_date", pa.date32())])
+    return _read_parquet(session, urls, full, base_path=root).drop("cursor_date")
 
 
-def _write(
+def extract_curated_events(session: Any, layout: LakeLayout) -> DataFrame:
+    """All of curated `events_clean`."""
+    root = layout.curated_root("events_clean")
+    urls = [p.url for p in list_partitions(root)]
+    return _read_parquet(session, urls, _CURATED_EVENTS_SCHEMA, base_path=root)
+
+
+# ---------------------------------------------------------------------------------------------
+# Load
+
+
+def _partition_keys(table: pa.Table, hourly: bool) -> list[tuple[date, int | None]]:
+    if hourly:
+        pairs = zip(table["date"].to_pylist(), table["hour"].to_pylist(), strict=True)
+        return sorted(set(pairs))
+    return [(day, None) for day in sorted(set(table["date"].to_pylist()))]
+
+
+def _part(table: pa.Table, day: date, hour: int | None = None) -> pa.Table:
+    mask = pc.equal(table["date"], pa.scalar(day, pa.date32()))
+    if hour is not None:
+        mask = pc.and_(mask, pc.equal(table["hour"], pa.scalar(hour, pa.int32())))
+    return table.filter(mask)
+
+
+def write_partitions(
     table: pa.Table, name: str, layout: LakeLayout, keys: Iterable[tuple[date, int | None]]
 ) -> list[str]:
+    """Replace the given partitions of a curated table with their rows of `table`."""
+    return [
+        replace_partition(_part(table, day, hour), layout.curated_partition(name, day, hour))
+        for day, hour in keys
+    ]
+
+
+def _canonical(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    relaxed = pa.schema([pa.field(c, table.schema.field(c).type) for c in columns])
+    projected = pa.Table.from_arrays([table[c] for c in columns], schema=relaxed)
+    return projected.sort_by([(c, "ascending") for c in columns]).combine_chunks()
+
+
+def write_changed_partitions(table: pa.Table, name: str, layout: LakeLayout) -> list[str]:
+    """Replace the date partitions of a curated table whose rows differ from `table`'s."""
+    root = layout.curated_root(name)
+    stored = read_dataset(root) if list_data_files(root) else None
+    columns = [c for c in table.column_names if c != "date"]
     written = []
-    for day, hour in sorted(keys, key=lambda k: (k[0], -1 if k[1] is None else k[1])):
-        mask = pc.equal(table["date"], pa.scalar(day, pa.date32()))
-        if hour is not None:
-            mask = pc.and_(mask, pc.equal(table["hour"], pa.scalar(hour, pa.int32())))
-        part = table.filter(mask)
-        written.append(replace_partition(part, layout.curated_partition(name, day, hour)))
+    for day, _ in _partition_keys(table, hourly=False):
+        new = _part(table, day)
+        if stored is not None and stored.num_rows and set(columns) <= set(stored.column_names):
+            old = _part(stored, day)
+            if old.num_rows == new.num_rows and _canonical(old, columns).equals(
+                _canonical(new, columns)
+            ):
+                continue
+        written.append(replace_partition(new, layout.curated_partition(name, day)))
     return written
 
 
-def event_dates(hours: Iterable[datetime]) -> tuple[date, ...]:
-    """The UTC dates of the given event hours, sorted and unique."""
-    return tuple(sorted({h.astimezone(UTC).date() for h in hours}))
+def write_snapshot(table: pa.Table, name: str, layout: LakeLayout) -> str:
+    """Replace a whole-table snapshot: `curated/<table>/part-00000.parquet`."""
+    return replace_partition(table, layout.curated_root(name))
 
 
-def run_hourly_etl(spark: SparkSession, settings: Settings, hours: Sequence[datetime]) -> EtlRun:
-    """Recompute the curated zone for the event dates of `hours` (UTC hour starts).
+def write_rejects(table: pa.Table, layout: LakeLayout, dates: Iterable[date]) -> list[str]:
+    """Replace the ETL dead letters of each date (an empty date clears an older file)."""
+    written = []
+    for day in dates:
+        part = _part(table, day)
+        url = layout.deadletter_partition(REJECTS_SOURCE, day)
+        if part.num_rows or list_data_files(url):
+            written.append(replace_partition(part, url))
+    return written
 
-    Sessions and late events reach across hours, so the unit of recomputation is the whole event
-    date (read with the previous date as session context): every hour partition of that date that
-    has events is replaced, so re-running converges to the same state. Orders, products and users
-    are read whole (they are small pulls, deduplicated here).
-    """
-    dates = event_dates(hours)
-    if not dates:
-        return EtlRun(dates=())
+
+# ---------------------------------------------------------------------------------------------
+# The job
+
+
+def _rejects(raw: DataFrame, dates: Sequence[date]) -> DataFrame:
+    # Keyed by the raw partition date (the folder it was read from): an event without a usable
+    # event_ts has no event date of its own.
+    staged_columns = [c for c in STAGED_EVENT_COLUMNS if c not in ("date", "hour", "reject_reason")]
+    parts = [
+        event_rejects(stage_events(raw.where(F.col("date") == F.lit(day)))).select(
+            *staged_columns,
+            F.col("date").alias("event_date"),
+            F.col("hour").alias("event_hour"),
+            F.col("reject_reason").alias("reason"),
+            F.lit(day).alias("date"),
+        )
+        for day in dates
+    ]
+    return reduce(DataFrame.unionByName, parts)
+
+
+def _dated(df: DataFrame, dates: Sequence[date]) -> DataFrame:
+    return df.where(F.col("date").isin(list(dates)))
+
+
+def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
+    """Recompute the curated zone for a request; see the module docstring for what and where."""
+    started = time.monotonic()
     layout = LakeLayout.from_settings(settings)
-    events_root = layout.events_root()
-    wanted = {d for day in dates for d in (day, day - timedelta(days=1))}
-    event_urls = [p.url for p in list_partitions(events_root) if p.date in wanted]
-    raw_events = _read(spark, _event_schema(), events_root, event_urls)
+    state = StateStore(settings)
+    plan = plan_run(layout, state, request)
+    run = EtlRun(label=request.label, dates=plan.dates, since=plan.since)
+    if not plan.dates and not plan.new_pulls:
+        run.seconds = time.monotonic() - started
+        return run
 
-    staged = stage_events(raw_events).cache()
-    rejected = event_rejects(staged).count()
-    clean = events_clean(raw_events).cache()
-    products = products_clean(_read_pulls(spark, layout, "products", RAW_PRODUCT_SCHEMA)).cache()
-    users = users_clean(_read_pulls(spark, layout, "users", RAW_USER_SCHEMA))
-    orders = orders_enriched(
-        dedup_order_lines(_read_pulls(spark, layout, "orders", RAW_ORDER_SCHEMA)), products
-    ).cache()
+    def record(name: str, urls: list[str], rows: int) -> None:
+        run.partitions[name] = urls
+        run.rows[name] = rows
 
-    in_dates = F.col("date").isin(list(dates))
-    tables: dict[str, DataFrame] = {
-        "events_clean": clean.where(in_dates),
-        "user_behavior": user_behavior(clean, products, users).where(in_dates),
-        "traffic_hourly": traffic_hourly(clean).where(in_dates),
-        "traffic_daily": traffic_daily(clean).where(in_dates),
-        "order_reconciliation": order_reconciliation(clean, orders).where(in_dates),
-        "orders_enriched": orders.where(in_dates),
+    products = _materialize(
+        products_clean(extract_pulls(session, layout, "products", RAW_PRODUCT_SCHEMA))
+    )
+    raw_users = extract_pulls(session, layout, "users", RAW_USER_SCHEMA)
+    users = _materialize(users_clean(raw_users))
+    cached = [products, users]
+
+    if plan.dates:
+        dates = plan.dates
+        context = sorted({d - timedelta(days=1) for d in dates} | set(dates))
+        raw = extract_raw_events(session, layout, context)
+        rejects = _to_arrow(_rejects(raw, dates))
+        run.rejected_events = rejects.num_rows
+        record(
+            f"deadletter/{REJECTS_SOURCE}", write_rejects(rejects, layout, dates), rejects.num_rows
+        )
+
+        clean = _materialize(_dated(events_clean(raw), dates))
+        cached.append(clean)
+        outputs = {
+            "events_clean": clean,
+            "traffic_hourly": traffic_hourly(clean),
+            "traffic_daily": traffic_daily(clean),
+            "user_behavior": user_behavior(clean, products, users),
+        }
+        for name, df in outputs.items():
+            table = _to_arrow(df)
+            keys = _partition_keys(table, hourly=name in HOURLY_TABLES)
+            record(name, write_partitions(table, name, layout, keys), table.num_rows)
+
+    orders = _materialize(
+        orders_enriched(
+            dedup_order_lines(extract_pulls(session, layout, "orders", RAW_ORDER_SCHEMA)), products
+        )
+    )
+    cached.append(orders)
+    orders_table = _to_arrow(orders)
+    record(
+        "orders_enriched",
+        write_changed_partitions(orders_table, "orders_enriched", layout),
+        orders_table.num_rows,
+    )
+
+    # Reconciliation and the snapshots cover all dates: read every curated event back once.
+    all_events = _materialize(extract_curated_events(session, layout))
+    cached.append(all_events)
+    recon = _to_arrow(order_reconciliation(all_events, orders))
+    record(
+        "order_reconciliation",
+        write_changed_partitions(recon, "order_reconciliation", layout),
+        recon.num_rows,
+    )
+    snapshots = {
+        "products_clean": products,
+        "users_enriched": users_enriched(raw_users, all_events, orders),
+        "category_summary": category_summary(products, all_events, orders),
     }
-    partitions: dict[str, list[str]] = {}
-    for name, df in tables.items():
-        # Collected to the driver: the lake's atomic one-file partition replace is Arrow-based.
-        table = df.toArrow()
-        if name in HOURLY_TABLES:
-            keys: set[tuple[date, int | None]] = set(
-                zip(table["date"].to_pylist(), table["hour"].to_pylist(), strict=True)
-            )
-        else:
-            keys = {(day, None) for day in dates}
-        partitions[name] = _write(table, name, layout, keys)
-    for df in (staged, clean, products, orders):
-        df.unpersist()
-    return EtlRun(dates=dates, partitions=partitions, rejected_events=rejected)
+    for name, df in snapshots.items():
+        table = _to_arrow(df)
+        record(name, [write_snapshot(table, name, layout)], table.num_rows)
+
+    for df in cached:
+        _release(df)
+    if request.incremental:
+        # Only now: a run that failed above is redone in full by the next one. The store remembers
+        # the version plan_run read, so a concurrent run makes this raise instead of going back.
+        state.put(
+            STATE_NAME,
+            {
+                "listed_at": plan.listed_at.isoformat(),
+                "dates": [d.isoformat() for d in plan.dates],
+                "finished_at": datetime.now(UTC).isoformat(),
+            },
+        )
+    run.seconds = time.monotonic() - started
+    return run
+
+
+def run_hourly_etl(session: Any, settings: Settings, hours: Sequence[datetime]) -> EtlRun:
+    """Recompute the event dates of `hours` (UTC hour starts) and whatever is new since last run."""
+    dates = tuple(sorted({h.astimezone(UTC).date() for h in hours}))
+    return run_etl(session, settings, EtlRequest(dates, label="hours"))
+
+
+__all__ = [
+    "CURATED_TABLES",
+    "EtlRequest",
+    "EtlRun",
+    "backfill_request",
+    "etl_request",
+    "run_etl",
+    "run_hourly_etl",
+]

@@ -1,0 +1,251 @@
+"""The near-real-time path: Spark Structured Streaming over the raw events zone.
+
+The landing consumer writes `raw/events/date=/hour=/*.parquet` (one file per landed batch, atomic
+rename, so a reader never sees a partial file). This job reads that folder as a Parquet *file
+source* and keeps `curated/events_clean_stream/date=/hour=/` up to date:
+
+1. Staging is the batch path's own code: `stage_events` + `valid_events` (nothing forked).
+2. Deduplication by `event_id` is stateful and bounded: `withWatermark("event_ts", late tolerance)`
+   + `dropDuplicatesWithinWatermark(["event_id"])`. A key's state is dropped once the watermark
+   (max event time seen - tolerance) passes its event time + tolerance.
+3. Sessions reach back in time (a session ends after 30 minutes without an event by the user) and
+   across micro-batches, so sessionisation is not a streaming operator: `foreachBatch` takes the
+   micro-batch's new events, reads back the stream table's rows of the *affected dates* (each date
+   with a new event, and the day after it, whose first session may now start earlier) plus the
+   previous date as context, re-runs the batch path's `dedup_events` + `sessionise` on the union,
+   and replaces the hourly partitions of the affected dates whole through the lake API
+   (`replace_partition`: one atomic file per partition), exactly as the batch job writes.
+
+Why a table of its own (`events_clean_stream`) and not the batch job's `events_clean`: the hourly
+batch ETL replaces whole `events_clean` partitions and is the system of record (it keeps events
+that arrive later than the streaming late tolerance). Two writers replacing the same partitions
+would race, and the last one would win with its own edge semantics. The stream table is the
+fresher view for the demo; the parity test shows the two agree for the same input.
+
+Semantics that differ from the batch path (the parity test pins down where they agree):
+
+* Which copy of a duplicate survives: batch keeps the first *landed* copy (earliest `ingest_ts`,
+  then `message_id`); the stream keeps the first *processed* copy. The file source processes files
+  oldest modification time first, so across micro-batches first processed = first landed; within one
+  micro-batch the copy kept by `dropDuplicatesWithinWatermark` is arbitrary. Copies of one event
+  carry the same payload, so the only column of `events_clean` that can differ is `ingest_ts`.
+* Too-late events: an event whose `event_ts` is older than the watermark when its file is
+  processed is dropped by the stream (Spark drops too-late rows in a watermarked stateful
+  operator); the batch path keeps it. Hence the tolerance default (`DEFAULT_LATE_TOLERANCE`) is
+  above the simulator's latest delivery (8 h). Spark filters late rows with the watermark of the
+  previous micro-batch, so the cut-off lags by one batch. Duplicates cannot leak past the state's
+  eviction: a key is evicted only once the watermark passes its event time + tolerance, after which
+  any copy of it is too late. `foreachBatch` deduplicates again against the table's rows of the
+  same dates, which makes a replayed micro-batch idempotent.
+* Rejected rows (contract failures) are filtered out here; the batch job counts them.
+
+Checkpoint: `<lake>/_state/streaming/events_clean_stream/` (offsets, the file-source log of files
+already seen and the dedup state). Delete it (with the stream table) to rebuild from scratch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.streaming.query import StreamingQuery
+from pyspark.sql.types import (
+    DateType,
+    DoubleType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from shopflow.contracts import RAW_EVENT_SCHEMA
+from shopflow.lake import LakeLayout, list_partitions, replace_partition, resolve
+from shopflow.lake.io import is_local
+from shopflow.settings import Settings
+from shopflow.transform.events import (
+    DEFAULT_SESSION_GAP_MINUTES,
+    EVENTS_CLEAN_COLUMNS,
+    dedup_events,
+    sessionise,
+    stage_events,
+    valid_events,
+)
+
+#: The curated table the stream maintains (same columns and partitioning as `events_clean`).
+STREAM_TABLE: Final = "events_clean_stream"
+#: How late (in event time) an event may arrive and still be deduplicated and kept.
+DEFAULT_LATE_TOLERANCE: Final = "12 hours"
+#: Micro-batch interval of the continuous (demo) mode.
+DEFAULT_TRIGGER_INTERVAL: Final = "10 seconds"
+QUERY_NAME: Final = "events_clean_stream"
+
+#: Schema of `events_clean` (and of the stream table), in `EVENTS_CLEAN_COLUMNS` order.
+EVENTS_CLEAN_SCHEMA: Final = StructType(
+    [
+        StructField("event_id", StringType()),
+        StructField("event_name", StringType()),
+        StructField("product_id", StringType()),
+        StructField("user_id", StringType()),
+        StructField("order_id", StringType()),
+        StructField("price", DoubleType()),
+        StructField("event_ts", TimestampType()),
+        StructField("date", DateType()),
+        StructField("hour", IntegerType()),
+        StructField("session_id", StringType()),
+        StructField("session_source", StringType()),
+        StructField("ingest_ts", TimestampType()),
+    ]
+)
+
+
+def raw_event_stream_schema() -> StructType:
+    """The raw event file columns plus the Hive partition columns `date` and `hour`."""
+    fields = [
+        StructField(f.name, f.dataType, True) for f in from_arrow_schema(RAW_EVENT_SCHEMA).fields
+    ]
+    return StructType(
+        [*fields, StructField("date", DateType()), StructField("hour", IntegerType())]
+    )
+
+
+def checkpoint_location(settings: Settings) -> str:
+    """Where the stream keeps its offsets, seen-file log and dedup state."""
+    return f"{LakeLayout.from_settings(settings).state_root()}/streaming/{STREAM_TABLE}"
+
+
+def deduplicated_event_stream(
+    raw_stream: DataFrame, late_tolerance: str = DEFAULT_LATE_TOLERANCE
+) -> DataFrame:
+    """Valid raw events, deduplicated by `event_id` with state bounded by the watermark."""
+    return (
+        valid_events(stage_events(raw_stream))
+        .withWatermark("event_ts", late_tolerance)
+        .dropDuplicatesWithinWatermark(["event_id"])
+    )
+
+
+def _read_stream_table(spark: SparkSession, layout: LakeLayout, dates: set[date]) -> DataFrame:
+    root = layout.curated_root(STREAM_TABLE)
+    urls = [p.url for p in list_partitions(root) if p.date in dates]
+    if not urls:
+        return spark.createDataFrame([], EVENTS_CLEAN_SCHEMA)
+    return spark.read.schema(EVENTS_CLEAN_SCHEMA).option("basePath", root).parquet(*urls)
+
+
+def _unsessionised(events_clean: DataFrame) -> DataFrame:
+    # Undo `sessionise`: a derived session id was null on arrival; a client one is kept.
+    client = F.col("session_source") == "client"
+    return events_clean.withColumn(
+        "session_id", F.when(client, F.col("session_id")).otherwise(F.lit(None).cast("string"))
+    ).drop("session_source")
+
+
+def _replace_hour_partitions(table: pa.Table, layout: LakeLayout) -> list[str]:
+    written = []
+    keys = sorted(set(zip(table["date"].to_pylist(), table["hour"].to_pylist(), strict=True)))
+    for day, hour in keys:
+        mask = pc.and_(
+            pc.equal(table["date"], pa.scalar(day, pa.date32())),
+            pc.equal(table["hour"], pa.scalar(hour, pa.int32())),
+        )
+        part = table.filter(mask)
+        written.append(replace_partition(part, layout.curated_partition(STREAM_TABLE, day, hour)))
+    return written
+
+
+def apply_micro_batch(
+    new_events: DataFrame,
+    layout: LakeLayout,
+    gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
+) -> list[str]:
+    """Merge one micro-batch of new, deduplicated events into the stream table; return the files.
+
+    Recomputes the affected dates (dates with a new event and the day after each) from the table's
+    rows plus the new ones, with the previous date as session context, and replaces their hourly
+    partitions. Idempotent: a replayed micro-batch (after a crash between the write and the
+    checkpoint commit) meets its own rows in the table and `dedup_events` keeps one copy.
+    """
+    spark = new_events.sparkSession
+    columns = [c for c in EVENTS_CLEAN_COLUMNS if c != "session_source"]
+    new = new_events.select(*columns, "message_id").cache()
+    try:
+        new_dates = {row["date"] for row in new.select("date").distinct().collect()}
+        if not new_dates:
+            return []
+        affected = new_dates | {d + timedelta(days=1) for d in new_dates}
+        context = affected | {d - timedelta(days=1) for d in affected}
+        # Rows already in the table were landed first (or are this batch's own, replayed).
+        existing = _unsessionised(_read_stream_table(spark, layout, context)).withColumn(
+            "message_id", F.lit(None).cast("string")
+        )
+        merged = dedup_events(existing.unionByName(new))
+        result = (
+            sessionise(merged, gap_minutes)
+            .where(F.col("date").isin(sorted(affected)))
+            .select(*EVENTS_CLEAN_COLUMNS)
+        )
+        # Collected before any write: the read of the partitions being replaced is complete.
+        table = result.toArrow()
+    finally:
+        new.unpersist()
+    return _replace_hour_partitions(table, layout)
+
+
+def _ensure_local_folder(url: str) -> None:
+    fs, path = resolve(url)
+    if is_local(fs):
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def start_events_stream(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    available_now: bool,
+    max_files_per_trigger: int | None = None,
+    late_tolerance: str = DEFAULT_LATE_TOLERANCE,
+    trigger_interval: str = DEFAULT_TRIGGER_INTERVAL,
+    gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
+    on_batch: Callable[[int, list[str]], None] | None = None,
+) -> StreamingQuery:
+    """Start the stream `raw/events/` → `curated/events_clean_stream/`; return the running query.
+
+    `available_now=True` processes every file present at the start (in micro-batches of at most
+    `max_files_per_trigger` files) and stops: tests and catch-up runs; wait with
+    `query.awaitTermination()`. Otherwise it runs a micro-batch every `trigger_interval` until
+    stopped. Restarts resume from the checkpoint: only files not yet seen are read.
+    `on_batch(batch_id, files_written)` is called after each micro-batch is written.
+    """
+    layout = LakeLayout.from_settings(settings)
+    events_root = layout.events_root()
+    _ensure_local_folder(events_root)
+    reader = spark.readStream.schema(raw_event_stream_schema()).option("basePath", events_root)
+    if max_files_per_trigger is not None:
+        if max_files_per_trigger < 1:
+            raise ValueError(f"max_files_per_trigger must be positive, got {max_files_per_trigger}")
+        reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
+    deduplicated = deduplicated_event_stream(reader.parquet(events_root), late_tolerance)
+
+    def write_batch(batch: DataFrame, batch_id: int) -> None:
+        written = apply_micro_batch(batch, layout, gap_minutes)
+        if on_batch is not None:
+            on_batch(batch_id, written)
+
+    writer = (
+        deduplicated.writeStream.queryName(QUERY_NAME)
+        .option("checkpointLocation", checkpoint_location(settings))
+        .foreachBatch(write_batch)
+    )
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=trigger_interval)
+    return writer.start()

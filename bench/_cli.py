@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench._harness import BenchContext, discover
+from bench._harness import BROKEN, BenchContext, discover
 from bench._report import (
     LoadSampler,
     Machine,
@@ -65,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
+    for module, error in BROKEN.items():
+        print(f"bench: module bench/{module}.py could not be imported: {error}", file=sys.stderr)
 
     if args.list:
         for bench in registry.values():

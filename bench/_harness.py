@@ -106,13 +106,23 @@ def benchmark(
     return register
 
 
+#: Modules of the `bench` package that failed to import, with the error (see `discover`).
+BROKEN: dict[str, str] = {}
+
+
 def discover() -> dict[str, Benchmark]:
-    """Import every public module of the `bench` package (each registers itself); the registry."""
+    """Import every public module of the `bench` package (each registers itself); the registry.
+
+    A module that fails to import is recorded in `BROKEN` instead of stopping the others.
+    """
     import bench
 
     for module in pkgutil.iter_modules(bench.__path__):
         if not module.name.startswith("_"):
-            importlib.import_module(f"bench.{module.name}")
+            try:
+                importlib.import_module(f"bench.{module.name}")
+            except Exception as exc:
+                BROKEN[module.name] = f"{type(exc).__name__}: {exc}"
     return REGISTRY
 
 

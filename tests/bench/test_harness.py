@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -137,3 +138,20 @@ def test_landing_quick_writes_its_section(
         for step in ("publish", "land"):
             assert re.search(rf"^\| {case}: {step} \| messages=\d+", section, re.MULTILINE)
     assert "mode: quick" in section
+
+
+def test_a_broken_module_does_not_stop_the_others(
+    fake_benchmark: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_import = importlib.import_module
+
+    def import_module(name: str) -> object:
+        if name == "bench.landing":
+            raise ImportError("pretend it is broken")
+        return real_import(name)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    monkeypatch.setattr(bench._harness, "BROKEN", {})
+    registry = bench.discover()
+    assert fake_benchmark in registry
+    assert "pretend it is broken" in bench._harness.BROKEN["landing"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
@@ -20,3 +21,11 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     session = build_spark_session(settings, app_name="shopflow-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def duckdb_session() -> Any:
+    """The process's SQLFrame DuckDB session (in-memory, UTC), for the duckdb-engine tests."""
+    from shopflow.transform.engine import open_duckdb_session
+
+    return open_duckdb_session()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -32,3 +32,17 @@ def latest_per_key(df: DataFrame, keys: Sequence[str], newest_first: Sequence[Co
 def safe_ratio(numerator: Column, denominator: Column) -> Column:
     """numerator / denominator as a double, null when the denominator is zero or null."""
     return F.when(denominator > 0, numerator.cast("double") / denominator.cast("double"))
+
+
+def fill_nulls(df: DataFrame, values: Mapping[str, int | float]) -> DataFrame:
+    """Nulls in the named columns replaced by their value: the portable form of `fillna`.
+
+    (SQLFrame's `fillna` leaves the columns of a join's outer side null.) Columns keep their type
+    and order.
+    """
+    return df.select(
+        *(
+            F.coalesce(F.col(name), F.lit(values[name])).alias(name) if name in values else name
+            for name in df.columns
+        )
+    )

@@ -128,26 +128,31 @@ def sessionise(df: DataFrame, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) ->
         raise ValueError(f"gap_minutes must be positive, got {gap_minutes}")
     client = F.col("session_id").isNotNull()
     by_user = Window.partitionBy("user_id", "_client").orderBy("event_ts", "event_id")
-    event_us = F.unix_micros(F.col("event_ts"))
-    previous_us = F.lag(event_us).over(by_user)
+    # Each window is computed in a column of its own: a window over a window's result is not
+    # portable (Spark splits it into steps; DuckDB rejects nested window calls).
+    event_us = F.col("_event_us")
+    previous_us = F.col("_previous_us")
     starts_session = previous_us.isNull() | (
         event_us - previous_us >= gap_minutes * _MICROS_PER_MINUTE
     )
     running = by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    session_start_us = F.min(event_us).over(Window.partitionBy("user_id", "_client", "_session_no"))
+    by_session = Window.partitionBy("user_id", "_client", "_session_no")
     derived_id = F.concat(
-        F.lit("d-"), F.col("user_id"), F.lit("-"), session_start_us.cast("string")
+        F.lit("d-"), F.col("user_id"), F.lit("-"), F.col("_session_start_us").cast("string")
     )
     return (
         df.withColumn("_client", client)
+        .withColumn("_event_us", F.unix_micros(F.col("event_ts")))
+        .withColumn("_previous_us", F.lag("_event_us").over(by_user))
         .withColumn("_session_no", F.sum(F.when(starts_session, 1).otherwise(0)).over(running))
+        .withColumn("_session_start_us", F.min("_event_us").over(by_session))
         .withColumn(
             "session_source", F.when(F.col("_client"), F.lit("client")).otherwise(F.lit("derived"))
         )
         .withColumn(
             "session_id", F.when(F.col("_client"), F.col("session_id")).otherwise(derived_id)
         )
-        .drop("_client", "_session_no")
+        .drop("_client", "_event_us", "_previous_us", "_session_no", "_session_start_us")
     )
 
 

@@ -7,7 +7,7 @@ from typing import Final
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from shopflow.transform._common import clean_id, latest_per_key, normalise_text
+from shopflow.transform._common import clean_id, fill_nulls, latest_per_key, normalise_text
 
 #: Columns of `products_clean`, in order.
 PRODUCTS_CLEAN_COLUMNS: Final = (
@@ -173,8 +173,5 @@ def category_summary(
         "orders",
         "units_sold",
     ]
-    return (
-        summary.fillna(0, subset=zero_filled)
-        .fillna(0.0, subset=["revenue_inr"])
-        .select(*CATEGORY_SUMMARY_COLUMNS)
-    )
+    zeros: dict[str, int | float] = {**dict.fromkeys(zero_filled, 0), "revenue_inr": 0.0}
+    return fill_nulls(summary.select(*CATEGORY_SUMMARY_COLUMNS), zeros)

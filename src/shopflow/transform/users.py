@@ -7,7 +7,7 @@ from typing import Final
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from shopflow.transform._common import clean_id, latest_per_key, normalise_text
+from shopflow.transform._common import clean_id, fill_nulls, latest_per_key, normalise_text
 
 #: Columns of `users_clean`, in order (`date` is the sign-up date).
 USERS_CLEAN_COLUMNS: Final = ("user_id", "user_name", "email", "city", "date", "updated_at")
@@ -82,8 +82,5 @@ def users_enriched(
         spend, users["user_id"] == spend["_uid_orders"], "left"
     )
     counts = ["events", "views", "wishlists", "order_events", "returns", "sessions", "orders"]
-    return (
-        enriched.fillna(0, subset=counts)
-        .fillna(0.0, subset=["spend_inr"])
-        .select(*USERS_ENRICHED_COLUMNS)
-    )
+    zeros: dict[str, int | float] = {**dict.fromkeys(counts, 0), "spend_inr": 0.0}
+    return fill_nulls(enriched.select(*USERS_ENRICHED_COLUMNS), zeros)

@@ -1,0 +1,315 @@
+"""The ETL engine: Spark (local or Dataproc) or DuckDB in-process through SQLFrame.
+
+The transforms are written once against the `pyspark.sql` DataFrame API. On Spark they run as
+imported. On DuckDB they run through SQLFrame, which implements that API by generating SQL: the
+transform modules are imported a second time while `sqlframe.activate` routes `pyspark.sql` to
+`sqlframe.duckdb`, so that copy's `F`, `Window` and `Column` are SQLFrame's. The activation is
+scoped to those imports (the process keeps the real pyspark), which lets one process hold both
+engines: the parity tests run every transform on each and compare.
+
+What differs between the engines lives here, at the I/O edges: opening a session, reading
+Hive-partitioned Parquet, turning an Arrow table into a DataFrame and back, and materialising an
+intermediate result that several outputs reuse. See docs/engines.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Final, Literal, cast, get_args
+
+import pyarrow as pa
+
+from shopflow.errors import ShopflowError
+from shopflow.settings import Settings
+
+Engine = Literal["spark", "duckdb"]
+ENGINES: Final[tuple[Engine, ...]] = get_args(Engine)
+
+#: The transform modules, in import order (dependencies first).
+TRANSFORM_MODULES: Final = (
+    "_common",
+    "events",
+    "traffic",
+    "orders",
+    "products",
+    "users",
+    "user_behavior",
+    "reconciliation",
+)
+_PACKAGE: Final = "shopflow.transform"
+
+#: Hive partition columns of the lake and their types (the same on both engines).
+PARTITION_TYPES: Final[Mapping[str, pa.DataType]] = {
+    "date": pa.date32(),
+    "hour": pa.int32(),
+    "cursor_date": pa.date32(),
+}
+
+_DUCKDB_TYPES: Final[Mapping[pa.DataType, str]] = {
+    pa.date32(): "DATE",
+    pa.int32(): "INTEGER",
+}
+
+_names = itertools.count()
+_load_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Transforms:
+    """The transform modules bound to one engine, and that engine's `pyspark.sql.functions`."""
+
+    engine: Engine
+    functions: ModuleType
+    events: ModuleType
+    traffic: ModuleType
+    orders: ModuleType
+    products: ModuleType
+    users: ModuleType
+    user_behavior: ModuleType
+    reconciliation: ModuleType
+
+
+def etl_engine(settings: Settings) -> Engine:
+    """The engine the settings select (`SHOPFLOW_ETL_ENGINE`; Spark until the setting exists)."""
+    value = str(getattr(settings, "etl_engine", "spark")).lower()
+    for engine in ENGINES:
+        if value == engine:
+            return engine
+    raise ShopflowError(
+        f"invalid settings: SHOPFLOW_ETL_ENGINE must be one of {', '.join(ENGINES)}, got {value!r}"
+    )
+
+
+def open_etl_session(settings: Settings, app_name: str = "shopflow") -> Any:
+    """A session for the selected engine: a SparkSession, or a SQLFrame `DuckDBSession`.
+
+    Like Spark's `getOrCreate`, SQLFrame keeps one session per process: an open one is reused.
+    Both run in UTC.
+    """
+    if etl_engine(settings) == "spark":
+        from shopflow.transform.session import build_spark_session
+
+        return build_spark_session(settings, app_name=app_name)
+    return open_duckdb_session()
+
+
+def open_duckdb_session() -> Any:
+    """The process's SQLFrame DuckDB session (in-memory database, UTC), created on first use."""
+    import duckdb
+    from sqlframe.duckdb import DuckDBSession
+
+    session = DuckDBSession(conn=duckdb.connect(":memory:"))
+    session.conf.set("spark.sql.session.timeZone", "UTC")
+    session._conn.execute("SET TimeZone = 'UTC'")
+    return session
+
+
+def engine_of(obj: Any) -> Engine:
+    """The engine a session or DataFrame belongs to."""
+    return "duckdb" if type(obj).__module__.startswith("sqlframe.") else "spark"
+
+
+def transforms(session_or_engine: Any) -> Transforms:
+    """The transforms for a session's engine (or an engine name)."""
+    engine = (
+        cast(Engine, session_or_engine)
+        if session_or_engine in ENGINES
+        else engine_of(session_or_engine)
+    )
+    modules = _spark_modules() if engine == "spark" else _sqlframe_modules()
+    return Transforms(engine=engine, **modules)
+
+
+def _spark_modules() -> dict[str, ModuleType]:
+    from pyspark.sql import functions
+
+    modules = {n: importlib.import_module(f"{_PACKAGE}.{n}") for n in TRANSFORM_MODULES}
+    return {"functions": functions, **{n: m for n, m in modules.items() if n != "_common"}}
+
+
+_sqlframe_cache: dict[str, ModuleType] = {}
+
+
+def _sqlframe_modules() -> dict[str, ModuleType]:
+    """A private copy of the transform modules imported with `pyspark.sql` routed to SQLFrame."""
+    with _load_lock:
+        if not _sqlframe_cache:
+            _sqlframe_cache.update(_import_under_sqlframe())
+        return dict(_sqlframe_cache)
+
+
+def _import_under_sqlframe() -> dict[str, ModuleType]:
+    import pyspark.sql  # noqa: F401  (saved by the activation, restored after it)
+    import sqlframe
+
+    package = importlib.import_module(_PACKAGE)
+    names = [f"{_PACKAGE}.{n}" for n in TRANSFORM_MODULES]
+    saved_modules = {n: sys.modules.pop(n) for n in names if n in sys.modules}
+    saved_attrs = {n: vars(package)[n] for n in TRANSFORM_MODULES if n in vars(package)}
+    loaded: dict[str, ModuleType] = {}
+    try:
+        with sqlframe.activate_context("duckdb"):
+            from pyspark.sql import functions  # SQLFrame's, while activated
+
+            for short, full in zip(TRANSFORM_MODULES, names, strict=True):
+                loaded[short] = importlib.import_module(full)
+    finally:
+        for full in names:
+            sys.modules.pop(full, None)
+        sys.modules.update(saved_modules)
+        for short in TRANSFORM_MODULES:
+            if short in saved_attrs:
+                setattr(package, short, saved_attrs[short])
+            elif short in vars(package):
+                delattr(package, short)
+    loaded.pop("_common")
+    return {"functions": functions, **loaded}
+
+
+def _duckdb_conn(session: Any) -> Any:
+    return session._conn
+
+
+def _new_name(prefix: str) -> str:
+    return f"_shopflow_{prefix}_{next(_names)}"
+
+
+def create_dataframe(session: Any, table: pa.Table) -> Any:
+    """A DataFrame holding an Arrow table (its schema kept; timestamps stay UTC).
+
+    On DuckDB the table is copied into the database once (SQLFrame needs a catalogued relation).
+    """
+    if engine_of(session) == "spark":
+        return session.createDataFrame(table)
+    conn = _duckdb_conn(session)
+    name = _new_name("arrow")
+    scan = f"{name}_scan"
+    conn.register(scan, table)
+    try:
+        conn.execute(f'CREATE TABLE "{name}" AS SELECT * FROM "{scan}"')
+    finally:
+        conn.unregister(scan)
+    return session.table(name)
+
+
+def read_parquet(
+    session: Any,
+    paths: Sequence[str],
+    schema: pa.Schema,
+    *,
+    base_path: str | None = None,
+) -> Any:
+    """Parquet files or Hive partition directories as one DataFrame with the columns of `schema`.
+
+    Partition columns named in `schema` (`date`, `hour`, `cursor_date`) come from the paths, typed
+    as `PARTITION_TYPES`. A column missing from a file is null. No paths: an empty DataFrame.
+    """
+    if not paths:
+        return create_dataframe(session, schema.empty_table())
+    if engine_of(session) == "spark":
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        reader = session.read.schema(from_arrow_schema(schema))
+        if base_path is not None:
+            reader = reader.option("basePath", base_path)
+        return reader.parquet(*paths)
+    return _duckdb_read_parquet(session, paths, schema)
+
+
+def _duckdb_read_parquet(session: Any, paths: Sequence[str], schema: pa.Schema) -> Any:
+    files = [p if p.endswith(".parquet") else f"{p.rstrip('/')}/**/*.parquet" for p in paths]
+    hive = {n: _DUCKDB_TYPES[t] for n, t in PARTITION_TYPES.items() if n in schema.names}
+    file_list = ", ".join(_sql_string(f) for f in files)
+    hive_types = ", ".join(f"{_sql_string(n)}: {_sql_string(t)}" for n, t in hive.items())
+    options = "union_by_name = true, hive_partitioning = true"
+    if hive_types:
+        options += f", hive_types = {{{hive_types}}}"
+    source = f"read_parquet([{file_list}], {options})"
+    conn = _duckdb_conn(session)
+    present = {row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    columns = ", ".join(
+        f'"{f.name}"'
+        if f.name in present
+        else f'CAST(NULL AS {_duckdb_type(f.type)}) AS "{f.name}"'
+        for f in schema
+    )
+    name = _new_name("parquet")
+    conn.execute(f'CREATE VIEW "{name}" AS SELECT {columns} FROM {source}')
+    return session.table(name)
+
+
+def _duckdb_type(arrow_type: pa.DataType) -> str:
+    conn_type = {
+        pa.string(): "VARCHAR",
+        pa.large_string(): "VARCHAR",
+        pa.float64(): "DOUBLE",
+        pa.int64(): "BIGINT",
+        pa.int32(): "INTEGER",
+        pa.date32(): "DATE",
+        pa.bool_(): "BOOLEAN",
+    }.get(arrow_type)
+    if conn_type is not None:
+        return conn_type
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ"
+    raise ValueError(f"no DuckDB type for {arrow_type}")
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def to_arrow(df: Any) -> pa.Table:
+    """A DataFrame collected as Arrow, typed the same on both engines.
+
+    Timestamps are `timestamp[us, tz=UTC]`; integer columns keep their Spark width (SQLFrame's
+    DuckDB results can be wider for expressions such as `hour`, which the transforms cast).
+    """
+    table: pa.Table = df.toArrow()
+    fields = []
+    for f in table.schema:
+        if pa.types.is_timestamp(f.type):
+            fields.append(pa.field(f.name, pa.timestamp("us", tz="UTC"), f.nullable))
+        else:
+            fields.append(f)
+    schema = pa.schema(fields)
+    return table if schema.equals(table.schema) else table.cast(schema)
+
+
+def materialize(df: Any) -> Any:
+    """A DataFrame that several outputs reuse, computed once: Spark `cache()`, DuckDB a table.
+
+    SQLFrame's `cache()` is a no-op (it would recompute the whole plan for every output).
+    Release it with `release`.
+    """
+    if engine_of(df) == "spark":
+        return df.cache()
+    session = df.session
+    name = _new_name("materialized")
+    _duckdb_conn(session).execute(f'CREATE TABLE "{name}" AS {df.sql(dialect="duckdb")}')
+    return session.table(name)
+
+
+def release(df: Any) -> None:
+    """Free what `materialize` (or `create_dataframe` on DuckDB) holds."""
+    if engine_of(df) == "spark":
+        df.unpersist()
+        return
+    for name in _base_tables(df):
+        _duckdb_conn(df.session).execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+def _base_tables(df: Any) -> list[str]:
+    from sqlglot import exp
+
+    return [
+        t.name
+        for t in df.expression.find_all(exp.Table)
+        if t.name.startswith("_shopflow_materialized_") or t.name.startswith("_shopflow_arrow_")
+    ]

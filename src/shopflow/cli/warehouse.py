@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from shopflow.errors import ShopflowError
-from shopflow.metrics import METRIC_VIEWS, MetricView, select_sql
+from shopflow.metrics import METRIC_VIEWS
+from shopflow.metrics.results import fetch_metrics
 from shopflow.settings import load_settings
-from shopflow.warehouse import TABLES, Warehouse, load_warehouse, open_warehouse
+from shopflow.warehouse import TABLES, load_warehouse
 
 _DATE_HELP = "Load only this UTC date (YYYY-MM-DD); repeat for more. Default: every curated date."
 _TABLE_HELP = f"Load only this table; repeat for more. Default: all ({', '.join(TABLES)})."
@@ -48,11 +49,6 @@ def load(
     typer.echo(f"loaded {report.rows:,} rows into {len(report.tables)} tables")
 
 
-def _rows(warehouse: Warehouse, view: MetricView) -> list[dict[str, Any]]:
-    dataset = getattr(warehouse, "dataset_ref", None)
-    return warehouse.query(select_sql(view, warehouse.dialect, dataset))
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -75,21 +71,8 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = N
     return table
 
 
-def metrics(
-    as_json: bool = typer.Option(False, "--json", help="Print every row of every view as JSON."),
-    limit: int = typer.Option(10, "--limit", min=1, help="Rows per table in the table output."),
-) -> None:
-    """Print the five metric views of the warehouse (rich tables, or JSON with --json)."""
-    settings = load_settings()
-    warehouse = open_warehouse(settings, must_exist=True)
-    try:
-        warehouse.create_views()
-        results = {view.name: _rows(warehouse, view) for view in METRIC_VIEWS}
-    finally:
-        warehouse.close()
-    if as_json:
-        typer.echo(json.dumps(results, default=str, indent=1))
-        return
+def print_metrics(results: dict[str, list[dict[str, Any]]], limit: int) -> None:
+    """The metric views as rich tables, `limit` rows each."""
     console = Console()
     for view in METRIC_VIEWS:
         rows = results[view.name]
@@ -106,6 +89,18 @@ def metrics(
         console.print(_table(f"{view.name}: {view.title}", rows[:limit]))
         if len(rows) > limit:
             console.print(f"({len(rows) - limit:,} more rows; --json prints all)")
+
+
+def metrics(
+    as_json: bool = typer.Option(False, "--json", help="Print every row of every view as JSON."),
+    limit: int = typer.Option(10, "--limit", min=1, help="Rows per table in the table output."),
+) -> None:
+    """Print the five metric views of the warehouse (rich tables, or JSON with --json)."""
+    results = fetch_metrics(load_settings())
+    if as_json:
+        typer.echo(json.dumps(results, default=str, indent=1))
+        return
+    print_metrics(results, limit)
 
 
 def register(app: typer.Typer) -> None:

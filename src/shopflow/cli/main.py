@@ -23,21 +23,12 @@ demo.register(app)
 
 
 def main() -> None:
-    """Console-script entry point: a ShopflowError becomes one line on stderr and exit code 2."""
+    """Console-script entry point: a ShopflowError becomes one line on stderr and exit code 2.
+
+    Usage errors (bad options) are reported by Typer itself, also with exit code 2.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except ShopflowError as exc:
         print(f"shopflow: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except typer.Abort:
-        print("shopflow: aborted", file=sys.stderr)
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

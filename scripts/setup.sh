@@ -4,12 +4,17 @@
 set -euo pipefail
 venv="${1:-.venv}"
 
-if [ ! -f /usr/share/java/postgresql.jar ]; then
-  echo "setup: installing Debian's PostgreSQL JDBC driver (libpostgresql-jdbc-java)"
+# Debian packages: the PostgreSQL JDBC driver (Spark reads the shop DB with it) and Chromium
+# (the dashboard test renders the real page in it).
+missing=()
+[ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq libpostgresql-jdbc-java >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v java >/dev/null || { echo "setup: Java 17 is required for Spark (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
 

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from shopflow.cli import demo, ingest, services, simulate, warehouse
+from shopflow.cli import dashboard, demo, ingest, services, simulate, warehouse
 from shopflow.errors import ShopflowError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app.add_typer(ingest.app, name="ingest")
 simulate.register(app)
 warehouse.register(app)
 demo.register(app)
+dashboard.register(app)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from shopflow.cli import dashboard, demo, ingest, services, simulate, warehouse
+from shopflow.cli import dashboard, demo, etl, ingest, services, simulate, stream, warehouse
 from shopflow.errors import ShopflowError
 
 app = typer.Typer(
@@ -18,6 +18,8 @@ app = typer.Typer(
 app.add_typer(services.app, name="services")
 app.add_typer(ingest.app, name="ingest")
 simulate.register(app)
+etl.register(app)
+stream.register(app)
 warehouse.register(app)
 demo.register(app)
 dashboard.register(app)

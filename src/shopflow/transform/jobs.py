@@ -473,7 +473,9 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
     if plan.dates:
         dates = plan.dates
         context = sorted({d - timedelta(days=1) for d in dates} | set(dates))
-        raw = extract_raw_events(session, layout, context)
+        # Read once: both the dead letters and the clean events stage it.
+        raw = _materialize(extract_raw_events(session, layout, context))
+        cached.append(raw)
         rejects = _to_arrow(_rejects(raw, dates))
         run.rejected_events = rejects.num_rows
         record(

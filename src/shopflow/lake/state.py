@@ -123,8 +123,8 @@ class StateStore:
 
     # GCS
     def _blob(self, url: str) -> Any:
+        import google.cloud.storage as storage  # see sources/bus/pubsub.py on the import form
         from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
 
         if self._gcs_client is None:
             credentials = self._fs.credentials.credentials or AnonymousCredentials()  # type: ignore[no-untyped-call]

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import google.cloud.pubsub_v1 as pubsub_v1  # bigquery's py.typed hides untyped siblings from `from google.cloud import`
 import grpc
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
 from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 from google.pubsub_v1.types import PullResponse

@@ -1,0 +1,431 @@
+"""The hourly ETL (`shopflow.transform.jobs.run_etl`) on ~1M simulated events, and its growth with history.
+
+Set-up (not timed): the simulator runs for `days` + 1 days of simulated time at `events / days`
+events a day; every delivered payload is parsed with `parse_event` (the landing consumer's
+contract check; malformed ones are skipped) and written as raw event files, one file per
+10-minute delivery window and event hour (the landing consumer's layout and columns). Order lines,
+products and users are written as pull files. Files delivered before the *new hour* are history;
+the files delivered during the new hour (on time, late and duplicate deliveries alike) are held
+back. Two lakes are built from the same files: one with 1 day of history, one with `days` days.
+
+Cases, each in a fresh spawned process (like a cron/Airflow task: interpreter, JVM start, ETL,
+shutdown), timed from the spawn to the process's result:
+
+* `full-<N>d`: the first `shopflow etl` run on a lake with N days of history (every date).
+* `hourly-<N>d`: after the first run, the new hour's files land, then one incremental
+  `shopflow etl` run (what the hourly DAG does).
+
+Peak RSS is the process *tree* (the Python driver plus the Spark JVM it launches): the largest sum
+of the tree's VmRSS, sampled every 0.2 s.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import pyarrow as pa
+
+from bench._harness import BenchContext, BenchResult, Row, benchmark, run_isolated
+from shopflow.contracts import (
+    RAW_EVENT_SCHEMA,
+    RAW_ORDER_SCHEMA,
+    RAW_PRODUCT_SCHEMA,
+    RAW_USER_SCHEMA,
+    InvalidEventError,
+    parse_event,
+)
+from shopflow.lake import LakeLayout, write_parquet_atomic
+from shopflow.settings import Settings, load_settings
+from shopflow.simulator import ShopSimulator, SimulationConfig
+
+DEFAULT_EVENTS: Final = 1_000_000
+QUICK_EVENTS: Final = 14_000
+DEFAULT_DAYS: Final = 7
+WINDOW_MINUTES: Final = 10
+MIB: Final = 1024**2
+_OLD: Final = timedelta(hours=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Process-tree memory
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        todo += _children(current)
+    return pids
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class TreeRssSampler:
+    """The peak of the summed VmRSS of this process and its descendants (the JVM), sampled."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        """Take one sample now."""
+        self.peak = max(self.peak, sum(_rss_bytes(p) for p in _tree(os.getpid())))
+
+    def __enter__(self) -> TreeRssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# The ETL runs (in a child process)
+
+
+@dataclass(frozen=True, slots=True)
+class EtlOutcome:
+    """One ETL process: seconds to a Spark session, seconds of `run_etl`, what it did, peak RSS."""
+
+    session_seconds: float
+    etl_seconds: float
+    dates: tuple[date, ...]
+    events_clean_rows: int
+    partitions_written: int
+    tree_peak_rss_bytes: int
+
+
+def run_etl_process(settings: Settings) -> EtlOutcome:
+    """Start Spark and run one incremental `run_etl` (the `shopflow etl` path); runs in a child."""
+    from shopflow.transform.entrypoint import open_session
+    from shopflow.transform.jobs import EtlRequest, run_etl
+
+    with TreeRssSampler() as sampler:
+        started = time.perf_counter()
+        session = open_session(settings)
+        ready = time.perf_counter()
+        run = run_etl(session, settings, EtlRequest())
+        done = time.perf_counter()
+        sampler.sample()
+        session.stop()
+    return EtlOutcome(
+        session_seconds=ready - started,
+        etl_seconds=done - ready,
+        dates=run.dates,
+        events_clean_rows=run.rows.get("events_clean", 0),
+        partitions_written=run.partitions_written,
+        tree_peak_rss_bytes=sampler.peak,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data set-up (not timed)
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """The files made: history per day count, the new hour's files, and event counts."""
+
+    new_hour: datetime
+    history_events: dict[int, int]
+    new_events: int
+    payloads: int
+
+
+def _event_rows(payloads: Iterable[tuple[bytes, datetime]], ingest_ts: datetime) -> list[Any]:
+    rows = []
+    for n, (payload, deliver_ts) in enumerate(payloads):
+        try:
+            event = parse_event(payload)
+        except InvalidEventError:
+            continue
+        rows.append((event, f"sim-{deliver_ts.timestamp():.6f}-{n}", deliver_ts, ingest_ts))
+    return rows
+
+
+def _write_events(layout: LakeLayout, rows: list[Any]) -> list[tuple[date, int]]:
+    by_hour: dict[tuple[date, int], list[Any]] = defaultdict(list)
+    for row in rows:
+        by_hour[(row[0].date, row[0].hour)].append(row)
+    written = []
+    for (day, hour), part in sorted(by_hour.items()):
+        table = pa.Table.from_pydict(
+            {
+                "event_id": [e.event_id for e, *_ in part],
+                "event_name": [e.event_name for e, *_ in part],
+                "product_id": [e.product_id for e, *_ in part],
+                "user_id": [e.user_id for e, *_ in part],
+                "order_id": [e.order_id for e, *_ in part],
+                "price": [e.price for e, *_ in part],
+                "event_ts": [e.event_ts for e, *_ in part],
+                "session_id": [e.session_id for e, *_ in part],
+                "message_id": [m for _, m, _, _ in part],
+                "publish_ts": [p for _, _, p, _ in part],
+                "ingest_ts": [i for *_, i in part],
+            },
+            schema=RAW_EVENT_SCHEMA,
+        )
+        first = min(p for _, _, p, _ in part)
+        url = layout.event_batch_file_in(day, hour, first, [m for _, m, _, _ in part])
+        write_parquet_atomic(table, url)
+        written.append((day, len(part)))
+    return written
+
+
+def _pull(
+    layout: LakeLayout,
+    source: str,
+    rows: list[dict[str, Any]],
+    schema: pa.Schema,
+    cursor_from: datetime | None,
+    cursor_to: datetime,
+) -> str:
+    url = layout.pull_file(source, cursor_from, cursor_to)
+    write_parquet_atomic(pa.Table.from_pylist(rows, schema), url)
+    return url
+
+
+def generate(scratch: Path, events: int, days: int, seed: int) -> Generated:
+    """Simulate and write: `scratch/full` (all history), `scratch/new` (the new hour's files)."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    new_hour = start + timedelta(days=days)
+    end = new_hour + timedelta(hours=1)
+    config = SimulationConfig(
+        seed=seed,
+        # A budget the clock never reaches: the loop stops at the end of the new hour.
+        events=events * 2,
+        start=start,
+        events_per_day=events // days,
+        batch_minutes=WINDOW_MINUTES,
+    )
+    simulator = ShopSimulator(config)
+    full = LakeLayout(str(scratch / "full" / "lake"))
+    new = LakeLayout(str(scratch / "new" / "lake"))
+    per_day: dict[date, int] = defaultdict(int)
+    new_events = payloads = 0
+    orders: list[dict[str, Any]] = []
+    new_orders: list[dict[str, Any]] = []
+    products = [
+        {**_product(p), "updated_at": start, "ingest_ts": start}
+        for p in simulator.initial_products()
+    ]
+    users = [
+        {**_user(u), "updated_at": start, "ingest_ts": start} for u in simulator.initial_users()
+    ]
+    for batch in simulator.batches():
+        if batch.window_start >= end:
+            break
+        is_new = batch.window_start >= new_hour
+        delivered = [(d.payload, d.deliver_ts) for d in batch.deliveries]
+        payloads += len(delivered)
+        rows = _event_rows(delivered, batch.window_end)
+        for day, count in _write_events(new if is_new else full, rows):
+            if is_new:
+                new_events += count
+            else:
+                per_day[day] += count
+        lines = [
+            {
+                "order_id": line.order_id,
+                "product_id": line.product_id,
+                "user_id": line.user_id,
+                "date": line.order_ts.date(),
+                "order_ts": line.order_ts,
+                "quantity": line.quantity,
+                "unit_price_inr": line.unit_price_inr,
+                "status": line.status,
+                "updated_at": batch.window_end,
+                "ingest_ts": batch.window_end,
+            }
+            for line in batch.order_lines
+        ]
+        (new_orders if is_new else orders).extend(lines)
+        if not is_new:
+            stamp = {"updated_at": batch.window_start, "ingest_ts": batch.window_end}
+            products += [{**_product(p), **stamp} for p in batch.products]
+            users += [{**_user(u), **stamp} for u in batch.users]
+    _pull(full, "orders", orders, RAW_ORDER_SCHEMA, None, new_hour)
+    _pull(full, "products", products, RAW_PRODUCT_SCHEMA, None, new_hour)
+    _pull(full, "users", users, RAW_USER_SCHEMA, None, new_hour)
+    _pull(new, "orders", new_orders, RAW_ORDER_SCHEMA, new_hour, end)
+    last = sorted(per_day)
+    history = {n: sum(per_day[d] for d in last[-n:]) for n in (1, days)}
+    return Generated(new_hour, history, new_events, payloads)
+
+
+def _product(p: Any) -> dict[str, Any]:
+    return {
+        "product_id": p.product_id,
+        "product_name": p.product_name,
+        "category": p.category,
+        "category_path": p.category_path,
+        "brand": p.brand,
+        "price": p.price,
+        "retail_price_inr": p.retail_price_inr,
+        "date": p.date,
+    }
+
+
+def _user(u: Any) -> dict[str, Any]:
+    return {
+        "user_id": u.user_id,
+        "user_name": u.user_name,
+        "email": u.email,
+        "city": u.city,
+        "date": u.date,
+    }
+
+
+def _copy_tree(
+    source: Path, target: Path, *, keep_days: set[date] | None, mtime: float | None
+) -> None:
+    """Copy raw files (events of `keep_days` only, when given; pulls always) into `target`."""
+    for path in sorted(source.rglob("*.parquet")):
+        relative = path.relative_to(source)
+        parts = dict(p.split("=", 1) for p in relative.parts if "=" in p)
+        is_event_file = "events" in relative.parts and "date" in parts
+        if (
+            keep_days is not None
+            and is_event_file
+            and date.fromisoformat(parts["date"]) not in keep_days
+        ):
+            continue
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)
+        if mtime is not None:
+            os.utime(destination, (mtime, mtime))
+
+
+def lake_settings(base: Settings, home: Path) -> Settings:
+    """Settings whose lake and state live under `home`."""
+    home.mkdir(parents=True, exist_ok=True)
+    return base.model_copy(update={"home": home, "lake_root": str(home / "lake")})
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def _timed(settings: Settings) -> tuple[float, EtlOutcome, int]:
+    started = time.perf_counter()
+    isolated = run_isolated(run_etl_process, settings)
+    return time.perf_counter() - started, isolated.value, isolated.peak_rss_bytes
+
+
+def _row(
+    case: str,
+    params: dict[str, object],
+    items: int,
+    timed: tuple[float, EtlOutcome, int],
+) -> Row:
+    wall, outcome, python_peak = timed
+    days = ", ".join(d.isoformat() for d in outcome.dates)
+    return Row(
+        case=case,
+        params=params,
+        wall_seconds=wall,
+        items=items,
+        unit="events",
+        peak_rss_bytes=outcome.tree_peak_rss_bytes,
+        notes=(
+            f"Spark session {outcome.session_seconds:.1f}s + run_etl {outcome.etl_seconds:.1f}s; "
+            f"recomputed dates {days}; {outcome.events_clean_rows:,} events_clean rows written, "
+            f"{outcome.partitions_written} partition files; Python driver alone "
+            f"{python_peak / MIB:.0f} MiB"
+        ),
+    )
+
+
+@benchmark(
+    "etl",
+    title="Hourly ETL on ~1M events, and its growth with history",
+    description=__doc__ or "",
+)
+def run(ctx: BenchContext) -> BenchResult:
+    """Generate the lakes, then time the first run and one incremental hour for 1 and N days."""
+    events = ctx.int_param("events", DEFAULT_EVENTS, QUICK_EVENTS)
+    days = ctx.int_param("days", DEFAULT_DAYS, DEFAULT_DAYS)
+    seed = ctx.int_param("seed", 42, 42)
+    base = load_settings(spark_master="local[2]", spark_driver_memory="2g")
+    started = time.perf_counter()
+    generated = generate(ctx.scratch, events, days, seed)
+    setup_seconds = time.perf_counter() - started
+    day_list = sorted(
+        date.fromisoformat(p.name.split("=", 1)[1])
+        for p in (ctx.scratch / "full" / "lake" / "raw" / "events").glob("date=*")
+    )
+    old = time.time() - _OLD.total_seconds()
+    rows: list[Row] = []
+    for history in (1, days):
+        settings = lake_settings(base, ctx.scratch / f"lake-{history}d")
+        keep = set(day_list[-history:])
+        _copy_tree(
+            ctx.scratch / "full" / "lake", Path(settings.lake_url), keep_days=keep, mtime=old
+        )
+        first = _timed(settings)
+        params: dict[str, object] = {"history_days": history}
+        rows.append(_row(f"full-{history}d", params, generated.history_events[history], first))
+        # The new hour lands (fresh modification times), then the hourly run.
+        _copy_tree(
+            ctx.scratch / "new" / "lake", Path(settings.lake_url), keep_days=None, mtime=None
+        )
+        hourly = _timed(settings)
+        rows.append(_row(f"hourly-{history}d", params, generated.new_events, hourly))
+    return BenchResult(
+        rows=rows,
+        settings={
+            "simulated events (history)": f"{generated.history_events[days]:,} over {days} days "
+            f"({events // days:,}/day); 1-day lake: {generated.history_events[1]:,}",
+            "new hour": f"{generated.new_hour:%Y-%m-%d %H:00} UTC, {generated.new_events:,} "
+            "events delivered in it (incl. late/duplicate deliveries)",
+            "payloads simulated": f"{generated.payloads:,} (default dirt)",
+            "raw file layout": f"one file per {WINDOW_MINUTES}-minute delivery window and event hour",
+            "Spark": f"{base.spark_master}, driver memory {base.spark_driver_memory}",
+            "set-up (simulate + write, not timed)": f"{setup_seconds:.0f}s",
+        },
+        notes=(
+            "wall s: from spawning a fresh Python process to its result, so interpreter start, "
+            "imports, JVM start, the ETL and Spark shutdown are all included. Throughput is events "
+            "in the lake (full-*) or events delivered in the new hour (hourly-*) per wall second.",
+            "peak RSS: the largest sum of VmRSS over the process tree (Python driver + Spark JVM), "
+            "sampled every 0.2 s.",
+        ),
+    )

@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	touch $(STAMP)
 
 demo: setup
+	bash scripts/ensure-postgres.sh
 	$(BIN)/shopflow demo
 
 lint: setup

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import FrameType
 from typing import Final
 
@@ -31,13 +31,15 @@ from shopflow.contracts import (
     parse_event,
 )
 from shopflow.ingest.report import IngestReport
-from shopflow.lake import LakeLayout, write_parquet_atomic
+from shopflow.lake import LakeLayout, remove_stale_temp_files, write_parquet_atomic
 from shopflow.settings import Settings
 from shopflow.sources.bus.base import EventConsumer, ReceivedMessage
 from shopflow.sources.bus.factory import ensure_event_topic, make_consumer
 
 #: Longest single wait on the bus, so a stop request is noticed quickly.
 POLL_SECONDS: Final = 1.0
+#: A temp file older than this belongs to no live writer (a batch is written in seconds).
+STALE_TEMP_AGE: Final = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,13 +238,18 @@ def ingest_events(
 ) -> IngestReport:
     """Run the landing consumer for the configured bus until a limit or SIGTERM/SIGINT."""
     ensure_event_topic(settings)
+    layout = LakeLayout.from_settings(settings)
+    # Temp files of a landing process killed mid-write: invisible to readers, but not to the disk.
+    stale_before = datetime.now(UTC) - STALE_TEMP_AGE
+    for root in (layout.events_root(), layout.deadletter_root("events")):
+        remove_stale_temp_files(root, older_than=stale_before)
     consumer = make_consumer(settings)
     stop = threading.Event()
     try:
         with stop_on_signals(stop):
             return land_events(
                 consumer,
-                LakeLayout.from_settings(settings),
+                layout,
                 LandingLimits.from_settings(settings, max_messages, max_seconds, idle_stop_seconds),
                 stop=stop,
                 on_batch=on_batch,

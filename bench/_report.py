@@ -130,9 +130,9 @@ class Machine:
         """Facts about this machine and the checkout at `repo`."""
         usable = len(os.sched_getaffinity(0))
         commit = _run(["git", "rev-parse", "--short=12", "HEAD"], repo) or "unknown"
-        dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], repo)
+        dirty = _run(["git", "diff", "--name-only", "HEAD"], repo)
         if dirty:
-            changed = [line[3:] for line in dirty.splitlines()]
+            changed = dirty.splitlines()
             shown = ", ".join(changed[:6]) + (", ..." if len(changed) > 6 else "")
             commit += f" (working tree differs in {len(changed)} tracked file(s): {shown})"
         return cls(

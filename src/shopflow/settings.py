@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     )
 
     # ETL engine: the same PySpark-API transforms on Spark, or on DuckDB through SQLFrame.
-    etl_engine: Literal["spark", "duckdb"] = "spark"
+    etl_engine: Literal["spark", "duckdb"] = "duckdb"
 
     # Spark.
     spark_master: str = "local[2]"
@@ -104,6 +104,19 @@ class Settings(BaseSettings):
     def _check_profile(self) -> Settings:
         if self.profile is Profile.GCP and self.lake_root is None and not self.gcs_bucket:
             raise ValueError("the gcp profile needs SHOPFLOW_GCS_BUCKET or SHOPFLOW_LAKE_ROOT")
+        return self
+
+    @model_validator(mode="after")
+    def _check_etl_engine(self) -> Settings:
+        # gcp runs the ETL on Spark (Dataproc): the engine default is the local profile's, so
+        # an unset engine becomes spark; an explicit SHOPFLOW_ETL_ENGINE=duckdb is an error.
+        if self.profile is Profile.GCP and self.etl_engine != "spark":
+            if "etl_engine" in self.model_fields_set:
+                raise ValueError(
+                    "the gcp profile runs the ETL on Spark (Dataproc): "
+                    "unset SHOPFLOW_ETL_ENGINE or set it to spark"
+                )
+            self.etl_engine = "spark"
         return self
 
     @cached_property

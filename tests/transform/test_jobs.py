@@ -1,4 +1,8 @@
-"""The ETL jobs against a real (temporary) lake and the shared Spark session."""
+"""The ETL jobs against a real (temporary) lake, on each engine.
+
+Every job test runs twice: on the shared Spark session and on the process's SQLFrame DuckDB
+session (`etl_session`), with the same assertions.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,12 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from pyspark.sql import SparkSession
 
 from shopflow.contracts import RAW_EVENT_SCHEMA, RAW_ORDER_SCHEMA, RAW_PRODUCT_SCHEMA
 from shopflow.errors import ShopflowError
 from shopflow.lake import LakeLayout, list_data_files, read_dataset, write_parquet_atomic
 from shopflow.settings import Settings
+from shopflow.transform.engine import ENGINES, engine_of
 from shopflow.transform.jobs import (
     CURATED_TABLES,
     EtlRequest,
@@ -99,6 +103,15 @@ def land_catalogue_and_orders(layout: LakeLayout) -> None:
     )
 
 
+@pytest.fixture(params=ENGINES)
+def etl_session(request: pytest.FixtureRequest) -> Any:
+    """The shared Spark session, or the SQLFrame DuckDB one (Spark starts only when asked for)."""
+    fixture = "spark" if request.param == "spark" else "duckdb_session"
+    session = request.getfixturevalue(fixture)
+    assert engine_of(session) == request.param
+    return session
+
+
 def curated(layout: LakeLayout) -> dict[str, pa.Table]:
     """Every curated table, rows sorted, for row-for-row comparison."""
     tables = {}
@@ -109,7 +122,7 @@ def curated(layout: LakeLayout) -> dict[str, pa.Table]:
 
 
 def test_etl_writes_every_curated_table_and_rerunning_changes_nothing(
-    spark: SparkSession, settings: Settings
+    etl_session: Any, settings: Settings
 ) -> None:
     layout = LakeLayout.from_settings(settings)
     land(layout, "a", [_event("e1", timedelta(0)), _event("e2", timedelta(minutes=10))])
@@ -124,7 +137,7 @@ def test_etl_writes_every_curated_table_and_rerunning_changes_nothing(
     )
     land_catalogue_and_orders(layout)
 
-    first = run_hourly_etl(spark, settings, [T0 + HOUR])
+    first = run_hourly_etl(etl_session, settings, [T0 + HOUR])
     assert first.dates == (DAY,)
     assert len(first.partitions["events_clean"]) == 2  # both hours of the date
     assert first.rows["events_clean"] == 3
@@ -154,10 +167,10 @@ def test_etl_writes_every_curated_table_and_rerunning_changes_nothing(
     state = json.loads(Path(settings.lake_url, "_state", "etl_hourly.json").read_text())
     assert state["value"]["dates"] == [DAY.isoformat()]
 
-    again = run_hourly_etl(spark, settings, [T0 + HOUR])
+    again = run_hourly_etl(etl_session, settings, [T0 + HOUR])
     assert again.dates == (DAY,)
     assert again.partitions["orders_enriched"] == []  # unchanged partitions are not rewritten
-    backfill = run_etl(spark, settings, backfill_request(DAY.isoformat(), DAY.isoformat()))
+    backfill = run_etl(etl_session, settings, backfill_request(DAY.isoformat(), DAY.isoformat()))
     assert backfill.dates == (DAY,)
     after = curated(layout)
     for name in CURATED_TABLES:
@@ -165,31 +178,31 @@ def test_etl_writes_every_curated_table_and_rerunning_changes_nothing(
 
 
 def test_incremental_runs_pick_up_late_events_and_the_day_after(
-    spark: SparkSession, settings: Settings
+    etl_session: Any, settings: Settings
 ) -> None:
     layout = LakeLayout.from_settings(settings)
     land_catalogue_and_orders(layout)
     # 23:50 on DAY and 00:10 on the next day: one derived session crossing midnight.
     before_midnight = timedelta(hours=13, minutes=50)
     land(layout, "a", [_event("e1", before_midnight + timedelta(minutes=20))])
-    first = run_etl(spark, settings, EtlRequest())
+    first = run_etl(etl_session, settings, EtlRequest())
     assert first.dates == (NEXT_DAY,)
 
-    nothing = run_etl(spark, settings, EtlRequest())
+    nothing = run_etl(etl_session, settings, EtlRequest())
     assert nothing.dates == (NEXT_DAY,)  # the listing margin looks at the last minutes again
     # Age every file past the margin: now nothing is new.
     old = time.time() - 3600
     for path in Path(settings.lake_url, "raw").rglob("*.parquet"):
         os.utime(path, (old, old))
     state_path = Path(settings.lake_url, "_state", "etl_hourly.json")
-    assert run_etl(spark, settings, EtlRequest()).dates == ()
-    assert "nothing new" in run_etl(spark, settings, EtlRequest()).summary()
+    assert run_etl(etl_session, settings, EtlRequest()).dates == ()
+    assert "nothing new" in run_etl(etl_session, settings, EtlRequest()).summary()
     assert state_path.exists()
 
     # A late event before midnight: its date and the next are recomputed, and the next date's
     # event now continues the session that started on the previous date.
     land(layout, "late", [_event("e0", before_midnight, ingest=7200)])
-    late = run_etl(spark, settings, EtlRequest())
+    late = run_etl(etl_session, settings, EtlRequest())
     assert late.dates == (DAY, NEXT_DAY)
     events = {
         e["event_id"]: e for e in read_dataset(layout.curated_root("events_clean")).to_pylist()
@@ -201,7 +214,7 @@ def test_incremental_runs_pick_up_late_events_and_the_day_after(
 
 
 def test_rejected_events_go_to_the_dead_letters_with_a_reason(
-    spark: SparkSession, settings: Settings
+    etl_session: Any, settings: Settings
 ) -> None:
     layout = LakeLayout.from_settings(settings)
     land(
@@ -213,7 +226,7 @@ def test_rejected_events_go_to_the_dead_letters_with_a_reason(
             _event("bad-name", timedelta(minutes=2), event_name="teleport"),
         ],
     )
-    run = run_etl(spark, settings, EtlRequest())
+    run = run_etl(etl_session, settings, EtlRequest())
     assert run.rejected_events == 2
     dead = read_dataset(layout.deadletter_root("events_etl")).to_pylist()
     assert {(d["event_id"], d["reason"], d["date"]) for d in dead} == {
@@ -228,17 +241,17 @@ def test_rejected_events_go_to_the_dead_letters_with_a_reason(
     assert read_dataset(layout.curated_root("user_behavior")).to_pylist()[0]["product_name"] is None
 
 
-def test_an_empty_lake_is_one_actionable_line(spark: SparkSession, settings: Settings) -> None:
+def test_an_empty_lake_is_one_actionable_line(etl_session: Any, settings: Settings) -> None:
     with pytest.raises(ShopflowError, match="no raw events yet: land some"):
-        run_etl(spark, settings, EtlRequest())
+        run_etl(etl_session, settings, EtlRequest())
 
 
 def test_a_backfill_of_dates_without_events_is_an_error(
-    spark: SparkSession, settings: Settings
+    etl_session: Any, settings: Settings
 ) -> None:
     land(LakeLayout.from_settings(settings), "a", [_event("e1", timedelta(0))])
     with pytest.raises(ShopflowError, match="no raw events on 2026-01-01"):
-        run_etl(spark, settings, backfill_request("2026-01-01", "2026-01-01"))
+        run_etl(etl_session, settings, backfill_request("2026-01-01", "2026-01-01"))
 
 
 @pytest.mark.parametrize(
@@ -267,3 +280,31 @@ def test_requests_cover_the_right_dates() -> None:
         backfill_request("2026-11-25", "2026-11-24")
     with pytest.raises(ShopflowError, match="--start '25/11/2026' is not YYYY-MM-DD"):
         backfill_request("25/11/2026", "2026-11-26")
+
+
+def test_the_entry_point_takes_an_engine_and_stays_spark_under_spark_submit(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shopflow.settings import load_settings
+    from shopflow.transform.entrypoint import open_session, parse_args
+
+    request, engine = parse_args(["--hour", "2026-11-25T10", "--engine", "duckdb"])
+    assert (request.dates, engine) == ((DAY,), "duckdb")
+    assert parse_args(["--start", "2026-11-25", "--end", "2026-11-25"])[1] is None
+    assert engine_of(open_session(settings.model_copy(update={"etl_engine": "duckdb"}))) == (
+        "duckdb"
+    )
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "1")  # what spark-submit hands its Python driver
+    explicit = load_settings(home=settings.home, etl_engine="duckdb")
+    with pytest.raises(ShopflowError, match="under spark-submit the ETL runs on Spark"):
+        open_session(explicit)
+
+
+def test_the_gcp_profile_runs_the_etl_on_spark(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shopflow.settings import load_settings
+
+    monkeypatch.delenv("SHOPFLOW_ETL_ENGINE", raising=False)
+    assert load_settings(profile="gcp", gcs_bucket="b").etl_engine == "spark"
+    assert load_settings(profile="gcp", gcs_bucket="b", etl_engine="spark").etl_engine == "spark"
+    with pytest.raises(ShopflowError, match="gcp profile runs the ETL on Spark"):
+        load_settings(profile="gcp", gcs_bucket="b", etl_engine="duckdb")

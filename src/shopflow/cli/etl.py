@@ -12,16 +12,26 @@ from shopflow.transform.jobs import EtlRequest, backfill_request, etl_request
 
 console = Console(stderr=True)
 
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="ETL engine for this run: spark or duckdb (default: SHOPFLOW_ETL_ENGINE).",
+    ),
+]
 
-def _run(request: EtlRequest) -> None:
+
+def _run(request: EtlRequest, engine: str | None) -> None:
     from shopflow.transform.entrypoint import open_session
     from shopflow.transform.jobs import run_etl
 
-    settings = load_settings()
-    with console.status("starting the ETL engine"):
+    overrides: dict[str, object] = {"etl_engine": engine} if engine else {}
+    settings = load_settings(**overrides)
+    with console.status(f"starting the ETL engine ({settings.etl_engine})"):
         session = open_session(settings)
-    with console.status(f"ETL: {request.label}"):
+    with console.status(f"ETL ({settings.etl_engine}): {request.label}"):
         run = run_etl(session, settings, request)
+    console.print(f"ETL engine: {settings.etl_engine}", highlight=False)
     print(run.summary())
 
 
@@ -38,18 +48,20 @@ def etl(
         str | None,
         typer.Option("--until", help="End (exclusive) of --since's range; default now."),
     ] = None,
+    engine: EngineOption = None,
 ) -> None:
     """Recompute every event date that received raw data since the last run (plus --hour's date
     or the --since/--until range) and replace its curated partitions whole; prints a summary."""
-    _run(etl_request(hour=hour, since=since, until=until))
+    _run(etl_request(hour=hour, since=since, until=until), engine)
 
 
 def backfill(
     start: Annotated[str, typer.Option("--start", help="First event date, YYYY-MM-DD.")],
     end: Annotated[str, typer.Option("--end", help="Last event date (included), YYYY-MM-DD.")],
+    engine: EngineOption = None,
 ) -> None:
     """Recompute whole event dates from the raw zone, whatever the ETL state (left unchanged)."""
-    _run(backfill_request(start, end))
+    _run(backfill_request(start, end), engine)
 
 
 def register(app: typer.Typer) -> None:

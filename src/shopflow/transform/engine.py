@@ -224,21 +224,22 @@ def read_parquet(
 
 def _duckdb_read_parquet(session: Any, paths: Sequence[str], schema: pa.Schema) -> Any:
     files = [p if p.endswith(".parquet") else f"{p.rstrip('/')}/**/*.parquet" for p in paths]
-    hive = {n: _DUCKDB_TYPES[t] for n, t in PARTITION_TYPES.items() if n in schema.names}
     file_list = ", ".join(_sql_string(f) for f in files)
-    hive_types = ", ".join(f"{_sql_string(n)}: {_sql_string(t)}" for n, t in hive.items())
-    options = "union_by_name = true, hive_partitioning = true"
-    if hive_types:
-        options += f", hive_types = {{{hive_types}}}"
+    # Partition values are read as text and cast below: `hive_types` would fail for a name that is
+    # a data column rather than a partition (products' own `date` under `cursor_date=` folders).
+    options = "union_by_name = true, hive_partitioning = true, hive_types_autocast = false"
     source = f"read_parquet([{file_list}], {options})"
     conn = _duckdb_conn(session)
     present = {row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-    columns = ", ".join(
-        f'"{f.name}"'
-        if f.name in present
-        else f'CAST(NULL AS {_duckdb_type(f.type)}) AS "{f.name}"'
-        for f in schema
-    )
+
+    def column(f: pa.Field) -> str:
+        if f.name not in present:
+            return f'CAST(NULL AS {_duckdb_type(f.type)}) AS "{f.name}"'
+        if f.name in PARTITION_TYPES:
+            return f'CAST("{f.name}" AS {_DUCKDB_TYPES[PARTITION_TYPES[f.name]]}) AS "{f.name}"'
+        return f'"{f.name}"'
+
+    columns = ", ".join(column(f) for f in schema)
     name = _new_name("parquet")
     conn.execute(f'CREATE VIEW "{name}" AS SELECT {columns} FROM {source}')
     return session.table(name)

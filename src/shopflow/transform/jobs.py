@@ -34,11 +34,12 @@ through `replace_partition`; partition columns live in the path only, as Spark w
 * `deadletter/events_etl/date=D/part-00000.parquet`: raw events of raw partition date D that
   failed a contract check in staging, with their `reason`; replaced whole with the date.
 
-Engine: inputs are read and outputs collected only through `_read_parquet`, `_to_arrow`,
-`_materialize` and `_release` (the same signatures as `shopflow.transform.engine`'s helpers), and
-outputs are committed by the lake layer from Arrow, so a SQLFrame session can run the job once
-those four route to the engine module. Spark-only calls kept: `read.schema(...)` (typed partition
-columns) and `unpersist`, both inside those helpers.
+Engine: `run_etl` takes a Spark session or a SQLFrame DuckDB session
+(`shopflow.transform.engine.open_etl_session`) and runs the same code on either. The transforms are
+taken from `engine.transforms(session)` (the copy bound to that engine), column expressions of the
+job's own use that copy's `functions`, inputs are read and outputs collected only through the
+engine module's `read_parquet`, `create_dataframe`, `to_arrow`, `materialize` and `release`, and
+outputs are committed by the lake layer from Arrow. See docs/engines.md.
 """
 
 from __future__ import annotations
@@ -52,8 +53,6 @@ from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from shopflow.contracts import (
     RAW_EVENT_SCHEMA,
@@ -71,18 +70,12 @@ from shopflow.lake import (
     replace_partition,
 )
 from shopflow.settings import Settings
-from shopflow.transform.events import (
-    STAGED_EVENT_COLUMNS,
-    event_rejects,
-    events_clean,
-    stage_events,
-)
-from shopflow.transform.orders import dedup_order_lines, orders_enriched
-from shopflow.transform.products import category_summary, products_clean
-from shopflow.transform.reconciliation import order_reconciliation
-from shopflow.transform.traffic import traffic_daily, traffic_hourly
-from shopflow.transform.user_behavior import user_behavior
-from shopflow.transform.users import users_clean, users_enriched
+from shopflow.transform import engine
+from shopflow.transform.engine import Transforms, transforms
+from shopflow.transform.events import STAGED_EVENT_COLUMNS
+
+#: A DataFrame of either engine (pyspark's or SQLFrame's; they share the API the job uses).
+DataFrame = Any
 
 #: Curated tables with one partition per event date and hour.
 HOURLY_TABLES: Final = ("events_clean", "traffic_hourly")
@@ -253,41 +246,24 @@ def _read_parquet(
     session: Any, paths: Sequence[str], schema: pa.Schema, *, base_path: str | None = None
 ) -> DataFrame:
     """Parquet files or Hive partition folders as one DataFrame typed by `schema`."""
-    if not paths:
-        return _create_dataframe(session, schema.empty_table())
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    reader = session.read.schema(from_arrow_schema(schema))
-    if base_path is not None:
-        reader = reader.option("basePath", base_path)
-    frame: DataFrame = reader.parquet(*paths)
-    return frame
+    return engine.read_parquet(session, paths, schema, base_path=base_path)
 
 
 def _create_dataframe(session: Any, table: pa.Table) -> DataFrame:
-    frame: DataFrame = session.createDataFrame(table)
-    return frame
+    return engine.create_dataframe(session, table)
 
 
 def _to_arrow(df: DataFrame) -> pa.Table:
     """Collected as Arrow with UTC microsecond timestamps."""
-    table: pa.Table = df.toArrow()
-    fields = [
-        pa.field(f.name, pa.timestamp("us", tz="UTC"), f.nullable)
-        if pa.types.is_timestamp(f.type)
-        else f
-        for f in table.schema
-    ]
-    schema = pa.schema(fields)
-    return table if schema.equals(table.schema) else table.cast(schema)
+    return engine.to_arrow(df)
 
 
 def _materialize(df: DataFrame) -> DataFrame:
-    return df.cache()
+    return engine.materialize(df)
 
 
 def _release(df: DataFrame) -> None:
-    df.unpersist()
+    engine.release(df)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,12 +403,15 @@ def write_rejects(table: pa.Table, layout: LakeLayout, dates: Iterable[date]) ->
 # The job
 
 
-def _rejects(raw: DataFrame, dates: Sequence[date]) -> DataFrame:
+def _rejects(t: Transforms, raw: DataFrame, dates: Sequence[date]) -> DataFrame:
     # Keyed by the raw partition date (the folder it was read from): an event without a usable
     # event_ts has no event date of its own.
+    F = t.functions
     staged_columns = [c for c in STAGED_EVENT_COLUMNS if c not in ("date", "hour", "reject_reason")]
     parts = [
-        event_rejects(stage_events(raw.where(F.col("date") == F.lit(day)))).select(
+        t.events.event_rejects(
+            t.events.stage_events(raw.where(F.col("date") == F.lit(day)))
+        ).select(
             *staged_columns,
             F.col("date").alias("event_date"),
             F.col("hour").alias("event_hour"),
@@ -441,11 +420,11 @@ def _rejects(raw: DataFrame, dates: Sequence[date]) -> DataFrame:
         )
         for day in dates
     ]
-    return reduce(DataFrame.unionByName, parts)
+    return reduce(lambda left, right: left.unionByName(right), parts)
 
 
-def _dated(df: DataFrame, dates: Sequence[date]) -> DataFrame:
-    return df.where(F.col("date").isin(list(dates)))
+def _dated(t: Transforms, df: DataFrame, dates: Sequence[date]) -> DataFrame:
+    return df.where(t.functions.col("date").isin(list(dates)))
 
 
 def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
@@ -459,15 +438,17 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
         run.seconds = time.monotonic() - started
         return run
 
+    t = transforms(session)
+
     def record(name: str, urls: list[str], rows: int) -> None:
         run.partitions[name] = urls
         run.rows[name] = rows
 
     products = _materialize(
-        products_clean(extract_pulls(session, layout, "products", RAW_PRODUCT_SCHEMA))
+        t.products.products_clean(extract_pulls(session, layout, "products", RAW_PRODUCT_SCHEMA))
     )
     raw_users = extract_pulls(session, layout, "users", RAW_USER_SCHEMA)
-    users = _materialize(users_clean(raw_users))
+    users = _materialize(t.users.users_clean(raw_users))
     cached = [products, users]
 
     if plan.dates:
@@ -476,19 +457,19 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
         # Read once: both the dead letters and the clean events stage it.
         raw = _materialize(extract_raw_events(session, layout, context))
         cached.append(raw)
-        rejects = _to_arrow(_rejects(raw, dates))
+        rejects = _to_arrow(_rejects(t, raw, dates))
         run.rejected_events = rejects.num_rows
         record(
             f"deadletter/{REJECTS_SOURCE}", write_rejects(rejects, layout, dates), rejects.num_rows
         )
 
-        clean = _materialize(_dated(events_clean(raw), dates))
+        clean = _materialize(_dated(t, t.events.events_clean(raw), dates))
         cached.append(clean)
         outputs = {
             "events_clean": clean,
-            "traffic_hourly": traffic_hourly(clean),
-            "traffic_daily": traffic_daily(clean),
-            "user_behavior": user_behavior(clean, products, users),
+            "traffic_hourly": t.traffic.traffic_hourly(clean),
+            "traffic_daily": t.traffic.traffic_daily(clean),
+            "user_behavior": t.user_behavior.user_behavior(clean, products, users),
         }
         for name, df in outputs.items():
             table = _to_arrow(df)
@@ -496,8 +477,9 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
             record(name, write_partitions(table, name, layout, keys), table.num_rows)
 
     orders = _materialize(
-        orders_enriched(
-            dedup_order_lines(extract_pulls(session, layout, "orders", RAW_ORDER_SCHEMA)), products
+        t.orders.orders_enriched(
+            t.orders.dedup_order_lines(extract_pulls(session, layout, "orders", RAW_ORDER_SCHEMA)),
+            products,
         )
     )
     cached.append(orders)
@@ -511,7 +493,7 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
     # Reconciliation and the snapshots cover all dates: read every curated event back once.
     all_events = _materialize(extract_curated_events(session, layout))
     cached.append(all_events)
-    recon = _to_arrow(order_reconciliation(all_events, orders))
+    recon = _to_arrow(t.reconciliation.order_reconciliation(all_events, orders))
     record(
         "order_reconciliation",
         write_changed_partitions(recon, "order_reconciliation", layout),
@@ -519,8 +501,8 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
     )
     snapshots = {
         "products_clean": products,
-        "users_enriched": users_enriched(raw_users, all_events, orders),
-        "category_summary": category_summary(products, all_events, orders),
+        "users_enriched": t.users.users_enriched(raw_users, all_events, orders),
+        "category_summary": t.products.category_summary(products, all_events, orders),
     }
     for name, df in snapshots.items():
         table = _to_arrow(df)

@@ -384,6 +384,7 @@ def run(ctx: BenchContext) -> BenchResult:
     events = ctx.int_param("events", DEFAULT_EVENTS, QUICK_EVENTS)
     days = ctx.int_param("days", DEFAULT_DAYS, DEFAULT_DAYS)
     seed = ctx.int_param("seed", 42, 42)
+    engines = ctx.list_param("engines", ("duckdb", "spark"))
     base = load_settings(spark_master="local[2]", spark_driver_memory="2g")
     started = time.perf_counter()
     generated = generate(ctx.scratch, events, days, seed)
@@ -394,21 +395,27 @@ def run(ctx: BenchContext) -> BenchResult:
     )
     old = time.time() - _OLD.total_seconds()
     rows: list[Row] = []
-    for history in (1, days):
-        settings = lake_settings(base, ctx.scratch / f"lake-{history}d")
-        keep = set(day_list[-history:])
-        _copy_tree(
-            ctx.scratch / "full" / "lake", Path(settings.lake_url), keep_days=keep, mtime=old
-        )
-        first = _timed(settings)
-        params: dict[str, object] = {"history_days": history}
-        rows.append(_row(f"full-{history}d", params, generated.history_events[history], first))
-        # The new hour lands (fresh modification times), then the hourly run.
-        _copy_tree(
-            ctx.scratch / "new" / "lake", Path(settings.lake_url), keep_days=None, mtime=None
-        )
-        hourly = _timed(settings)
-        rows.append(_row(f"hourly-{history}d", params, generated.new_events, hourly))
+    for engine in engines:
+        for history in (1, days):
+            settings = lake_settings(
+                base.model_copy(update={"etl_engine": engine}),
+                ctx.scratch / f"lake-{engine}-{history}d",
+            )
+            keep = set(day_list[-history:])
+            _copy_tree(
+                ctx.scratch / "full" / "lake", Path(settings.lake_url), keep_days=keep, mtime=old
+            )
+            first = _timed(settings)
+            params: dict[str, object] = {"engine": engine, "history_days": history}
+            rows.append(
+                _row(f"{engine}: full-{history}d", params, generated.history_events[history], first)
+            )
+            # The new hour lands (fresh modification times), then the hourly run.
+            _copy_tree(
+                ctx.scratch / "new" / "lake", Path(settings.lake_url), keep_days=None, mtime=None
+            )
+            hourly = _timed(settings)
+            rows.append(_row(f"{engine}: hourly-{history}d", params, generated.new_events, hourly))
     return BenchResult(
         rows=rows,
         settings={
@@ -418,6 +425,7 @@ def run(ctx: BenchContext) -> BenchResult:
             "events delivered in it (incl. late/duplicate deliveries)",
             "payloads simulated": f"{generated.payloads:,} (default dirt)",
             "raw file layout": f"one file per {WINDOW_MINUTES}-minute delivery window and event hour",
+            "engines": ", ".join(engines),
             "Spark": f"{base.spark_master}, driver memory {base.spark_driver_memory}",
             "set-up (simulate + write, not timed)": f"{setup_seconds:.0f}s",
         },

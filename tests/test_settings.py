@@ -81,3 +81,9 @@ def test_example_env_lists_only_real_settings() -> None:
     fields = {f"SHOPFLOW_{name.upper()}" for name in Settings.model_fields}
     assert names, "example.env lists no settings"
     assert names <= fields, f"example.env names unknown settings: {sorted(names - fields)}"
+
+
+def test_a_copy_with_another_home_has_its_own_lake(settings: Settings, tmp_path: Path) -> None:
+    assert settings.lake_url.startswith(str(settings.home.resolve()))
+    moved = settings.model_copy(update={"home": tmp_path / "elsewhere"})
+    assert moved.lake_url == str((tmp_path / "elsewhere" / "lake").resolve())

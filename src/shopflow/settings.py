@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -119,7 +118,7 @@ class Settings(BaseSettings):
             self.etl_engine = "spark"
         return self
 
-    @cached_property
+    @property
     def lake_url(self) -> str:
         """The lake root as a URL or local path, without a trailing slash."""
         if self.lake_root:

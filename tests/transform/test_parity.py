@@ -264,6 +264,31 @@ CASES: dict[str, Case] = {
     "order_reconciliation": lambda t, raw: t.reconciliation.order_reconciliation(
         _events_clean(t, raw, CATALOGUE_EVENTS), _orders(t, raw)
     ),
+    "product_activity_daily": lambda t, raw: t.activity.product_activity_daily(
+        _events_clean(t, raw, CATALOGUE_EVENTS)
+    ),
+    "user_activity_daily": lambda t, raw: t.activity.user_activity_daily(
+        _events_clean(t, raw, TRAFFIC_EVENTS), _events_clean(t, raw, SESSION_EVENTS)
+    ),
+    "order_activity_daily": lambda t, raw: t.activity.order_activity_daily(
+        _events_clean(t, raw, CATALOGUE_EVENTS)
+    ),
+    "category_summary_from_daily": lambda t, raw: t.products.category_summary_from_daily(
+        _products(t, raw),
+        t.activity.product_activity_daily(_events_clean(t, raw, CATALOGUE_EVENTS)),
+        _orders(t, raw),
+    ),
+    "users_enriched_from_daily": lambda t, raw: t.users.users_enriched_from_daily(
+        t.users.users_clean(raw.users(USERS, nullable=True)),
+        t.activity.user_activity_daily(_events_clean(t, raw, CATALOGUE_EVENTS)),
+        _orders(t, raw),
+    ),
+    "order_reconciliation_from_daily": lambda t, raw: (
+        t.reconciliation.order_reconciliation_from_daily(
+            t.activity.order_activity_daily(_events_clean(t, raw, CATALOGUE_EVENTS)),
+            _orders(t, raw),
+        )
+    ),
 }
 
 

@@ -120,17 +120,7 @@ def category_summary(
     Views, wishlists and returns count events; orders, units and revenue come from the orders API
     and leave out cancelled lines. Unknown products fall under `UNKNOWN_CATEGORY`.
     """
-    catalogue = products_clean.select("product_id", _category(), "price", "price_band")
-    product_stats = catalogue.groupBy("category").agg(
-        F.count(F.lit(1)).cast("long").alias("products"),
-        F.min("price").alias("min_price_inr"),
-        F.avg("price").alias("avg_price_inr"),
-        F.max("price").alias("max_price_inr"),
-        _band_count("under_500").alias("products_under_500_inr"),
-        _band_count("500_to_1999").alias("products_500_to_1999_inr"),
-        _band_count("2000_to_9999").alias("products_2000_to_9999_inr"),
-        _band_count("10000_plus").alias("products_10000_plus_inr"),
-    )
+    catalogue = _catalogue(products_clean)
     product_category = catalogue.select(F.col("product_id").alias("_pid"), "category")
     events = events_clean.select("product_id", "event_name")
     event_stats = (
@@ -142,6 +132,50 @@ def category_summary(
             _event_count("wishlist").alias("wishlists"),
             _event_count("return").alias("returns"),
         )
+    )
+    return _summary(catalogue, event_stats, orders_enriched)
+
+
+def category_summary_from_daily(
+    products_clean: DataFrame, product_activity_daily: DataFrame, orders_enriched: DataFrame
+) -> DataFrame:
+    """`category_summary` with the event counts summed over every date of `product_activity_daily`.
+
+    Each product's counts are summed over its dates first, then placed in the product's current
+    category, so a product that changed category moves all its history, as with `category_summary`.
+    """
+    catalogue = _catalogue(products_clean)
+    product_category = catalogue.select(F.col("product_id").alias("_pid"), "category")
+    counts = ("views", "wishlists", "returns")
+    per_product = product_activity_daily.groupBy("product_id").agg(
+        *(F.sum(name).cast("long").alias(name) for name in counts)
+    )
+    event_stats = (
+        per_product.join(
+            product_category, per_product["product_id"] == product_category["_pid"], "left"
+        )
+        .select(_category(), *counts)
+        .groupBy("category")
+        .agg(*(F.sum(name).cast("long").alias(name) for name in counts))
+    )
+    return _summary(catalogue, event_stats, orders_enriched)
+
+
+def _catalogue(products_clean: DataFrame) -> DataFrame:
+    return products_clean.select("product_id", _category(), "price", "price_band")
+
+
+def _summary(catalogue: DataFrame, event_stats: DataFrame, orders_enriched: DataFrame) -> DataFrame:
+    """Product stats of `catalogue`, the given per-category event counts and the API's orders."""
+    product_stats = catalogue.groupBy("category").agg(
+        F.count(F.lit(1)).cast("long").alias("products"),
+        F.min("price").alias("min_price_inr"),
+        F.avg("price").alias("avg_price_inr"),
+        F.max("price").alias("max_price_inr"),
+        _band_count("under_500").alias("products_under_500_inr"),
+        _band_count("500_to_1999").alias("products_500_to_1999_inr"),
+        _band_count("2000_to_9999").alias("products_2000_to_9999_inr"),
+        _band_count("10000_plus").alias("products_10000_plus_inr"),
     )
     order_stats = (
         orders_enriched.where(F.col("status") != "cancelled")

@@ -44,6 +44,38 @@ def order_reconciliation(events_clean: DataFrame, orders_enriched: DataFrame) ->
             F.sum("price").alias("_event_amount_inr"),
         )
     )
+    returns = events_clean.where(F.col("event_name") == "return").select(
+        "date", "order_id", F.lit(1).alias("_returns")
+    )
+    return _reconciliation(event_orders, returns, orders_enriched)
+
+
+def order_reconciliation_from_daily(
+    order_activity_daily: DataFrame, orders_enriched: DataFrame
+) -> DataFrame:
+    """`order_reconciliation` with the events side taken from every date of `order_activity_daily`.
+
+    An order's events date is the first date with its order events, its amount the sum over dates.
+    """
+    event_orders = (
+        order_activity_daily.where(F.col("order_events") > 0)
+        .groupBy(F.col("order_id").alias("_event_order_id"))
+        .agg(
+            F.min("date").alias("_event_date"),
+            F.sum("order_amount_inr").alias("_event_amount_inr"),
+        )
+    )
+    returns = order_activity_daily.where(F.col("returns") > 0).select(
+        "date", "order_id", F.col("returns").alias("_returns")
+    )
+    return _reconciliation(event_orders, returns, orders_enriched)
+
+
+def _reconciliation(
+    event_orders: DataFrame, returns: DataFrame, orders_enriched: DataFrame
+) -> DataFrame:
+    """Per-date counts from per-order events (`_event_order_id`, `_event_date`,
+    `_event_amount_inr`), returns (`date`, `order_id`, `_returns` count) and the API's orders."""
     api_orders = orders_enriched.groupBy(F.col("order_id").alias("_api_order_id")).agg(
         F.min("date").alias("_api_date"),
         F.max("order_total_inr").alias("_order_total_inr"),
@@ -72,13 +104,14 @@ def order_reconciliation(events_clean: DataFrame, orders_enriched: DataFrame) ->
         .union(api_orders.select(F.col("_api_order_id").alias("_known_order_id")))
         .distinct()
     )
-    returns = events_clean.where(F.col("event_name") == "return").select("date", "order_id")
     per_return = returns.join(
         known_orders, returns["order_id"] == known_orders["_known_order_id"], "left"
     ).select(
         "date",
         *(F.lit(0).alias(name) for name in _COUNTS[:-1]),
-        _flag(F.col("_known_order_id").isNull()).alias("returns_without_order"),
+        (_flag(F.col("_known_order_id").isNull()) * F.col("_returns")).alias(
+            "returns_without_order"
+        ),
     )
 
     return (

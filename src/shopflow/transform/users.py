@@ -59,7 +59,6 @@ def users_enriched(
     Spend sums the user's order lines from the orders API, leaving out cancelled lines. Users with
     no activity have zero counts and null first/last seen.
     """
-    users = users_clean(raw_users)
     activity = events_clean.groupBy(F.col("user_id").alias("_uid_events")).agg(
         F.count(F.lit(1)).cast("long").alias("events"),
         _event_count("view").alias("views"),
@@ -70,6 +69,30 @@ def users_enriched(
         F.min("event_ts").alias("first_seen_ts"),
         F.max("event_ts").alias("last_seen_ts"),
     )
+    return _enriched(users_clean(raw_users), activity, orders_enriched)
+
+
+def users_enriched_from_daily(
+    users_clean: DataFrame, user_activity_daily: DataFrame, orders_enriched: DataFrame
+) -> DataFrame:
+    """`users_enriched` from `users_clean` and the sum over every date of `user_activity_daily`.
+
+    The same table as `users_enriched` over the events those dates were computed from (sessions
+    are the sum of sessions started each date).
+    """
+    activity = user_activity_daily.groupBy(F.col("user_id").alias("_uid_events")).agg(
+        *(
+            F.sum(name).cast("long").alias(name)
+            for name in ("events", "views", "wishlists", "order_events", "returns")
+        ),
+        F.sum("sessions_started").cast("long").alias("sessions"),
+        F.min("first_seen_ts").alias("first_seen_ts"),
+        F.max("last_seen_ts").alias("last_seen_ts"),
+    )
+    return _enriched(users_clean, activity, orders_enriched)
+
+
+def _enriched(users: DataFrame, activity: DataFrame, orders_enriched: DataFrame) -> DataFrame:
     spend = (
         orders_enriched.where(F.col("status") != "cancelled")
         .groupBy(F.col("user_id").alias("_uid_orders"))

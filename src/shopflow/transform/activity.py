@@ -1,0 +1,116 @@
+"""Per-date activity of products, users and orders: the additive parts of the history snapshots.
+
+`users_enriched`, `category_summary` and `order_reconciliation` summarise every event ever seen.
+Their event side is a sum (or min/max) over these per-date tables, so a run recomputes the tables
+only for the event dates it recomputes, and the snapshots read them instead of all events.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+#: Columns of `product_activity_daily`, in order: one row per event date and product.
+PRODUCT_ACTIVITY_DAILY_COLUMNS: Final = (
+    "date",
+    "product_id",
+    "events",
+    "views",
+    "wishlists",
+    "order_events",
+    "returns",
+)
+
+#: Columns of `user_activity_daily`, in order: one row per event date and user.
+USER_ACTIVITY_DAILY_COLUMNS: Final = (
+    "date",
+    "user_id",
+    "events",
+    "views",
+    "wishlists",
+    "order_events",
+    "returns",
+    "sessions_started",
+    "first_seen_ts",
+    "last_seen_ts",
+)
+
+#: Columns of `order_activity_daily`, in order: one row per event date and order with order or
+#: return events that date.
+ORDER_ACTIVITY_DAILY_COLUMNS: Final = (
+    "date",
+    "order_id",
+    "order_events",
+    "order_amount_inr",
+    "returns",
+)
+
+
+def _event_count(event_name: str) -> Column:
+    return F.sum(F.when(F.col("event_name") == event_name, 1).otherwise(0)).cast("long")
+
+
+def _behaviour_counts() -> list[Column]:
+    return [
+        F.count(F.lit(1)).cast("long").alias("events"),
+        _event_count("view").alias("views"),
+        _event_count("wishlist").alias("wishlists"),
+        _event_count("order").alias("order_events"),
+        _event_count("return").alias("returns"),
+    ]
+
+
+def product_activity_daily(events_clean: DataFrame) -> DataFrame:
+    """Per event date and product: events, and views, wishlists, order events and returns."""
+    return (
+        events_clean.groupBy("date", "product_id")
+        .agg(*_behaviour_counts())
+        .select(*PRODUCT_ACTIVITY_DAILY_COLUMNS)
+    )
+
+
+def user_activity_daily(
+    events_clean: DataFrame, earlier_events: DataFrame | None = None
+) -> DataFrame:
+    """Per event date and user: event counts, sessions started that date, first and last event.
+
+    A session counts on the first date it has events among `events_clean` and `earlier_events`
+    (clean events of the dates before, at least each date's previous one), so summing
+    `sessions_started` over dates counts each session once, also when it crosses midnight.
+    """
+    keys = ["user_id", "session_id"]
+    seen = events_clean.select("date", *keys)
+    if earlier_events is not None:
+        seen = seen.unionByName(earlier_events.select("date", *keys))
+    starts = seen.groupBy(*keys).agg(F.min("date").alias("_start_date"))
+    events = events_clean.select("date", "user_id", "session_id", "event_name", "event_ts").join(
+        starts, keys, "left"
+    )
+    started = F.when(F.col("_start_date") == F.col("date"), F.col("session_id"))
+    return (
+        events.groupBy("date", "user_id")
+        .agg(
+            *_behaviour_counts(),
+            F.countDistinct(started).cast("long").alias("sessions_started"),
+            F.min("event_ts").alias("first_seen_ts"),
+            F.max("event_ts").alias("last_seen_ts"),
+        )
+        .select(*USER_ACTIVITY_DAILY_COLUMNS)
+    )
+
+
+def order_activity_daily(events_clean: DataFrame) -> DataFrame:
+    """Per event date and order: its order events and their amount (sum of `price`), returns."""
+    is_order = F.col("event_name") == "order"
+    return (
+        events_clean.where(F.col("event_name").isin("order", "return"))
+        .groupBy("date", "order_id")
+        .agg(
+            _event_count("order").alias("order_events"),
+            F.sum(F.when(is_order, F.col("price"))).alias("order_amount_inr"),
+            _event_count("return").alias("returns"),
+        )
+        .select(*ORDER_ACTIVITY_DAILY_COLUMNS)
+    )

@@ -22,6 +22,7 @@ from shopflow.lake import LakeLayout, list_data_files, read_dataset, write_parqu
 from shopflow.settings import Settings
 from shopflow.transform.engine import ENGINES, engine_of
 from shopflow.transform.jobs import (
+    ACTIVITY_TABLES,
     CURATED_TABLES,
     EtlRequest,
     backfill_request,
@@ -160,6 +161,18 @@ def test_etl_writes_every_curated_table_and_rerunning_changes_nothing(
     assert before["products_clean"].column("date").to_pylist() == [DAY]
     [summary] = before["category_summary"].to_pylist()
     assert (summary["category"], summary["views"], summary["orders"]) == ("Clothing", 2, 1)
+    # Per-date activity, partitioned by date like the daily tables.
+    [user_day] = before["user_activity_daily"].to_pylist()
+    assert (user_day["date"], user_day["user_id"], user_day["events"]) == (DAY, "u1", 3)
+    assert user_day["sessions_started"] == 2  # 10:00-10:10, then 11:00
+    [order_day] = before["order_activity_daily"].to_pylist()
+    assert (order_day["order_id"], order_day["order_amount_inr"]) == ("o1", 200.0)
+    assert before["product_activity_daily"].column("views").to_pylist() == [2]
+    for name in ACTIVITY_TABLES:
+        files = list_data_files(layout.curated_root(name))
+        assert [f.url.rsplit("/", 3)[-3:] for f in files] == [
+            [name, f"date={DAY.isoformat()}", "part-00000.parquet"]
+        ]
     # Every partition holds exactly one data file.
     for name in CURATED_TABLES:
         files = list_data_files(layout.curated_root(name))
@@ -308,3 +321,141 @@ def test_the_gcp_profile_runs_the_etl_on_spark(monkeypatch: pytest.MonkeyPatch) 
     assert load_settings(profile="gcp", gcs_bucket="b", etl_engine="spark").etl_engine == "spark"
     with pytest.raises(ShopflowError, match="gcp profile runs the ETL on Spark"):
         load_settings(profile="gcp", gcs_bucket="b", etl_engine="duckdb")
+
+
+def _order_event(event_id: str, offset: timedelta, order_id: str, price: float) -> dict[str, Any]:
+    return _event(event_id, offset, event_name="order", order_id=order_id, price=price)
+
+
+def land_three_days(layout: LakeLayout, name: str) -> None:
+    """Events over DAY and the two dates after: sessions across midnight, orders, returns."""
+    midnight = timedelta(hours=14)  # T0 is 10:00
+    rows = [
+        _event("a1", timedelta(0)),
+        _event("a2", midnight - timedelta(minutes=10)),
+        _event("a3", midnight + timedelta(minutes=10), event_name="wishlist"),
+        _order_event("o1a", midnight + timedelta(minutes=15), "o1", 200.0),
+        _event("b1", midnight - timedelta(hours=1), user_id="u2", session_id="s-b"),
+        _event("b2", midnight + timedelta(hours=25), user_id="u2", session_id="s-b"),
+        _event("b3", midnight + timedelta(hours=23), user_id="u2", product_id="p9"),
+        _order_event("o7a", midnight + timedelta(hours=30), "o7", 50.0),
+        _event(
+            "r1", midnight + timedelta(hours=31), event_name="return", order_id="o1", price=200.0
+        ),
+        _event(
+            "r9", midnight + timedelta(hours=32), event_name="return", order_id="o9", price=10.0
+        ),
+    ]
+    land(layout, name, rows)
+
+
+def full_snapshots(session: Any, layout: LakeLayout) -> dict[str, pa.Table]:
+    """users_enriched, category_summary and order_reconciliation from every curated event."""
+    from shopflow.contracts import RAW_USER_SCHEMA
+    from shopflow.transform.engine import to_arrow, transforms
+    from shopflow.transform.jobs import extract_curated_events, extract_pulls
+
+    t = transforms(session)
+    events = extract_curated_events(session, layout)
+    products = t.products.products_clean(
+        extract_pulls(session, layout, "products", RAW_PRODUCT_SCHEMA)
+    )
+    orders = t.orders.orders_enriched(
+        t.orders.dedup_order_lines(extract_pulls(session, layout, "orders", RAW_ORDER_SCHEMA)),
+        products,
+    )
+    raw_users = extract_pulls(session, layout, "users", RAW_USER_SCHEMA)
+    tables = {
+        "users_enriched": t.users.users_enriched(raw_users, events, orders),
+        "category_summary": t.products.category_summary(products, events, orders),
+        "order_reconciliation": t.reconciliation.order_reconciliation(events, orders),
+    }
+    sorted_tables = {}
+    for name, df in tables.items():
+        table = to_arrow(df)
+        sorted_tables[name] = table.sort_by([(c, "ascending") for c in table.column_names])
+    return sorted_tables
+
+
+def land_users(layout: LakeLayout) -> None:
+    from shopflow.contracts import RAW_USER_SCHEMA
+
+    users = [
+        {
+            "user_id": user_id,
+            "user_name": user_id.upper(),
+            "email": None,
+            "city": None,
+            "date": DAY,
+            "updated_at": T0,
+            "ingest_ts": T0,
+        }
+        for user_id in ("u1", "u2", "u3")
+    ]
+    write_parquet_atomic(
+        pa.Table.from_pylist(users, RAW_USER_SCHEMA), layout.pull_file("users", None, T0)
+    )
+
+
+def test_snapshots_from_the_activity_tables_equal_the_full_computation_over_every_event(
+    etl_session: Any, settings: Settings
+) -> None:
+    layout = LakeLayout.from_settings(settings)
+    land_catalogue_and_orders(layout)
+    land_users(layout)
+    land_three_days(layout, "a")
+    first = run_etl(etl_session, settings, EtlRequest())
+    assert first.dates == (DAY, NEXT_DAY, NEXT_DAY + timedelta(days=1))
+    for name in ACTIVITY_TABLES:
+        assert len(first.partitions[name]) == 3, name
+
+    # Late events land on the middle date only: it and the day after are recomputed.
+    old = time.time() - 3600
+    for path in Path(settings.lake_url, "raw").rglob("*.parquet"):
+        os.utime(path, (old, old))
+    late = [
+        _event("late1", timedelta(hours=15), ingest=3600),  # continues a2..a3's session
+        _event("late2", timedelta(hours=20), user_id="u3"),
+    ]
+    land(layout, "late", late)
+    second = run_etl(etl_session, settings, EtlRequest())
+    assert second.dates == (NEXT_DAY, NEXT_DAY + timedelta(days=1))
+
+    stored = curated(layout)
+    expected = full_snapshots(etl_session, layout)
+    for name, table in expected.items():
+        assert table.num_rows > 0, name
+        # A partitioned table reads back with `date` last.
+        same_order = stored[name].select(table.column_names)
+        assert same_order.sort_by([(c, "ascending") for c in table.column_names]).equals(table), (
+            name
+        )
+    users = {u["user_id"]: u for u in stored["users_enriched"].to_pylist()}
+    # u1: a1; a2..o1a across midnight; late1; then o7a, r1, r9 an hour apart each. u2: s-b (over
+    # three dates, counted once) and b3's derived one.
+    assert (users["u1"]["sessions"], users["u2"]["sessions"], users["u3"]["sessions"]) == (6, 2, 1)
+    assert users["u1"]["events"] == 8
+
+
+def test_a_lake_without_activity_tables_gets_them_from_its_curated_events(
+    etl_session: Any, settings: Settings
+) -> None:
+    import shutil
+
+    layout = LakeLayout.from_settings(settings)
+    land_catalogue_and_orders(layout)
+    land_users(layout)
+    land_three_days(layout, "a")
+    run_etl(etl_session, settings, EtlRequest())
+    before = curated(layout)
+    for name in ACTIVITY_TABLES:
+        shutil.rmtree(Path(layout.curated_root(name)))
+
+    day = NEXT_DAY.isoformat()
+    backfill = run_etl(etl_session, settings, backfill_request(day, day))
+    assert backfill.dates == (NEXT_DAY,)
+    for name in ACTIVITY_TABLES:
+        assert len(backfill.partitions[name]) == 3, name  # the backfilled date and two filled
+    after = curated(layout)
+    for name in CURATED_TABLES:
+        assert after[name].equals(before[name]), name

@@ -24,13 +24,21 @@ through `replace_partition`; partition columns live in the path only, as Spark w
 * `events_clean/date=D/hour=HH/`, `traffic_hourly/date=D/hour=HH/`: the hours of each recomputed
   date that have events.
 * `traffic_daily/date=D/`, `user_behavior/date=D/`: each recomputed date.
+* `product_activity_daily/date=D/`, `user_activity_daily/date=D/`, `order_activity_daily/date=D/`:
+  per event date, what each product, user and order did (`shopflow.transform.activity`), written
+  for each recomputed date (a user's `sessions_started` looks at the previous date's curated
+  events). Dates with curated events but no such partition yet (a lake older than these tables)
+  are filled once from their curated events.
 * `orders_enriched/date=D/` (order date) and `order_reconciliation/date=D/`: computed over all
-  orders (and all curated order/return events); only the partitions whose rows changed are
-  rewritten, so a status update of an old order reaches its date without rewriting every date.
+  orders, the reconciliation with every date of `order_activity_daily` (one row per order and
+  date, not every event); only the partitions whose rows changed are rewritten, so a status update
+  of an old order reaches its date without rewriting every date.
 * `products_clean/`, `users_enriched/`, `category_summary/`: whole-table snapshots, one file
-  `curated/<table>/part-00000.parquet` at the table root, rewritten every run. They have no
-  partition folder because their own `date` column (listing / sign-up date) would clash with a
-  `date=` partition; read the folder (or the file) as a plain Parquet dataset.
+  `curated/<table>/part-00000.parquet` at the table root, rewritten every run; the last two sum
+  every date of `user_activity_daily` / `product_activity_daily` (not every event), so their cost
+  grows with users and products times active days. They have no partition folder because their
+  own `date` column (listing / sign-up date) would clash with a `date=` partition; read the folder
+  (or the file) as a plain Parquet dataset.
 * `deadletter/events_etl/date=D/part-00000.parquet`: raw events of raw partition date D that
   failed a contract check in staging, with their `reason`; replaced whole with the date.
 
@@ -81,12 +89,20 @@ DataFrame = Any
 HOURLY_TABLES: Final = ("events_clean", "traffic_hourly")
 #: Curated tables with one partition per recomputed event date.
 DAILY_TABLES: Final = ("traffic_daily", "user_behavior")
+#: Curated per-date activity (`shopflow.transform.activity`), one partition per recomputed date.
+ACTIVITY_TABLES: Final = ("product_activity_daily", "user_activity_daily", "order_activity_daily")
 #: Curated tables partitioned by date, computed whole, rewritten where their rows changed.
 SYNCED_TABLES: Final = ("orders_enriched", "order_reconciliation")
 #: Curated whole-table snapshots (`curated/<table>/part-00000.parquet`).
 SNAPSHOT_TABLES: Final = ("products_clean", "users_enriched", "category_summary")
 #: Every curated table the ETL writes.
-CURATED_TABLES: Final = (*HOURLY_TABLES, *DAILY_TABLES, *SYNCED_TABLES, *SNAPSHOT_TABLES)
+CURATED_TABLES: Final = (
+    *HOURLY_TABLES,
+    *DAILY_TABLES,
+    *ACTIVITY_TABLES,
+    *SYNCED_TABLES,
+    *SNAPSHOT_TABLES,
+)
 #: Where staging rejects go (`deadletter/<source>/date=D/`).
 REJECTS_SOURCE: Final = "events_etl"
 #: The ETL's state record under `_state/`.
@@ -111,6 +127,38 @@ _CURATED_EVENTS_SCHEMA: Final = pa.schema(
         ("hour", pa.int32()),
     ]
 )
+
+_COUNT = pa.int64()
+_BEHAVIOUR_COUNTS = ("events", "views", "wishlists", "order_events", "returns")
+#: How the activity tables read back (`date` from the path).
+_ACTIVITY_SCHEMAS: Final = {
+    "product_activity_daily": pa.schema(
+        [
+            ("product_id", pa.string()),
+            *((name, _COUNT) for name in _BEHAVIOUR_COUNTS),
+            ("date", pa.date32()),
+        ]
+    ),
+    "user_activity_daily": pa.schema(
+        [
+            ("user_id", pa.string()),
+            *((name, _COUNT) for name in _BEHAVIOUR_COUNTS),
+            ("sessions_started", _COUNT),
+            ("first_seen_ts", pa.timestamp("us", tz="UTC")),
+            ("last_seen_ts", pa.timestamp("us", tz="UTC")),
+            ("date", pa.date32()),
+        ]
+    ),
+    "order_activity_daily": pa.schema(
+        [
+            ("order_id", pa.string()),
+            ("order_events", _COUNT),
+            ("order_amount_inr", pa.float64()),
+            ("returns", _COUNT),
+            ("date", pa.date32()),
+        ]
+    ),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,11 +372,21 @@ def extract_pulls(session: Any, layout: LakeLayout, source: str, schema: pa.Sche
     return _read_parquet(session, urls, full, base_path=root).drop("cursor_date")
 
 
-def extract_curated_events(session: Any, layout: LakeLayout) -> DataFrame:
-    """All of curated `events_clean`."""
+def extract_curated_events(
+    session: Any, layout: LakeLayout, dates: Iterable[date] | None = None
+) -> DataFrame:
+    """Curated `events_clean` of the given event dates (default: all of it)."""
     root = layout.curated_root("events_clean")
-    urls = [p.url for p in list_partitions(root)]
+    wanted = None if dates is None else set(dates)
+    urls = [p.url for p in list_partitions(root) if wanted is None or p.date in wanted]
     return _read_parquet(session, urls, _CURATED_EVENTS_SCHEMA, base_path=root)
+
+
+def extract_activity(session: Any, layout: LakeLayout, name: str) -> DataFrame:
+    """Every date of a curated activity table (`ACTIVITY_TABLES`)."""
+    root = layout.curated_root(name)
+    urls = [p.url for p in list_partitions(root)]
+    return _read_parquet(session, urls, _ACTIVITY_SCHEMAS[name], base_path=root)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,6 +485,31 @@ def _dated(t: Transforms, df: DataFrame, dates: Sequence[date]) -> DataFrame:
     return df.where(t.functions.col("date").isin(list(dates)))
 
 
+def _activity(
+    t: Transforms, session: Any, layout: LakeLayout, clean: DataFrame, dates: Sequence[date]
+) -> dict[str, DataFrame]:
+    """The activity tables of `dates` from their clean events.
+
+    Sessions look back one date: the previous dates not among `dates` come from curated events.
+    """
+    previous = sorted({d - timedelta(days=1) for d in dates} - set(dates))
+    earlier = extract_curated_events(session, layout, previous) if previous else None
+    return {
+        "product_activity_daily": t.activity.product_activity_daily(clean),
+        "user_activity_daily": t.activity.user_activity_daily(clean, earlier),
+        "order_activity_daily": t.activity.order_activity_daily(clean),
+    }
+
+
+def _dates_without_activity(layout: LakeLayout) -> list[date]:
+    """Dates of curated events that lack a partition of some activity table."""
+    events = {p.date for p in list_partitions(layout.curated_root("events_clean")) if p.date}
+    missing: set[date] = set()
+    for name in ACTIVITY_TABLES:
+        missing |= events - {p.date for p in list_partitions(layout.curated_root(name))}
+    return sorted(missing)
+
+
 def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
     """Recompute the curated zone for a request; see the module docstring for what and where."""
     started = time.monotonic()
@@ -441,14 +524,22 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
     t = transforms(session)
 
     def record(name: str, urls: list[str], rows: int) -> None:
-        run.partitions[name] = urls
-        run.rows[name] = rows
+        run.partitions[name] = [*run.partitions.get(name, []), *urls]
+        run.rows[name] = run.rows.get(name, 0) + rows
+
+    def write_activity(clean: DataFrame, dates: Sequence[date]) -> None:
+        # Every date's partition is replaced, an empty one too (its events may all be gone).
+        keys = [(day, None) for day in dates]
+        for name, df in _activity(t, session, layout, clean, dates).items():
+            table = _to_arrow(df)
+            record(name, write_partitions(table, name, layout, keys), table.num_rows)
 
     products = _materialize(
         t.products.products_clean(extract_pulls(session, layout, "products", RAW_PRODUCT_SCHEMA))
     )
-    raw_users = extract_pulls(session, layout, "users", RAW_USER_SCHEMA)
-    users = _materialize(t.users.users_clean(raw_users))
+    users = _materialize(
+        t.users.users_clean(extract_pulls(session, layout, "users", RAW_USER_SCHEMA))
+    )
     cached = [products, users]
 
     if plan.dates:
@@ -475,6 +566,13 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
             table = _to_arrow(df)
             keys = _partition_keys(table, hourly=name in HOURLY_TABLES)
             record(name, write_partitions(table, name, layout, keys), table.num_rows)
+        write_activity(clean, dates)
+
+    missing = _dates_without_activity(layout)
+    if missing:
+        stored = _materialize(extract_curated_events(session, layout, missing))
+        write_activity(stored, missing)
+        _release(stored)
 
     orders = _materialize(
         t.orders.orders_enriched(
@@ -490,10 +588,11 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
         orders_table.num_rows,
     )
 
-    # Reconciliation and the snapshots cover all dates: read every curated event back once.
-    all_events = _materialize(extract_curated_events(session, layout))
-    cached.append(all_events)
-    recon = _to_arrow(t.reconciliation.order_reconciliation(all_events, orders))
+    # Reconciliation and the snapshots cover all dates: from the activity tables, not the events.
+    activity = {name: extract_activity(session, layout, name) for name in ACTIVITY_TABLES}
+    recon = _to_arrow(
+        t.reconciliation.order_reconciliation_from_daily(activity["order_activity_daily"], orders)
+    )
     record(
         "order_reconciliation",
         write_changed_partitions(recon, "order_reconciliation", layout),
@@ -501,8 +600,12 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
     )
     snapshots = {
         "products_clean": products,
-        "users_enriched": t.users.users_enriched(raw_users, all_events, orders),
-        "category_summary": t.products.category_summary(products, all_events, orders),
+        "users_enriched": t.users.users_enriched_from_daily(
+            users, activity["user_activity_daily"], orders
+        ),
+        "category_summary": t.products.category_summary_from_daily(
+            products, activity["product_activity_daily"], orders
+        ),
     }
     for name, df in snapshots.items():
         table = _to_arrow(df)

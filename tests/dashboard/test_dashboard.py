@@ -3,6 +3,7 @@ runner, and the real server (`shopflow dashboard`) rendered by headless Chromium
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -227,6 +228,7 @@ def served(settings: Settings, warehouse: Path, tmp_path: Path) -> Iterator[str]
 def test_dashboard_renders_five_charts_in_headless_chromium(served: str) -> None:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
@@ -271,8 +273,7 @@ def test_dashboard_renders_five_charts_in_headless_chromium(served: str) -> None
                 )
                 page.wait_for_load_state("networkidle")
                 assert page.locator(CHARTS).count() == 5
-                body = page.locator("body").inner_text()
-                for text in (
+                expected = (
                     "shopflow dashboard",
                     "Data freshness",
                     "latest event: 2026-11-26 18:00:00 UTC",
@@ -282,7 +283,18 @@ def test_dashboard_renders_five_charts_in_headless_chromium(served: str) -> None
                     "Unique visitors",
                     "Orders by date",
                     "Daily traffic",
-                ):
+                )
+                # Streamlit streams elements over its websocket: on a loaded machine the figures
+                # can arrive after the charts, so wait for the text rather than read it once.
+                # On a time-out the assertions below name what is missing.
+                with contextlib.suppress(PlaywrightTimeoutError):
+                    page.wait_for_function(
+                        "texts => texts.every(t => document.body.innerText.includes(t))",
+                        arg=list(expected),
+                        timeout=60_000,
+                    )
+                body = page.locator("body").inner_text()
+                for text in expected:
                     assert text in body, text
                 assert "Traceback" not in body
                 # Streamlit scrolls inside its own container: grow the window to fit the page.

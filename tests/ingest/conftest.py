@@ -46,12 +46,17 @@ def raw_rows(lake: str, dataset: str) -> list[dict[str, object]]:
 
 
 def visible_temp_files(lake: str) -> list[Path]:
-    """Files a reader could mistake for data: anything not a committed .parquet or state JSON."""
+    """Files a reader could mistake for data: visible files that are not committed Parquet.
+
+    A writer killed mid-write leaves its temp file behind, but hidden (a leading `.`), which every
+    reader of the lake (and Spark, DuckDB, pyarrow datasets) skips; those do not count.
+    """
     return [
         path
         for path in Path(lake).rglob("*")
         if path.is_file()
-        and not (path.suffix == ".parquet" and not path.name.startswith((".", "_")))
+        and path.suffix != ".parquet"
+        and not path.name.startswith((".", "_"))
         and "_state" not in path.parts
     ]
 

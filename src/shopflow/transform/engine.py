@@ -35,7 +35,6 @@ ENGINES: Final[tuple[Engine, ...]] = get_args(Engine)
 TRANSFORM_MODULES: Final = (
     "_common",
     "events",
-    "activity",
     "traffic",
     "orders",
     "products",
@@ -68,7 +67,6 @@ class Transforms:
     engine: Engine
     functions: ModuleType
     events: ModuleType
-    activity: ModuleType
     traffic: ModuleType
     orders: ModuleType
     products: ModuleType
@@ -295,7 +293,39 @@ def materialize(df: Any) -> Any:
         return df.cache()
     session = df.session
     name = _new_name("materialized")
-    _duckdb_conn(session).execute(f'CREATE TABLE "{name}" AS {df.sql(dialect="duckdb")}')
+    _duckdb_conn(session).execute(f'CREATE TABLE "{name}" AS {duckdb_sql(df)}')
+    return session.table(name)
+
+
+def duckdb_sql(df: Any) -> str:
+    """The DuckDB SQL of a SQLFrame DataFrame, as `toArrow` runs it: not optimised, not pretty.
+
+    `DataFrame.sql()` defaults to running sqlglot's optimiser over the whole plan and pretty
+    printing it; DuckDB optimises the query itself, and the unoptimised SQL is the one SQLFrame
+    executes for `toArrow`/`collect` anyway.
+    """
+    return cast(str, df.sql(dialect="duckdb", optimize=False, pretty=False))
+
+
+def union_all(dfs: Sequence[Any]) -> Any:
+    """The rows of several DataFrames with the same column names, matched by name (`unionByName`).
+
+    On SQLFrame a chain of `unionByName` copies and re-hashes the whole accumulated plan at every
+    step (seconds for a handful of staged days); on DuckDB this is one `UNION ALL BY NAME` view
+    over each part's SQL instead, so the result's plan is a single table reference.
+    """
+    if not dfs:
+        raise ValueError("union_all needs at least one DataFrame")
+    first, *rest = dfs
+    if engine_of(first) == "spark" or not rest:
+        result = first
+        for df in rest:
+            result = result.unionByName(df)
+        return result
+    session = first.session
+    name = _new_name("union")
+    body = " UNION ALL BY NAME ".join(f"({duckdb_sql(df)})" for df in dfs)
+    _duckdb_conn(session).execute(f'CREATE VIEW "{name}" AS {body}')
     return session.table(name)
 
 

@@ -35,6 +35,7 @@ ENGINES: Final[tuple[Engine, ...]] = get_args(Engine)
 TRANSFORM_MODULES: Final = (
     "_common",
     "events",
+    "activity",
     "traffic",
     "orders",
     "products",
@@ -67,6 +68,7 @@ class Transforms:
     engine: Engine
     functions: ModuleType
     events: ModuleType
+    activity: ModuleType
     traffic: ModuleType
     orders: ModuleType
     products: ModuleType

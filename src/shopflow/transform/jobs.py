@@ -52,11 +52,11 @@ outputs are committed by the lake layer from Arrow. See docs/engines.md.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import reduce
 from typing import Any, Final
 
 import pyarrow as pa
@@ -394,10 +394,12 @@ def extract_activity(session: Any, layout: LakeLayout, name: str) -> DataFrame:
 
 
 def _partition_keys(table: pa.Table, hourly: bool) -> list[tuple[date, int | None]]:
+    columns = ["date", "hour"] if hourly else ["date"]
+    keys = table.select(columns).group_by(columns).aggregate([])
     if hourly:
-        pairs = zip(table["date"].to_pylist(), table["hour"].to_pylist(), strict=True)
+        pairs = zip(keys["date"].to_pylist(), keys["hour"].to_pylist(), strict=True)
         return sorted(set(pairs))
-    return [(day, None) for day in sorted(set(table["date"].to_pylist()))]
+    return [(day, None) for day in sorted(set(keys["date"].to_pylist()))]
 
 
 def _part(table: pa.Table, day: date, hour: int | None = None) -> pa.Table:
@@ -411,10 +413,35 @@ def write_partitions(
     table: pa.Table, name: str, layout: LakeLayout, keys: Iterable[tuple[date, int | None]]
 ) -> list[str]:
     """Replace the given partitions of a curated table with their rows of `table`."""
+    keys = list(keys)
+    parts = _split(table, hourly=any(hour is not None for _, hour in keys))
+    empty = table.slice(0, 0)
     return [
-        replace_partition(_part(table, day, hour), layout.curated_partition(name, day, hour))
+        replace_partition(parts.get((day, hour), empty), layout.curated_partition(name, day, hour))
         for day, hour in keys
     ]
+
+
+def _split(table: pa.Table, hourly: bool) -> dict[tuple[date, int | None], pa.Table]:
+    """Each partition's rows, in their order in `table` (a stable sort, then zero-copy slices)."""
+    columns = ["date", "hour"] if hourly else ["date"]
+    if table.num_rows == 0:
+        return {}
+    ordered = table.take(
+        pc.sort_indices(table.select(columns), [(c, "ascending") for c in columns])
+    )
+    keys = [ordered[c].combine_chunks() for c in columns]
+    n = ordered.num_rows
+    changed = pc.not_equal(keys[0].slice(1), keys[0].slice(0, n - 1))
+    for key in keys[1:]:
+        changed = pc.or_(changed, pc.not_equal(key.slice(1), key.slice(0, n - 1)))
+    starts = [0, *(pc.indices_nonzero(changed).to_numpy() + 1).tolist(), n]
+    parts: dict[tuple[date, int | None], pa.Table] = {}
+    for begin, stop in itertools.pairwise(starts):
+        day = keys[0][begin].as_py()
+        hour = keys[1][begin].as_py() if hourly else None
+        parts[(day, hour)] = ordered.slice(begin, stop - begin)
+    return parts
 
 
 def _canonical(table: pa.Table, columns: Sequence[str]) -> pa.Table:
@@ -478,7 +505,7 @@ def _rejects(t: Transforms, raw: DataFrame, dates: Sequence[date]) -> DataFrame:
         )
         for day in dates
     ]
-    return reduce(lambda left, right: left.unionByName(right), parts)
+    return engine.union_all(parts)
 
 
 def _dated(t: Transforms, df: DataFrame, dates: Sequence[date]) -> DataFrame:

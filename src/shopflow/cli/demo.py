@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from shopflow.settings import load_settings
 
-DEFAULT_EVENTS = 30_000
+DEFAULT_EVENTS = 100_000
 
 
 def demo(

@@ -122,7 +122,7 @@ class TreeRssSampler:
 
 @dataclass(frozen=True, slots=True)
 class EtlOutcome:
-    """One ETL process: seconds to a Spark session, seconds of `run_etl`, what it did, peak RSS."""
+    """One ETL process: seconds to an ETL session (Spark or SQLFrame), seconds of `run_etl`, what it did, peak RSS."""
 
     session_seconds: float
     etl_seconds: float
@@ -366,7 +366,7 @@ def _row(
         unit="events",
         peak_rss_bytes=outcome.tree_peak_rss_bytes,
         notes=(
-            f"Spark session {outcome.session_seconds:.1f}s + run_etl {outcome.etl_seconds:.1f}s; "
+            f"session {outcome.session_seconds:.1f}s + run_etl {outcome.etl_seconds:.1f}s; "
             f"recomputed dates {days}; {outcome.events_clean_rows:,} events_clean rows written, "
             f"{outcome.partitions_written} partition files; Python driver alone "
             f"{python_peak / MIB:.0f} MiB"

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -35,6 +34,7 @@ from typing import Any, Final
 import pyarrow as pa
 
 from bench._harness import BenchContext, BenchResult, Row, benchmark, run_isolated
+from bench._memory import TreeRssSampler
 from shopflow.contracts import (
     RAW_EVENT_SCHEMA,
     RAW_ORDER_SCHEMA,
@@ -53,67 +53,6 @@ DEFAULT_DAYS: Final = 7
 WINDOW_MINUTES: Final = 10
 MIB: Final = 1024**2
 _OLD: Final = timedelta(hours=2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Process-tree memory
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        pids.append(current)
-        todo += _children(current)
-    return pids
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-class TreeRssSampler:
-    """The peak of the summed VmRSS of this process and its descendants (the JVM), sampled."""
-
-    def __init__(self, interval: float = 0.2) -> None:
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
-    def sample(self) -> None:
-        """Take one sample now."""
-        self.peak = max(self.peak, sum(_rss_bytes(p) for p in _tree(os.getpid())))
-
-    def __enter__(self) -> TreeRssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,9 +33,7 @@ sum of VmRSS over the tree, sampled every 0.2 s.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -47,6 +45,7 @@ from typing import Any, Final
 import pyarrow as pa
 
 from bench._harness import BenchContext, BenchResult, Row, benchmark, run_isolated
+from bench._memory import TreeRssSampler
 from shopflow.contracts import (
     RAW_EVENT_SCHEMA,
     RAW_ORDER_SCHEMA,
@@ -238,55 +237,6 @@ def fresh_lake(zone: RawZone, home: Path) -> Path:
     lake.mkdir(parents=True)
     (lake / "raw").symlink_to(Path(zone.lake).resolve() / "raw", target_is_directory=True)
     return lake
-
-
-# ---------------------------------------------------------------------------------------------
-# Process-tree memory
-
-
-def _tree_rss_bytes(root: int) -> int:
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        try:
-            with open(f"/proc/{pid}/status") as status:
-                total += next(
-                    (int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:")),
-                    0,
-                )
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                todo += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return total
-
-
-class TreeRssSampler:
-    """The peak of the summed VmRSS of this process and its descendants, sampled."""
-
-    def __init__(self, interval: float = 0.2) -> None:
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
-    def sample(self) -> None:
-        """Take one sample now."""
-        self.peak = max(self.peak, _tree_rss_bytes(os.getpid()))
-
-    def __enter__(self) -> TreeRssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
 
 
 # ---------------------------------------------------------------------------------------------

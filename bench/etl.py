@@ -26,7 +26,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -182,11 +182,10 @@ def generate(scratch: Path, events: int, days: int, seed: int) -> Generated:
     orders: list[dict[str, Any]] = []
     new_orders: list[dict[str, Any]] = []
     products = [
-        {**_product(p), "updated_at": start, "ingest_ts": start}
-        for p in simulator.initial_products()
+        {**asdict(p), "updated_at": start, "ingest_ts": start} for p in simulator.initial_products()
     ]
     users = [
-        {**_user(u), "updated_at": start, "ingest_ts": start} for u in simulator.initial_users()
+        {**asdict(u), "updated_at": start, "ingest_ts": start} for u in simulator.initial_users()
     ]
     for batch in simulator.batches():
         if batch.window_start >= end:
@@ -218,8 +217,8 @@ def generate(scratch: Path, events: int, days: int, seed: int) -> Generated:
         (new_orders if is_new else orders).extend(lines)
         if not is_new:
             stamp = {"updated_at": batch.window_start, "ingest_ts": batch.window_end}
-            products += [{**_product(p), **stamp} for p in batch.products]
-            users += [{**_user(u), **stamp} for u in batch.users]
+            products += [{**asdict(p), **stamp} for p in batch.products]
+            users += [{**asdict(u), **stamp} for u in batch.users]
     _pull(full, "orders", orders, RAW_ORDER_SCHEMA, None, new_hour)
     _pull(full, "products", products, RAW_PRODUCT_SCHEMA, None, new_hour)
     _pull(full, "users", users, RAW_USER_SCHEMA, None, new_hour)
@@ -227,29 +226,6 @@ def generate(scratch: Path, events: int, days: int, seed: int) -> Generated:
     last = sorted(per_day)
     history = {n: sum(per_day[d] for d in last[-n:]) for n in (1, days)}
     return Generated(new_hour, history, new_events, payloads)
-
-
-def _product(p: Any) -> dict[str, Any]:
-    return {
-        "product_id": p.product_id,
-        "product_name": p.product_name,
-        "category": p.category,
-        "category_path": p.category_path,
-        "brand": p.brand,
-        "price": p.price,
-        "retail_price_inr": p.retail_price_inr,
-        "date": p.date,
-    }
-
-
-def _user(u: Any) -> dict[str, Any]:
-    return {
-        "user_id": u.user_id,
-        "user_name": u.user_name,
-        "email": u.email,
-        "city": u.city,
-        "date": u.date,
-    }
 
 
 def _copy_tree(

@@ -108,33 +108,6 @@ def _event_table(rows: Sequence[tuple[Event, str, datetime, datetime]]) -> pa.Ta
     )
 
 
-def _product(p: Any, updated_at: datetime, ingest_ts: datetime) -> dict[str, Any]:
-    return {
-        "product_id": p.product_id,
-        "product_name": p.product_name,
-        "category": p.category,
-        "category_path": p.category_path,
-        "brand": p.brand,
-        "price": p.price,
-        "retail_price_inr": p.retail_price_inr,
-        "date": p.date,
-        "updated_at": updated_at,
-        "ingest_ts": ingest_ts,
-    }
-
-
-def _user(u: Any, updated_at: datetime, ingest_ts: datetime) -> dict[str, Any]:
-    return {
-        "user_id": u.user_id,
-        "user_name": u.user_name,
-        "email": u.email,
-        "city": u.city,
-        "date": u.date,
-        "updated_at": updated_at,
-        "ingest_ts": ingest_ts,
-    }
-
-
 def write_raw_zone(
     lake: Path, events: int, *, seed: int = 42, days: int = DEFAULT_DAYS, initial_users: int = 0
 ) -> RawZone:
@@ -150,8 +123,12 @@ def write_raw_zone(
     )
     simulator = ShopSimulator(config)
     layout = LakeLayout(str(lake))
-    products = [_product(p, START, START) for p in simulator.initial_products()]
-    users = [_user(u, START, START) for u in simulator.initial_users()]
+    products = [
+        {**asdict(p), "updated_at": START, "ingest_ts": START} for p in simulator.initial_products()
+    ]
+    users = [
+        {**asdict(u), "updated_at": START, "ingest_ts": START} for u in simulator.initial_users()
+    ]
     orders: list[dict[str, Any]] = []
     deliveries = landed = malformed = files = 0
     last = START
@@ -193,8 +170,14 @@ def write_raw_zone(
             }
             for line in batch.order_lines
         ]
-        products += [_product(p, batch.window_start, ingest_ts) for p in batch.products]
-        users += [_user(u, batch.window_start, ingest_ts) for u in batch.users]
+        products += [
+            {**asdict(p), "updated_at": batch.window_start, "ingest_ts": ingest_ts}
+            for p in batch.products
+        ]
+        users += [
+            {**asdict(u), "updated_at": batch.window_start, "ingest_ts": ingest_ts}
+            for u in batch.users
+        ]
     for source, pulled, schema in (
         ("orders", orders, RAW_ORDER_SCHEMA),
         ("products", products, RAW_PRODUCT_SCHEMA),

@@ -33,8 +33,8 @@ from typing import Any, Final
 
 import pyarrow as pa
 
+from bench._etl_run import TimedEtl, time_etl_run
 from bench._harness import BenchContext, BenchResult, Row, benchmark, run_isolated
-from bench._memory import TreeRssSampler
 from shopflow.contracts import (
     RAW_EVENT_SCHEMA,
     RAW_ORDER_SCHEMA,
@@ -57,41 +57,6 @@ _OLD: Final = timedelta(hours=2)
 
 # ---------------------------------------------------------------------------------------------
 # The ETL runs (in a child process)
-
-
-@dataclass(frozen=True, slots=True)
-class EtlOutcome:
-    """One ETL process: seconds to an ETL session (Spark or SQLFrame), seconds of `run_etl`, what it did, peak RSS."""
-
-    session_seconds: float
-    etl_seconds: float
-    dates: tuple[date, ...]
-    events_clean_rows: int
-    partitions_written: int
-    tree_peak_rss_bytes: int
-
-
-def run_etl_process(settings: Settings) -> EtlOutcome:
-    """Start Spark and run one incremental `run_etl` (the `shopflow etl` path); runs in a child."""
-    from shopflow.transform.entrypoint import open_session
-    from shopflow.transform.jobs import EtlRequest, run_etl
-
-    with TreeRssSampler() as sampler:
-        started = time.perf_counter()
-        session = open_session(settings)
-        ready = time.perf_counter()
-        run = run_etl(session, settings, EtlRequest())
-        done = time.perf_counter()
-        sampler.sample()
-        session.stop()
-    return EtlOutcome(
-        session_seconds=ready - started,
-        etl_seconds=done - ready,
-        dates=run.dates,
-        events_clean_rows=run.rows.get("events_clean", 0),
-        partitions_written=run.partitions_written,
-        tree_peak_rss_bytes=sampler.peak,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,9 +224,9 @@ def lake_settings(base: Settings, home: Path) -> Settings:
 # The benchmark
 
 
-def _timed(settings: Settings) -> tuple[float, EtlOutcome, int]:
+def _timed(settings: Settings) -> tuple[float, TimedEtl, int]:
     started = time.perf_counter()
-    isolated = run_isolated(run_etl_process, settings)
+    isolated = run_isolated(time_etl_run, settings)
     return time.perf_counter() - started, isolated.value, isolated.peak_rss_bytes
 
 
@@ -269,10 +234,10 @@ def _row(
     case: str,
     params: dict[str, object],
     items: int,
-    timed: tuple[float, EtlOutcome, int],
+    timed: tuple[float, TimedEtl, int],
 ) -> Row:
     wall, outcome, python_peak = timed
-    days = ", ".join(d.isoformat() for d in outcome.dates)
+    days = ", ".join(d.isoformat() for d in outcome.run.dates)
     return Row(
         case=case,
         params=params,
@@ -282,8 +247,8 @@ def _row(
         peak_rss_bytes=outcome.tree_peak_rss_bytes,
         notes=(
             f"session {outcome.session_seconds:.1f}s + run_etl {outcome.etl_seconds:.1f}s; "
-            f"recomputed dates {days}; {outcome.events_clean_rows:,} events_clean rows written, "
-            f"{outcome.partitions_written} partition files; Python driver alone "
+            f"recomputed dates {days}; {outcome.run.rows.get('events_clean', 0):,} events_clean rows written, "
+            f"{outcome.run.partitions_written} partition files; Python driver alone "
             f"{python_peak / MIB:.0f} MiB"
         ),
     )

@@ -44,6 +44,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 
+from bench._etl_run import time_etl_run
 from bench._harness import BenchContext, BenchResult, Row, benchmark, run_isolated
 from bench._memory import TreeRssSampler
 from shopflow.contracts import (
@@ -240,23 +241,14 @@ class Outcome:
 
 def run_engine_case(settings: Settings) -> Outcome:
     """Open the settings' engine and run the first, full `run_etl` (the `shopflow etl` path)."""
-    from shopflow.transform.engine import open_etl_session
-    from shopflow.transform.jobs import EtlRequest, run_etl
-
-    with TreeRssSampler() as sampler:
-        started = time.perf_counter()
-        session = open_etl_session(settings, app_name="shopflow-bench")
-        ready = time.perf_counter()
-        run = run_etl(session, settings, EtlRequest())
-        done = time.perf_counter()
-        session.stop()
+    timed = time_etl_run(settings)
     return Outcome(
-        session_seconds=ready - started,
-        work_seconds=done - ready,
-        events_clean_rows=run.rows.get("events_clean", 0),
-        user_behavior_rows=run.rows.get("user_behavior", 0),
-        outputs=len(run.rows),
-        tree_peak_rss_bytes=sampler.peak,
+        session_seconds=timed.session_seconds,
+        work_seconds=timed.etl_seconds,
+        events_clean_rows=timed.run.rows.get("events_clean", 0),
+        user_behavior_rows=timed.run.rows.get("user_behavior", 0),
+        outputs=len(timed.run.rows),
+        tree_peak_rss_bytes=timed.tree_peak_rss_bytes,
     )
 
 

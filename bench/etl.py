@@ -1,10 +1,9 @@
 """The hourly ETL (`shopflow.transform.jobs.run_etl`) on ~1M simulated events, and its growth with history.
 
 Set-up (not timed): the simulator runs for `days` + 1 days of simulated time at `events / days`
-events a day; every delivered payload is parsed with `parse_event` (the landing consumer's
-contract check; malformed ones are skipped) and written as raw event files, one file per
-10-minute delivery window and event hour (the landing consumer's layout and columns). Order lines,
-products and users are written as pull files. Files delivered before the *new hour* are history;
+events a day; each 10-minute delivery window is landed by the landing consumer's own
+`stage_batch`/`write_batch` (no bus): one raw file per window and event hour, malformed payloads
+to `deadletter/events/`. Order lines, products and users are written as pull files. Files delivered before the *new hour* are history;
 the files delivered during the new hour (on time, late and duplicate deliveries alike) are held
 back. Two lakes are built from the same files: one with 1 day of history, one with `days` days.
 
@@ -24,8 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -35,13 +33,11 @@ import pyarrow as pa
 
 from bench._etl_run import TimedEtl, time_etl_run
 from bench._harness import BenchContext, BenchResult, Row, benchmark, run_isolated
+from bench._simulated import land_window
 from shopflow.contracts import (
-    RAW_EVENT_SCHEMA,
     RAW_ORDER_SCHEMA,
     RAW_PRODUCT_SCHEMA,
     RAW_USER_SCHEMA,
-    InvalidEventError,
-    parse_event,
 )
 from shopflow.lake import LakeLayout, write_parquet_atomic
 from shopflow.settings import Settings, load_settings
@@ -71,46 +67,6 @@ class Generated:
     history_events: dict[int, int]
     new_events: int
     payloads: int
-
-
-def _event_rows(payloads: Iterable[tuple[bytes, datetime]], ingest_ts: datetime) -> list[Any]:
-    rows = []
-    for n, (payload, deliver_ts) in enumerate(payloads):
-        try:
-            event = parse_event(payload)
-        except InvalidEventError:
-            continue
-        rows.append((event, f"sim-{deliver_ts.timestamp():.6f}-{n}", deliver_ts, ingest_ts))
-    return rows
-
-
-def _write_events(layout: LakeLayout, rows: list[Any]) -> list[tuple[date, int]]:
-    by_hour: dict[tuple[date, int], list[Any]] = defaultdict(list)
-    for row in rows:
-        by_hour[(row[0].date, row[0].hour)].append(row)
-    written = []
-    for (day, hour), part in sorted(by_hour.items()):
-        table = pa.Table.from_pydict(
-            {
-                "event_id": [e.event_id for e, *_ in part],
-                "event_name": [e.event_name for e, *_ in part],
-                "product_id": [e.product_id for e, *_ in part],
-                "user_id": [e.user_id for e, *_ in part],
-                "order_id": [e.order_id for e, *_ in part],
-                "price": [e.price for e, *_ in part],
-                "event_ts": [e.event_ts for e, *_ in part],
-                "session_id": [e.session_id for e, *_ in part],
-                "message_id": [m for _, m, _, _ in part],
-                "publish_ts": [p for _, _, p, _ in part],
-                "ingest_ts": [i for *_, i in part],
-            },
-            schema=RAW_EVENT_SCHEMA,
-        )
-        first = min(p for _, _, p, _ in part)
-        url = layout.event_batch_file_in(day, hour, first, [m for _, m, _, _ in part])
-        write_parquet_atomic(table, url)
-        written.append((day, len(part)))
-    return written
 
 
 def _pull(
@@ -156,10 +112,9 @@ def generate(scratch: Path, events: int, days: int, seed: int) -> Generated:
         if batch.window_start >= end:
             break
         is_new = batch.window_start >= new_hour
-        delivered = [(d.payload, d.deliver_ts) for d in batch.deliveries]
-        payloads += len(delivered)
-        rows = _event_rows(delivered, batch.window_end)
-        for day, count in _write_events(new if is_new else full, rows):
+        payloads += len(batch.deliveries)
+        staged, _ = land_window(new if is_new else full, batch)
+        for day, count in Counter(event.date for event, _ in staged.events).items():
             if is_new:
                 new_events += count
             else:

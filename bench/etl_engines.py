@@ -2,12 +2,11 @@
 
 Set-up (not timed, cached): the simulator runs until N valid events are made, at N / `days`
 events a simulated day (default dirt: duplicate, late and malformed deliveries, catalogue churn).
-Every delivered payload is parsed with `contracts.parse_event` (the landing consumer's check; the
-malformed ones, which landing would dead-letter, are skipped) and written as raw event files, one
-per 60-minute delivery window and event hour, with the landing columns (`message_id`,
-`publish_ts`, `ingest_ts`). Order lines, products and users are written as one pull each. The raw
-zone is written once per (events, days, seed) under `<SHOPFLOW_HOME>/bench/etl-engines/` (or
-`--param cache=DIR`) and reused by later runs; each case gets a fresh lake whose `raw` is a
+Each 60-minute delivery window is landed by the landing consumer's own `stage_batch`/`write_batch`
+(no bus): one raw event file per window and event hour with the landing columns (`message_id`,
+`publish_ts`, `ingest_ts`), malformed payloads to `deadletter/events/`. Order lines, products and
+users are written as one pull each. The raw zone is written once per (events, days, seed) under
+`<SHOPFLOW_HOME>/bench/etl-engines/` (or `--param cache=DIR`) and reused by later runs; each case gets a fresh lake whose `raw` is a
 symbolic link to it.
 
 Cases, each in a fresh spawned process, timed from the spawn to the process's result (interpreter
@@ -35,10 +34,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,14 +44,11 @@ import pyarrow as pa
 from bench._etl_run import time_etl_run
 from bench._harness import BenchContext, BenchResult, Row, benchmark, run_isolated
 from bench._memory import TreeRssSampler
+from bench._simulated import land_window
 from shopflow.contracts import (
-    RAW_EVENT_SCHEMA,
     RAW_ORDER_SCHEMA,
     RAW_PRODUCT_SCHEMA,
     RAW_USER_SCHEMA,
-    Event,
-    InvalidEventError,
-    parse_event,
 )
 from shopflow.lake import LakeLayout, write_parquet_atomic
 from shopflow.settings import Settings, load_settings
@@ -90,25 +84,6 @@ class RawZone:
     setup_seconds: float
 
 
-def _event_table(rows: Sequence[tuple[Event, str, datetime, datetime]]) -> pa.Table:
-    return pa.Table.from_pydict(
-        {
-            "event_id": [e.event_id for e, *_ in rows],
-            "event_name": [e.event_name for e, *_ in rows],
-            "product_id": [e.product_id for e, *_ in rows],
-            "user_id": [e.user_id for e, *_ in rows],
-            "order_id": [e.order_id for e, *_ in rows],
-            "price": [e.price for e, *_ in rows],
-            "event_ts": [e.event_ts for e, *_ in rows],
-            "session_id": [e.session_id for e, *_ in rows],
-            "message_id": [m for _, m, _, _ in rows],
-            "publish_ts": [p for _, _, p, _ in rows],
-            "ingest_ts": [i for *_, i in rows],
-        },
-        schema=RAW_EVENT_SCHEMA,
-    )
-
-
 def write_raw_zone(
     lake: Path, events: int, *, seed: int = 42, days: int = DEFAULT_DAYS, initial_users: int = 0
 ) -> RawZone:
@@ -136,26 +111,11 @@ def write_raw_zone(
     for batch in simulator.batches():
         ingest_ts = batch.window_end
         last = max(last, ingest_ts)
-        by_hour: dict[tuple[date, int], list[tuple[Event, str, datetime, datetime]]]
-        by_hour = defaultdict(list)
-        for n, delivery in enumerate(batch.deliveries):
-            deliveries += 1
-            try:
-                event = parse_event(delivery.payload)
-            except InvalidEventError:
-                malformed += 1
-                continue
-            message_id = f"sim-{batch.window_start:%Y%m%d%H%M}-{n:07d}"
-            by_hour[(event.date, event.hour)].append(
-                (event, message_id, delivery.deliver_ts, ingest_ts)
-            )
-        for (day, hour), rows in sorted(by_hour.items()):
-            url = layout.event_batch_file_in(
-                day, hour, min(r[2] for r in rows), [r[1] for r in rows]
-            )
-            write_parquet_atomic(_event_table(rows), url)
-            landed += len(rows)
-            files += 1
+        _, report = land_window(layout, batch)
+        deliveries += report.read
+        landed += report.written
+        malformed += report.deadlettered
+        files += sum("/raw/events/" in url for url in report.files)
         orders += [
             {
                 "order_id": line.order_id,
@@ -535,7 +495,7 @@ def run(ctx: BenchContext) -> BenchResult:
             "raw zones": "; ".join(
                 f"{z.valid_events:,} valid events over {z.days} simulated days: "
                 f"{z.deliveries:,} deliveries, {z.landed_rows:,} raw rows in "
-                f"{z.event_files:,} files ({z.malformed_skipped:,} malformed skipped), "
+                f"{z.event_files:,} files ({z.malformed_skipped:,} malformed, dead-lettered), "
                 f"{z.order_lines:,} order lines; written in {z.setup_seconds:.0f}s (cached)"
                 for z in zones
             ),

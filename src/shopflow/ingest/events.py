@@ -132,9 +132,17 @@ def _first_ts(messages: Sequence[ReceivedMessage], fallback: datetime) -> dateti
     return min(stamps) if stamps else fallback
 
 
-def write_batch(layout: LakeLayout, staged: StagedBatch, report: IngestReport) -> None:
-    """Write one staged batch durably: a file per event hour, one dead-letter file."""
-    ingest_ts = datetime.now(UTC)
+def write_batch(
+    layout: LakeLayout,
+    staged: StagedBatch,
+    report: IngestReport,
+    ingest_ts: datetime | None = None,
+) -> None:
+    """Write one staged batch durably: a file per event hour, one dead-letter file.
+
+    `ingest_ts` defaults to now; a replay of simulated time (benchmarks) passes its own clock.
+    """
+    ingest_ts = ingest_ts or datetime.now(UTC)
     by_hour: dict[tuple[date, int], list[tuple[Event, ReceivedMessage]]] = defaultdict(list)
     for event, message in staged.events:
         by_hour[(event.date, event.hour)].append((event, message))

@@ -6,8 +6,8 @@ Each 60-minute delivery window is landed by the landing consumer's own `stage_ba
 (no bus): one raw event file per window and event hour with the landing columns (`message_id`,
 `publish_ts`, `ingest_ts`), malformed payloads to `deadletter/events/`. Order lines, products and
 users are written as one pull each. The raw zone is written once per (events, days, seed) under
-`<SHOPFLOW_HOME>/bench/etl-engines/` (or `--param cache=DIR`) and reused by later runs; each case gets a fresh lake whose `raw` is a
-symbolic link to it.
+`<SHOPFLOW_HOME>/bench/etl-engines/` (or `--param cache=DIR`) and reused by later runs; each case
+gets a fresh lake whose `raw` is a symbolic link to it.
 
 Cases, each in a fresh spawned process, timed from the spawn to the process's result (interpreter
 start, imports, engine start, the work, shutdown):

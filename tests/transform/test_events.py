@@ -6,11 +6,14 @@ from datetime import timedelta
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from shopflow.transform.events import (
     EVENTS_CLEAN_COLUMNS,
+    STAGED_EVENT_COLUMNS,
     event_rejects,
     events_clean,
+    events_clean_from_staged,
     sessionise,
     stage_events,
     valid_events,
@@ -106,6 +109,22 @@ def test_staging_trims_and_splits_off_bad_rows_with_a_reason(spark: SparkSession
         "e7": "missing user_id",
     }
     staged.unpersist()
+
+
+def test_staging_keeps_the_named_raw_columns_after_the_reason(spark: SparkSession) -> None:
+    raw = raw_events(
+        spark, [{"event_id": "e1"}, {"event_id": "e2", "price": -1.0}], nullable=True
+    ).withColumn("raw_date", F.lit("2026-11-24"))
+    staged = stage_events(raw, keep=("raw_date",))
+    assert tuple(staged.columns) == (*STAGED_EVENT_COLUMNS, "raw_date")
+    assert {(r.event_id, r.reject_reason, r.raw_date) for r in staged.collect()} == {
+        ("e1", None, "2026-11-24"),
+        ("e2", "negative price", "2026-11-24"),
+    }
+    # The extra column does not reach events_clean.
+    clean = events_clean_from_staged(staged)
+    assert tuple(clean.columns) == EVENTS_CLEAN_COLUMNS
+    assert [r.event_id for r in clean.collect()] == ["e1"]
 
 
 def test_session_splits_at_exactly_30_minutes_not_at_29_59(spark: SparkSession) -> None:

@@ -109,6 +109,7 @@ def open_duckdb_session() -> Any:
     session = DuckDBSession(conn=duckdb.connect(":memory:"))
     session.conf.set("spark.sql.session.timeZone", "UTC")
     session._conn.execute("SET TimeZone = 'UTC'")
+    session._conn.execute("SET preserve_insertion_order = false")
     return session
 
 
@@ -307,28 +308,6 @@ def duckdb_sql(df: Any) -> str:
     executes for `toArrow`/`collect` anyway.
     """
     return cast(str, df.sql(dialect="duckdb", optimize=False, pretty=False))
-
-
-def union_all(dfs: Sequence[Any]) -> Any:
-    """The rows of several DataFrames with the same column names, matched by name (`unionByName`).
-
-    On SQLFrame a chain of `unionByName` copies and re-hashes the whole accumulated plan at every
-    step (seconds for a handful of staged days); on DuckDB this is one `UNION ALL BY NAME` view
-    over each part's SQL instead, so the result's plan is a single table reference.
-    """
-    if not dfs:
-        raise ValueError("union_all needs at least one DataFrame")
-    first, *rest = dfs
-    if engine_of(first) == "spark" or not rest:
-        result = first
-        for df in rest:
-            result = result.unionByName(df)
-        return result
-    session = first.session
-    name = _new_name("union")
-    body = " UNION ALL BY NAME ".join(f"({duckdb_sql(df)})" for df in dfs)
-    _duckdb_conn(session).execute(f'CREATE VIEW "{name}" AS {body}')
-    return session.table(name)
 
 
 def release(df: Any) -> None:

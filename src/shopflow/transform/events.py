@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from pyspark.sql import Column, DataFrame, Window
@@ -69,12 +70,13 @@ def _reject_reason() -> Column:
     return F.coalesce(*(F.when(failed, F.lit(reason)) for failed, reason in checks))
 
 
-def stage_events(raw: DataFrame) -> DataFrame:
+def stage_events(raw: DataFrame, keep: Sequence[str] = ()) -> DataFrame:
     """Raw landed events typed and trimmed, each with a `reject_reason` (null when it is good).
 
     `date` and `hour` are derived from `event_ts` (UTC), the contract's source of truth, rather
     than taken from the partition path. Nothing is dropped here: see `valid_events` and
-    `event_rejects`.
+    `event_rejects`. The raw columns named in `keep` follow `reject_reason` unchanged (the job
+    keeps the raw partition date to file rejects under).
     """
     event_ts = F.col("event_ts").cast("timestamp")
     typed = raw.select(
@@ -91,8 +93,9 @@ def stage_events(raw: DataFrame) -> DataFrame:
         F.col("message_id").cast("string").alias("message_id"),
         F.col("publish_ts").cast("timestamp").alias("publish_ts"),
         F.col("ingest_ts").cast("timestamp").alias("ingest_ts"),
+        *keep,
     )
-    return typed.withColumn("reject_reason", _reject_reason())
+    return typed.select(*STAGED_EVENT_COLUMNS[:-1], _reject_reason().alias("reject_reason"), *keep)
 
 
 def valid_events(staged: DataFrame) -> DataFrame:
@@ -156,7 +159,14 @@ def sessionise(df: DataFrame, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) ->
     )
 
 
+def events_clean_from_staged(
+    staged: DataFrame, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES
+) -> DataFrame:
+    """Staged events (`stage_events`) → valid, deduplicated, sessionised (`EVENTS_CLEAN_COLUMNS`)."""
+    deduplicated = dedup_events(valid_events(staged))
+    return sessionise(deduplicated, gap_minutes).select(*EVENTS_CLEAN_COLUMNS)
+
+
 def events_clean(raw: DataFrame, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) -> DataFrame:
     """Raw landed events → valid, deduplicated, sessionised events (`EVENTS_CLEAN_COLUMNS`)."""
-    deduplicated = dedup_events(valid_events(stage_events(raw)))
-    return sessionise(deduplicated, gap_minutes).select(*EVENTS_CLEAN_COLUMNS)
+    return events_clean_from_staged(stage_events(raw), gap_minutes)

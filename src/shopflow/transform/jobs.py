@@ -55,6 +55,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -105,6 +106,10 @@ CURATED_TABLES: Final = (
 )
 #: Where staging rejects go (`deadletter/<source>/date=D/`).
 REJECTS_SOURCE: Final = "events_etl"
+#: Partitions written at once (`_replace_partitions`).
+WRITE_THREADS: Final = 4
+#: The staging column that keeps a raw event's partition date (its rejects are filed under it).
+_RAW_DATE: Final = "raw_date"
 #: The ETL's state record under `_state/`.
 STATE_NAME: Final = "etl_hourly"
 #: Files modified this long before the previous listing are looked at again (clock skew, writes in
@@ -416,10 +421,24 @@ def write_partitions(
     keys = list(keys)
     parts = _split(table, hourly=any(hour is not None for _, hour in keys))
     empty = table.slice(0, 0)
-    return [
-        replace_partition(parts.get((day, hour), empty), layout.curated_partition(name, day, hour))
-        for day, hour in keys
-    ]
+    return _replace_partitions(
+        [
+            (parts.get((day, hour), empty), layout.curated_partition(name, day, hour))
+            for day, hour in keys
+        ]
+    )
+
+
+def _replace_partitions(writes: Sequence[tuple[pa.Table, str]]) -> list[str]:
+    """`replace_partition` of each (table, partition URL), a few at a time; URLs in input order.
+
+    Parquet encoding and the uploads release the GIL, so a small pool overlaps them; each
+    partition is still committed atomically on its own, as in a serial loop.
+    """
+    if len(writes) <= 1:
+        return [replace_partition(table, url) for table, url in writes]
+    with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(writes))) as pool:
+        return list(pool.map(lambda write: replace_partition(*write), writes))
 
 
 def _split(table: pa.Table, hourly: bool) -> dict[tuple[date, int | None], pa.Table]:
@@ -455,7 +474,7 @@ def write_changed_partitions(table: pa.Table, name: str, layout: LakeLayout) -> 
     root = layout.curated_root(name)
     stored = read_dataset(root) if list_data_files(root) else None
     columns = [c for c in table.column_names if c != "date"]
-    written = []
+    changed = []
     for day, _ in _partition_keys(table, hourly=False):
         new = _part(table, day)
         if stored is not None and stored.num_rows and set(columns) <= set(stored.column_names):
@@ -464,8 +483,8 @@ def write_changed_partitions(table: pa.Table, name: str, layout: LakeLayout) -> 
                 _canonical(new, columns)
             ):
                 continue
-        written.append(replace_partition(new, layout.curated_partition(name, day)))
-    return written
+        changed.append((new, layout.curated_partition(name, day)))
+    return _replace_partitions(changed)
 
 
 def write_snapshot(table: pa.Table, name: str, layout: LakeLayout) -> str:
@@ -475,37 +494,42 @@ def write_snapshot(table: pa.Table, name: str, layout: LakeLayout) -> str:
 
 def write_rejects(table: pa.Table, layout: LakeLayout, dates: Iterable[date]) -> list[str]:
     """Replace the ETL dead letters of each date (an empty date clears an older file)."""
-    written = []
+    writes = []
     for day in dates:
         part = _part(table, day)
         url = layout.deadletter_partition(REJECTS_SOURCE, day)
         if part.num_rows or list_data_files(url):
-            written.append(replace_partition(part, url))
-    return written
+            writes.append((part, url))
+    return _replace_partitions(writes)
 
 
 # ---------------------------------------------------------------------------------------------
 # The job
 
 
-def _rejects(t: Transforms, raw: DataFrame, dates: Sequence[date]) -> DataFrame:
+def _staged_events(t: Transforms, raw: DataFrame) -> DataFrame:
+    """Raw events staged once, with the raw partition date (`raw_date`) the rejects are filed by."""
+    return t.events.stage_events(
+        raw.withColumn(_RAW_DATE, t.functions.col("date")), keep=(_RAW_DATE,)
+    )
+
+
+def _rejects(t: Transforms, staged: DataFrame, dates: Sequence[date]) -> DataFrame:
     # Keyed by the raw partition date (the folder it was read from): an event without a usable
     # event_ts has no event date of its own.
     F = t.functions
     staged_columns = [c for c in STAGED_EVENT_COLUMNS if c not in ("date", "hour", "reject_reason")]
-    parts = [
-        t.events.event_rejects(
-            t.events.stage_events(raw.where(F.col("date") == F.lit(day)))
-        ).select(
+    return (
+        t.events.event_rejects(staged)
+        .where(F.col(_RAW_DATE).isin(list(dates)))
+        .select(
             *staged_columns,
             F.col("date").alias("event_date"),
             F.col("hour").alias("event_hour"),
             F.col("reject_reason").alias("reason"),
-            F.lit(day).alias("date"),
+            F.col(_RAW_DATE).alias("date"),
         )
-        for day in dates
-    ]
-    return engine.union_all(parts)
+    )
 
 
 def _dated(t: Transforms, df: DataFrame, dates: Sequence[date]) -> DataFrame:
@@ -572,16 +596,16 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
     if plan.dates:
         dates = plan.dates
         context = sorted({d - timedelta(days=1) for d in dates} | set(dates))
-        # Read once: both the dead letters and the clean events stage it.
-        raw = _materialize(extract_raw_events(session, layout, context))
-        cached.append(raw)
-        rejects = _to_arrow(_rejects(t, raw, dates))
+        # Staged once: both the dead letters and the clean events come from it.
+        staged = _materialize(_staged_events(t, extract_raw_events(session, layout, context)))
+        cached.append(staged)
+        rejects = _to_arrow(_rejects(t, staged, dates))
         run.rejected_events = rejects.num_rows
         record(
             f"deadletter/{REJECTS_SOURCE}", write_rejects(rejects, layout, dates), rejects.num_rows
         )
 
-        clean = _materialize(_dated(t, t.events.events_clean(raw), dates))
+        clean = _materialize(_dated(t, t.events.events_clean_from_staged(staged), dates))
         cached.append(clean)
         outputs = {
             "events_clean": clean,

@@ -18,6 +18,18 @@ def test_the_session_is_configured_for_local_runs(spark: SparkSession) -> None:
     assert conf.get("spark.master") == "local[2]"
 
 
+def test_the_local_jvm_runs_in_utc_with_the_parallel_collector(spark: SparkSession) -> None:
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    assert jvm.java.lang.System.getProperty("user.timezone") == "UTC"
+    collectors = {
+        bean.getName()
+        for bean in jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    }
+    # The parallel collector's beans; G1 (the JVM default) would show "G1 Young Generation".
+    assert collectors == {"PS Scavenge", "PS MarkSweep"}
+
+
 def test_the_postgresql_driver_is_on_the_classpath_when_installed(spark: SparkSession) -> None:
     jar = load_settings().spark_jdbc_jar
     if not jar.is_file():

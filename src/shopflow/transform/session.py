@@ -11,6 +11,10 @@ from shopflow.settings import Settings
 
 #: Enough parallelism for two local cores without hundreds of tiny shuffle tasks.
 LOCAL_SHUFFLE_PARTITIONS: Final = 4
+#: JVM options of a local (not spark-submit) session. The ETL is a throughput batch job: the
+#: parallel collector took the 1M-event `run_etl` from 48-49 s to 42-43 s on 2 cores against the
+#: default G1, whose concurrent marking competes with the two task threads for the same cores.
+LOCAL_JAVA_OPTIONS: Final = "-Duser.timezone=UTC -XX:+UseParallelGC"
 
 
 def _launched_by_spark_submit() -> bool:
@@ -37,8 +41,8 @@ def build_spark_session(settings: Settings, app_name: str = "shopflow") -> Spark
         builder = builder.master(settings.spark_master).config(
             "spark.driver.memory", settings.spark_driver_memory
         )
-        builder = builder.config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC").config(
-            "spark.executor.extraJavaOptions", "-Duser.timezone=UTC"
+        builder = builder.config("spark.driver.extraJavaOptions", LOCAL_JAVA_OPTIONS).config(
+            "spark.executor.extraJavaOptions", LOCAL_JAVA_OPTIONS
         )
         jar = settings.spark_jdbc_jar
         if jar.is_file():

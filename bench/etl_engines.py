@@ -12,9 +12,10 @@ gets a fresh lake whose `raw` is a symbolic link to it.
 Cases, each in a fresh spawned process, timed from the spawn to the process's result (interpreter
 start, imports, engine start, the work, shutdown):
 
-* `spark`: `run_etl` (the first, full run: every date) on Spark `local[2]`, driver memory 4g
-  (`--param spark_memory=`; with 2g the 1M-event run died of `OutOfMemoryError: Java heap space`
-  collecting an output as Arrow).
+* `spark`: `run_etl` (the first, full run: every date) on Spark `local[2]`, driver memory 4g up
+  to 1M events and 16g above (the job collects each output to the driver as Arrow; with 2g the
+  1M-event run died of `OutOfMemoryError: Java heap space` doing so). `--param spark_memory=8g`
+  sets one size for every run.
 * `duckdb`: the same `run_etl` on an in-process DuckDB through SQLFrame.
 * `sql-baseline`: the same work hand-written in DuckDB SQL, in one connection: staging checks and
   rejects, dedup by `event_id` (first landed wins), 30-minute sessionisation with window
@@ -57,6 +58,8 @@ from shopflow.simulator import ShopSimulator, SimulationConfig
 DEFAULT_SIZES: Final = ("1000000", "10000000")
 QUICK_SIZES: Final = ("20000",)
 DEFAULT_CASES: Final = ("spark", "duckdb", "sql-baseline")
+#: (up to N events, Spark driver memory) of the Spark case, first match.
+SPARK_MEMORY_BY_SIZE: Final = ((1_000_000, "4g"), (10**12, "16g"))
 DEFAULT_DAYS: Final = 7
 WINDOW_MINUTES: Final = 60
 START: Final = datetime(2026, 11, 1, tzinfo=UTC)
@@ -423,7 +426,16 @@ def run_baseline_case(lake: str, out: str) -> Outcome:
 # The benchmark
 
 
-def _case(case: str, zone: RawZone, base: Settings, work: Path) -> tuple[float, Outcome]:
+def spark_memory(events: int, param: str | None) -> str:
+    """The Spark driver memory of a run: `param` if given, else by size (`SPARK_MEMORY_BY_SIZE`)."""
+    if param:
+        return param
+    return next(memory for limit, memory in SPARK_MEMORY_BY_SIZE if events <= limit)
+
+
+def _case(
+    case: str, zone: RawZone, base: Settings, work: Path, memory: str | None
+) -> tuple[float, Outcome]:
     lake = fresh_lake(zone, work / case)
     started = time.perf_counter()
     if case == "sql-baseline":
@@ -435,6 +447,9 @@ def _case(case: str, zone: RawZone, base: Settings, work: Path) -> tuple[float, 
         settings = base.model_copy(
             update={"home": lake.parent, "lake_root": str(lake), "etl_engine": engine}
         )
+        if engine == "spark":
+            update = {"spark_driver_memory": spark_memory(zone.valid_events, memory)}
+            settings = settings.model_copy(update=update)
         isolated = run_isolated(run_engine_case, settings)
     wall = time.perf_counter() - started
     shutil.rmtree(lake.parent, ignore_errors=True)
@@ -474,8 +489,8 @@ def run(ctx: BenchContext) -> BenchResult:
     spark_max = ctx.int_param("spark_max", 10**12, 10**12)
     days = ctx.int_param("days", DEFAULT_DAYS, 2)
     seed = ctx.int_param("seed", 42, 42)
-    memory = ctx.params.get("spark_memory", "4g")
-    base = load_settings(spark_master="local[2]", spark_driver_memory=memory)
+    memory = ctx.params.get("spark_memory")
+    base = load_settings(spark_master="local[2]")
     cache = Path(ctx.params.get("cache", str(base.home / "bench" / "etl-engines")))
     rows: list[Row] = []
     zones: list[RawZone] = []
@@ -487,7 +502,7 @@ def run(ctx: BenchContext) -> BenchResult:
             if case == "spark" and events > spark_max:
                 skipped.append(f"spark-{events // 1000}k")
                 continue
-            wall, outcome = _case(case, zone, base, ctx.scratch)
+            wall, outcome = _case(case, zone, base, ctx.scratch, memory)
             rows.append(_row(case, zone, wall, outcome))
     return BenchResult(
         rows=rows,
@@ -499,7 +514,11 @@ def run(ctx: BenchContext) -> BenchResult:
                 f"{z.order_lines:,} order lines; written in {z.setup_seconds:.0f}s (cached)"
                 for z in zones
             ),
-            "Spark": f"{base.spark_master}, driver memory {base.spark_driver_memory}",
+            "Spark": f"{base.spark_master}, driver memory "
+            + ", ".join(
+                f"{spark_memory(z.valid_events, memory)} at {z.valid_events:,} events"
+                for z in zones
+            ),
             "DuckDB": "in-memory, default threads (all cores), via SQLFrame for `duckdb`",
             "skipped": ", ".join(skipped) or "none",
         },

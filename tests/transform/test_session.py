@@ -16,6 +16,7 @@ def test_the_session_is_configured_for_local_runs(spark: SparkSession) -> None:
     assert spark.conf.get("spark.sql.shuffle.partitions") == str(LOCAL_SHUFFLE_PARTITIONS)
     assert conf.get("spark.ui.enabled") == "false"
     assert conf.get("spark.master") == "local[2]"
+    assert conf.get("spark.driver.maxResultSize") == "0"
 
 
 def test_the_local_jvm_runs_in_utc_with_the_parallel_collector(spark: SparkSession) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,17 @@ def test_example_env_lists_only_real_settings() -> None:
     fields = {f"SHOPFLOW_{name.upper()}" for name in Settings.model_fields}
     assert names, "example.env lists no settings"
     assert names <= fields, f"example.env names unknown settings: {sorted(names - fields)}"
+
+
+def test_example_env_as_given_is_the_local_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Copying it to .env must change nothing until a value is edited.
+    for name in list(os.environ):
+        if name.startswith("SHOPFLOW_"):
+            monkeypatch.delenv(name)
+    example = Path(__file__).parents[1] / "example.env"
+    from_example = Settings(_env_file=example)  # type: ignore[call-arg]
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert from_example.model_dump() == defaults.model_dump()
 
 
 def test_a_copy_with_another_home_has_its_own_lake(settings: Settings, tmp_path: Path) -> None:

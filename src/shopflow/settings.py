@@ -93,7 +93,8 @@ class Settings(BaseSettings):
 
     # Spark.
     spark_master: str = "local[2]"
-    spark_driver_memory: str = "2g"
+    # 2g ran out of heap collecting the outputs of a 1M-event run (bench etl_engines).
+    spark_driver_memory: str = "4g"
     spark_jdbc_jar: Path = Path("/usr/share/java/postgresql.jar")
 
     # Simulator.

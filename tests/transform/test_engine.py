@@ -39,3 +39,18 @@ def test_materialize_keeps_rows_and_types(duckdb_session: Any) -> None:
     kept = materialize(df)
     assert to_arrow(kept).equals(to_arrow(df))
     release(kept)
+
+
+def test_the_duckdb_session_is_utc_unordered_and_quiet(duckdb_session: Any) -> None:
+    conn = duckdb_session._conn
+    settings = dict(
+        conn.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN "
+            "('TimeZone', 'preserve_insertion_order', 'enable_progress_bar')"
+        ).fetchall()
+    )
+    assert settings == {
+        "TimeZone": "UTC",
+        "preserve_insertion_order": "false",
+        "enable_progress_bar": "false",
+    }

@@ -17,6 +17,7 @@ def test_the_session_is_configured_for_local_runs(spark: SparkSession) -> None:
     assert conf.get("spark.ui.enabled") == "false"
     assert conf.get("spark.master") == "local[2]"
     assert conf.get("spark.driver.maxResultSize") == "0"
+    assert spark.conf.get("spark.sql.inMemoryColumnarStorage.compressed") == "false"
 
 
 def test_the_local_jvm_runs_in_utc_with_the_parallel_collector(spark: SparkSession) -> None:

@@ -26,6 +26,9 @@ start, imports, engine start, the work, shutdown):
   `run_etl` (no reconciliation, category summary or users_enriched) and commits nothing
   atomically, so it is a lower bound for the job, not an equal.
 
+A case that fails (its process raises or dies) becomes a row whose notes say `FAILED:` and the
+error's last line; the other cases still run and are reported.
+
 Peak RSS is the process tree's (the Python process plus the Spark JVM it launches): the largest
 sum of VmRSS over the tree, sampled every 0.2 s.
 """
@@ -43,7 +46,7 @@ from typing import Any, Final
 import pyarrow as pa
 
 from bench._etl_run import time_etl_run
-from bench._harness import BenchContext, BenchResult, Row, benchmark, run_isolated
+from bench._harness import BenchContext, BenchResult, IsolatedError, Row, benchmark, run_isolated
 from bench._memory import TreeRssSampler
 from bench._simulated import land_window
 from shopflow.contracts import (
@@ -474,6 +477,18 @@ def _row(case: str, zone: RawZone, wall: float, outcome: Outcome) -> Row:
     )
 
 
+def _failed_row(case: str, zone: RawZone, failure: IsolatedError) -> Row:
+    lines = [line.strip() for line in str(failure).splitlines() if line.strip()]
+    return Row(
+        case=f"{case}-{zone.valid_events // 1000}k",
+        params={"events": zone.valid_events, "engine": case},
+        wall_seconds=0.0,
+        items=zone.valid_events,
+        unit="events",
+        notes=f"FAILED: {lines[-1][:300] if lines else 'no message'}",
+    )
+
+
 @benchmark(
     "etl_engines",
     title="The ETL on Spark, on DuckDB (SQLFrame), and hand-written DuckDB SQL",
@@ -502,7 +517,12 @@ def run(ctx: BenchContext) -> BenchResult:
             if case == "spark" and events > spark_max:
                 skipped.append(f"spark-{events // 1000}k")
                 continue
-            wall, outcome = _case(case, zone, base, ctx.scratch, memory)
+            try:
+                wall, outcome = _case(case, zone, base, ctx.scratch, memory)
+            except IsolatedError as failure:
+                # Keep the other cases' figures; the row says what went wrong.
+                rows.append(_failed_row(case, zone, failure))
+                continue
             rows.append(_row(case, zone, wall, outcome))
     return BenchResult(
         rows=rows,

@@ -254,6 +254,27 @@ def test_rejected_events_go_to_the_dead_letters_with_a_reason(
     assert read_dataset(layout.curated_root("user_behavior")).to_pylist()[0]["product_name"] is None
 
 
+def test_a_write_that_fails_fails_the_run_and_the_next_run_redoes_it(
+    etl_session: Any, settings: Settings
+) -> None:
+    # Outputs are written on a background thread while the next one is computed: a failed write
+    # must still fail the run before the state advances.
+    layout = LakeLayout.from_settings(settings)
+    land(layout, "a", [_event("e1", timedelta(0)), _event("e2", timedelta(minutes=10))])
+    land_catalogue_and_orders(layout)
+    blocker = Path(layout.curated_root("traffic_daily"))
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the table's folder should be")
+    with pytest.raises(OSError):
+        run_etl(etl_session, settings, EtlRequest())
+    assert not Path(layout.state_file("etl_hourly")).exists()
+    blocker.unlink()
+    run = run_etl(etl_session, settings, EtlRequest())
+    assert run.dates == (DAY,)
+    assert read_dataset(layout.curated_root("traffic_daily")).to_pylist()[0]["events"] == 2
+    assert read_dataset(layout.curated_root("events_clean")).num_rows == 2
+
+
 def test_an_empty_lake_is_one_actionable_line(etl_session: Any, settings: Settings) -> None:
     with pytest.raises(ShopflowError, match="no raw events yet: land some"):
         run_etl(etl_session, settings, EtlRequest())

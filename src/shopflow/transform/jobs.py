@@ -54,8 +54,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -82,6 +82,9 @@ from shopflow.settings import Settings
 from shopflow.transform import engine
 from shopflow.transform.engine import Transforms, transforms
 from shopflow.transform.events import STAGED_EVENT_COLUMNS
+
+#: Partition keys of a curated table: (date, hour) for hourly tables, (date, None) for daily ones.
+Keys = Sequence[tuple[date, int | None]]
 
 #: A DataFrame of either engine (pyspark's or SQLFrame's; they share the API the job uses).
 DataFrame = Any
@@ -507,6 +510,33 @@ def write_rejects(table: pa.Table, layout: LakeLayout, dates: Iterable[date]) ->
 # The job
 
 
+class _BackgroundCommits:
+    """Collected outputs written on one background thread while the engine computes the next.
+
+    The writes are pure Arrow/Parquet and lake I/O (no engine call), so they overlap the engine's
+    work. Leaving the `with` block waits for every write, re-raises the first failure, and only
+    then records what was written; nothing that reads the lake may run inside the block.
+    """
+
+    def __init__(self, record: Callable[[str, list[str], int], None]) -> None:
+        self._record = record
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopflow-commit")
+        self._pending: list[tuple[str, Future[list[str]], int]] = []
+
+    def submit(self, name: str, rows: int, write: Callable[[], list[str]]) -> None:
+        """Write in the background; `rows` is recorded with the written URLs."""
+        self._pending.append((name, self._pool.submit(write), rows))
+
+    def __enter__(self) -> _BackgroundCommits:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True)
+        if exc_info[0] is None:
+            for name, future, rows in self._pending:
+                self._record(name, future.result(), rows)
+
+
 def _staged_events(t: Transforms, raw: DataFrame) -> DataFrame:
     """Raw events staged once, with the raw partition date (`raw_date`) the rejects are filed by."""
     return t.events.stage_events(
@@ -578,12 +608,16 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
         run.partitions[name] = [*run.partitions.get(name, []), *urls]
         run.rows[name] = run.rows.get(name, 0) + rows
 
-    def write_activity(clean: DataFrame, dates: Sequence[date]) -> None:
+    def write_later(commits: _BackgroundCommits, name: str, table: pa.Table, keys: Keys) -> None:
+        commits.submit(name, table.num_rows, lambda: write_partitions(table, name, layout, keys))
+
+    def write_activity(
+        commits: _BackgroundCommits, activity: dict[str, DataFrame], dates: Sequence[date]
+    ) -> None:
         # Every date's partition is replaced, an empty one too (its events may all be gone).
         keys = [(day, None) for day in dates]
-        for name, df in _activity(t, session, layout, clean, dates).items():
-            table = _to_arrow(df)
-            record(name, write_partitions(table, name, layout, keys), table.num_rows)
+        for name, df in activity.items():
+            write_later(commits, name, _to_arrow(df), keys)
 
     products = _materialize(
         t.products.products_clean(extract_pulls(session, layout, "products", RAW_PRODUCT_SCHEMA))
@@ -593,36 +627,43 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
     )
     cached = [products, users]
 
-    if plan.dates:
-        dates = plan.dates
-        context = sorted({d - timedelta(days=1) for d in dates} | set(dates))
-        # Staged once: both the dead letters and the clean events come from it.
-        staged = _materialize(_staged_events(t, extract_raw_events(session, layout, context)))
-        cached.append(staged)
-        rejects = _to_arrow(_rejects(t, staged, dates))
-        run.rejected_events = rejects.num_rows
-        record(
-            f"deadletter/{REJECTS_SOURCE}", write_rejects(rejects, layout, dates), rejects.num_rows
-        )
+    # Each output is written while the engine computes the next; the block waits for the writes
+    # before anything below reads the curated zone.
+    with _BackgroundCommits(record) as commits:
+        if plan.dates:
+            dates = plan.dates
+            context = sorted({d - timedelta(days=1) for d in dates} | set(dates))
+            # Staged once: both the dead letters and the clean events come from it.
+            staged = _materialize(_staged_events(t, extract_raw_events(session, layout, context)))
+            cached.append(staged)
+            rejects = _to_arrow(_rejects(t, staged, dates))
+            run.rejected_events = rejects.num_rows
+            commits.submit(
+                f"deadletter/{REJECTS_SOURCE}",
+                rejects.num_rows,
+                lambda: write_rejects(rejects, layout, dates),
+            )
 
-        clean = _materialize(_dated(t, t.events.events_clean_from_staged(staged), dates))
-        cached.append(clean)
-        outputs = {
-            "events_clean": clean,
-            "traffic_hourly": t.traffic.traffic_hourly(clean),
-            "traffic_daily": t.traffic.traffic_daily(clean),
-            "user_behavior": t.user_behavior.user_behavior(clean, products, users),
-        }
-        for name, df in outputs.items():
-            table = _to_arrow(df)
-            keys = _partition_keys(table, hourly=name in HOURLY_TABLES)
-            record(name, write_partitions(table, name, layout, keys), table.num_rows)
-        write_activity(clean, dates)
+            clean = _materialize(_dated(t, t.events.events_clean_from_staged(staged), dates))
+            cached.append(clean)
+            # Built (so the earlier curated events it needs are listed) before any curated write.
+            activity = _activity(t, session, layout, clean, dates)
+            outputs = {
+                "events_clean": clean,
+                "traffic_hourly": t.traffic.traffic_hourly(clean),
+                "traffic_daily": t.traffic.traffic_daily(clean),
+                "user_behavior": t.user_behavior.user_behavior(clean, products, users),
+            }
+            for name, df in outputs.items():
+                table = _to_arrow(df)
+                write_later(commits, name, table, _partition_keys(table, name in HOURLY_TABLES))
+            write_activity(commits, activity, dates)
 
     missing = _dates_without_activity(layout)
     if missing:
         stored = _materialize(extract_curated_events(session, layout, missing))
-        write_activity(stored, missing)
+        with _BackgroundCommits(record) as commits:
+            write_activity(commits, _activity(t, session, layout, stored, missing), missing)
         _release(stored)
 
     orders = _materialize(

@@ -47,7 +47,8 @@ Engine: `run_etl` takes a Spark session or a SQLFrame DuckDB session
 taken from `engine.transforms(session)` (the copy bound to that engine), column expressions of the
 job's own use that copy's `functions`, inputs are read and outputs collected only through the
 engine module's `read_parquet`, `create_dataframe`, `to_arrow`, `materialize` and `release`, and
-outputs are committed by the lake layer from Arrow. See docs/engines.md.
+outputs are committed by the lake layer from Arrow, on a background thread while the engine
+computes the next output. See docs/engines.md.
 """
 
 from __future__ import annotations
@@ -619,92 +620,104 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
         for name, df in activity.items():
             write_later(commits, name, _to_arrow(df), keys)
 
-    products = _materialize(
-        t.products.products_clean(extract_pulls(session, layout, "products", RAW_PRODUCT_SCHEMA))
-    )
-    users = _materialize(
-        t.users.users_clean(extract_pulls(session, layout, "users", RAW_USER_SCHEMA))
-    )
-    cached = [products, users]
-
-    # Each output is written while the engine computes the next; the block waits for the writes
-    # before anything below reads the curated zone.
-    with _BackgroundCommits(record) as commits:
-        if plan.dates:
-            dates = plan.dates
-            context = sorted({d - timedelta(days=1) for d in dates} | set(dates))
-            # Staged once: both the dead letters and the clean events come from it.
-            staged = _materialize(_staged_events(t, extract_raw_events(session, layout, context)))
-            cached.append(staged)
-            rejects = _to_arrow(_rejects(t, staged, dates))
-            run.rejected_events = rejects.num_rows
-            commits.submit(
-                f"deadletter/{REJECTS_SOURCE}",
-                rejects.num_rows,
-                lambda: write_rejects(rejects, layout, dates),
+    # Released however the run ends: a failed run must not leave tables in a long-lived session.
+    cached: list[DataFrame] = []
+    try:
+        products = _materialize(
+            t.products.products_clean(
+                extract_pulls(session, layout, "products", RAW_PRODUCT_SCHEMA)
             )
-
-            clean = _materialize(_dated(t, t.events.events_clean_from_staged(staged), dates))
-            cached.append(clean)
-            # Built (so the earlier curated events it needs are listed) before any curated write.
-            activity = _activity(t, session, layout, clean, dates)
-            outputs = {
-                "events_clean": clean,
-                "traffic_hourly": t.traffic.traffic_hourly(clean),
-                "traffic_daily": t.traffic.traffic_daily(clean),
-                "user_behavior": t.user_behavior.user_behavior(clean, products, users),
-            }
-            for name, df in outputs.items():
-                table = _to_arrow(df)
-                write_later(commits, name, table, _partition_keys(table, name in HOURLY_TABLES))
-            write_activity(commits, activity, dates)
-
-    missing = _dates_without_activity(layout)
-    if missing:
-        stored = _materialize(extract_curated_events(session, layout, missing))
-        with _BackgroundCommits(record) as commits:
-            write_activity(commits, _activity(t, session, layout, stored, missing), missing)
-        _release(stored)
-
-    orders = _materialize(
-        t.orders.orders_enriched(
-            t.orders.dedup_order_lines(extract_pulls(session, layout, "orders", RAW_ORDER_SCHEMA)),
-            products,
         )
-    )
-    cached.append(orders)
-    orders_table = _to_arrow(orders)
-    record(
-        "orders_enriched",
-        write_changed_partitions(orders_table, "orders_enriched", layout),
-        orders_table.num_rows,
-    )
+        cached.append(products)
+        users = _materialize(
+            t.users.users_clean(extract_pulls(session, layout, "users", RAW_USER_SCHEMA))
+        )
+        cached.append(users)
 
-    # Reconciliation and the snapshots cover all dates: from the activity tables, not the events.
-    activity = {name: extract_activity(session, layout, name) for name in ACTIVITY_TABLES}
-    recon = _to_arrow(
-        t.reconciliation.order_reconciliation_from_daily(activity["order_activity_daily"], orders)
-    )
-    record(
-        "order_reconciliation",
-        write_changed_partitions(recon, "order_reconciliation", layout),
-        recon.num_rows,
-    )
-    snapshots = {
-        "products_clean": products,
-        "users_enriched": t.users.users_enriched_from_daily(
-            users, activity["user_activity_daily"], orders
-        ),
-        "category_summary": t.products.category_summary_from_daily(
-            products, activity["product_activity_daily"], orders
-        ),
-    }
-    for name, df in snapshots.items():
-        table = _to_arrow(df)
-        record(name, [write_snapshot(table, name, layout)], table.num_rows)
+        # Each output is written while the engine computes the next; the block waits for the writes
+        # before anything below reads the curated zone.
+        with _BackgroundCommits(record) as commits:
+            if plan.dates:
+                dates = plan.dates
+                context = sorted({d - timedelta(days=1) for d in dates} | set(dates))
+                # Staged once: both the dead letters and the clean events come from it.
+                staged = _materialize(
+                    _staged_events(t, extract_raw_events(session, layout, context))
+                )
+                cached.append(staged)
+                rejects = _to_arrow(_rejects(t, staged, dates))
+                run.rejected_events = rejects.num_rows
+                commits.submit(
+                    f"deadletter/{REJECTS_SOURCE}",
+                    rejects.num_rows,
+                    lambda: write_rejects(rejects, layout, dates),
+                )
 
-    for df in cached:
-        _release(df)
+                clean = _materialize(_dated(t, t.events.events_clean_from_staged(staged), dates))
+                cached.append(clean)
+                # Built (so the earlier curated events it needs are listed) before any curated write.
+                activity = _activity(t, session, layout, clean, dates)
+                outputs = {
+                    "events_clean": clean,
+                    "traffic_hourly": t.traffic.traffic_hourly(clean),
+                    "traffic_daily": t.traffic.traffic_daily(clean),
+                    "user_behavior": t.user_behavior.user_behavior(clean, products, users),
+                }
+                for name, df in outputs.items():
+                    table = _to_arrow(df)
+                    write_later(commits, name, table, _partition_keys(table, name in HOURLY_TABLES))
+                write_activity(commits, activity, dates)
+
+        missing = _dates_without_activity(layout)
+        if missing:
+            stored = _materialize(extract_curated_events(session, layout, missing))
+            cached.append(stored)
+            with _BackgroundCommits(record) as commits:
+                write_activity(commits, _activity(t, session, layout, stored, missing), missing)
+
+        orders = _materialize(
+            t.orders.orders_enriched(
+                t.orders.dedup_order_lines(
+                    extract_pulls(session, layout, "orders", RAW_ORDER_SCHEMA)
+                ),
+                products,
+            )
+        )
+        cached.append(orders)
+        orders_table = _to_arrow(orders)
+        record(
+            "orders_enriched",
+            write_changed_partitions(orders_table, "orders_enriched", layout),
+            orders_table.num_rows,
+        )
+
+        # Reconciliation and the snapshots cover all dates: from the activity tables, not the events.
+        activity = {name: extract_activity(session, layout, name) for name in ACTIVITY_TABLES}
+        recon = _to_arrow(
+            t.reconciliation.order_reconciliation_from_daily(
+                activity["order_activity_daily"], orders
+            )
+        )
+        record(
+            "order_reconciliation",
+            write_changed_partitions(recon, "order_reconciliation", layout),
+            recon.num_rows,
+        )
+        snapshots = {
+            "products_clean": products,
+            "users_enriched": t.users.users_enriched_from_daily(
+                users, activity["user_activity_daily"], orders
+            ),
+            "category_summary": t.products.category_summary_from_daily(
+                products, activity["product_activity_daily"], orders
+            ),
+        }
+        for name, df in snapshots.items():
+            table = _to_arrow(df)
+            record(name, [write_snapshot(table, name, layout)], table.num_rows)
+    finally:
+        for df in cached:
+            _release(df)
     if request.incremental:
         # Only now: a run that failed above is redone in full by the next one. The store remembers
         # the version plan_run read, so a concurrent run makes this raise instead of going back.

@@ -7,7 +7,11 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from shopflow.settings import load_settings
-from shopflow.transform.session import LOCAL_SHUFFLE_PARTITIONS, build_spark_session
+from shopflow.transform.session import (
+    LOCAL_LISTING_THRESHOLD,
+    LOCAL_SHUFFLE_PARTITIONS,
+    build_spark_session,
+)
 
 
 def test_the_session_is_configured_for_local_runs(spark: SparkSession) -> None:
@@ -18,6 +22,9 @@ def test_the_session_is_configured_for_local_runs(spark: SparkSession) -> None:
     assert conf.get("spark.master") == "local[2]"
     assert conf.get("spark.driver.maxResultSize") == "0"
     assert spark.conf.get("spark.sql.inMemoryColumnarStorage.compressed") == "false"
+    assert spark.conf.get("spark.sql.sources.parallelPartitionDiscovery.threshold") == str(
+        LOCAL_LISTING_THRESHOLD
+    )
 
 
 def test_the_local_jvm_runs_in_utc_with_the_parallel_collector(spark: SparkSession) -> None:

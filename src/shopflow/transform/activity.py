@@ -12,6 +12,8 @@ from typing import Final
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from shopflow.transform._common import fill_nulls
+
 #: Columns of `product_activity_daily`, in order: one row per event date and product.
 PRODUCT_ACTIVITY_DAILY_COLUMNS: Final = (
     "date",
@@ -84,21 +86,21 @@ def user_activity_daily(
     seen = events_clean.select("date", *keys)
     if earlier_events is not None:
         seen = seen.unionByName(earlier_events.select("date", *keys))
-    starts = seen.groupBy(*keys).agg(F.min("date").alias("_start_date"))
-    events = events_clean.select("date", "user_id", "session_id", "event_name", "event_ts").join(
-        starts, keys, "left"
+    # Each session counted once, on its first date; the per-date event aggregate then takes a
+    # small join rather than a distinct count over every event.
+    started = (
+        seen.groupBy(*keys)
+        .agg(F.min("date").alias("date"))
+        .groupBy("user_id", "date")
+        .agg(F.count(F.lit(1)).cast("long").alias("sessions_started"))
     )
-    started = F.when(F.col("_start_date") == F.col("date"), F.col("session_id"))
-    return (
-        events.groupBy("date", "user_id")
-        .agg(
-            *_behaviour_counts(),
-            F.countDistinct(started).cast("long").alias("sessions_started"),
-            F.min("event_ts").alias("first_seen_ts"),
-            F.max("event_ts").alias("last_seen_ts"),
-        )
-        .select(*USER_ACTIVITY_DAILY_COLUMNS)
+    activity = events_clean.groupBy("date", "user_id").agg(
+        *_behaviour_counts(),
+        F.min("event_ts").alias("first_seen_ts"),
+        F.max("event_ts").alias("last_seen_ts"),
     )
+    joined = activity.join(started, ["user_id", "date"], "left")
+    return fill_nulls(joined.select(*USER_ACTIVITY_DAILY_COLUMNS), {"sessions_started": 0})
 
 
 def order_activity_daily(events_clean: DataFrame) -> DataFrame:

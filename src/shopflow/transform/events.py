@@ -138,8 +138,9 @@ def sessionise(df: DataFrame, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) ->
     starts_session = previous_us.isNull() | (
         event_us - previous_us >= gap_minutes * _MICROS_PER_MINUTE
     )
+    # A user's events are ordered by time, so the start of the session an event belongs to is the
+    # running maximum of the session starts so far: one sort serves every window here.
     running = by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    by_session = Window.partitionBy("user_id", "_client", "_session_no")
     derived_id = F.concat(
         F.lit("d-"), F.col("user_id"), F.lit("-"), F.col("_session_start_us").cast("string")
     )
@@ -147,15 +148,14 @@ def sessionise(df: DataFrame, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) ->
         df.withColumn("_client", client)
         .withColumn("_event_us", F.unix_micros(F.col("event_ts")))
         .withColumn("_previous_us", F.lag("_event_us").over(by_user))
-        .withColumn("_session_no", F.sum(F.when(starts_session, 1).otherwise(0)).over(running))
-        .withColumn("_session_start_us", F.min("_event_us").over(by_session))
+        .withColumn("_session_start_us", F.max(F.when(starts_session, event_us)).over(running))
         .withColumn(
             "session_source", F.when(F.col("_client"), F.lit("client")).otherwise(F.lit("derived"))
         )
         .withColumn(
             "session_id", F.when(F.col("_client"), F.col("session_id")).otherwise(derived_id)
         )
-        .drop("_client", "_event_us", "_previous_us", "_session_no", "_session_start_us")
+        .drop("_client", "_event_us", "_previous_us", "_session_start_us")
     )
 
 

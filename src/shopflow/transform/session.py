@@ -11,6 +11,8 @@ from shopflow.settings import Settings
 
 #: Enough parallelism for two local cores without hundreds of tiny shuffle tasks.
 LOCAL_SHUFFLE_PARTITIONS: Final = 4
+#: Paths a local session lists on the driver before it lists them with a Spark job.
+LOCAL_LISTING_THRESHOLD: Final = 100_000
 #: JVM options of a local (not spark-submit) session. The ETL is a throughput batch job: the
 #: parallel collector took the 1M-event `run_etl` from 48-49 s to 42-43 s on 2 cores against the
 #: default G1, whose concurrent marking competes with the two task threads for the same cores.
@@ -50,6 +52,13 @@ def build_spark_session(settings: Settings, app_name: str = "shopflow") -> Spark
             # run_etl took 47-50 s compressed and 43-45 s not (two runs each). A cache that does
             # not fit spills to disk (cache() is MEMORY_AND_DISK), so this costs no failure.
             .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
+            # Above 32 paths Spark lists them with a Spark job of its own; on a local disk the
+            # driver lists the ~170 hour folders of a week of raw events in a tenth of the time
+            # (1.24 s → 0.16 s measured). On a cluster (spark-submit) the default stays.
+            .config(
+                "spark.sql.sources.parallelPartitionDiscovery.threshold",
+                str(LOCAL_LISTING_THRESHOLD),
+            )
         )
         builder = builder.config("spark.driver.extraJavaOptions", LOCAL_JAVA_OPTIONS).config(
             "spark.executor.extraJavaOptions", LOCAL_JAVA_OPTIONS

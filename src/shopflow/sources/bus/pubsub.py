@@ -24,6 +24,12 @@ from shopflow.sources.bus.base import ReceivedMessage
 
 #: Generous, so a landing batch is written long before its messages are redelivered.
 DEFAULT_ACK_DEADLINE_SECONDS = 120
+#: The longest lease a StreamingPull asks for at a time (the library renews it while a message is
+#: held). It bounds how long a message whose nack is lost stays away: the emulator mishandles a
+#: cancelled stream (its gRPC server fails on the RST_STREAM), keeps handing messages to it, and
+#: each such delivery was leased for the library's default 60 s; Pub/Sub itself calls a nack best
+#: effort. A held landing batch is renewed long before this runs out.
+STREAM_LEASE_SECONDS = 10
 #: Ack ids per Acknowledge / ModifyAckDeadline request (the API caps the request size).
 ACK_CHUNK = 1000
 #: The emulator (and the service) return at most this many messages per Pull.
@@ -209,7 +215,9 @@ class PubSubConsumer:
                 self.subscription_path,
                 callback=self._buffer.put,
                 flow_control=pubsub_v1.types.FlowControl(
-                    max_messages=max_outstanding, max_bytes=256 * 1024 * 1024
+                    max_messages=max_outstanding,
+                    max_bytes=256 * 1024 * 1024,
+                    max_duration_per_lease_extension=STREAM_LEASE_SECONDS,
                 ),
             )
 
@@ -322,7 +330,11 @@ class PubSubConsumer:
                 raise _unreachable(self._settings, exc) from None
 
     def close(self) -> None:
-        """Stop reading; whatever was not acknowledged is handed back for redelivery at once."""
+        """Stop reading; whatever was not acknowledged is nacked, so it is delivered again.
+
+        Pub/Sub redelivers a nacked message at once, best effort; after a StreamingPull consumer
+        the emulator can take a few `STREAM_LEASE_SECONDS` leases longer.
+        """
         try:
             if self._stream is not None:
                 self._close_stream()
@@ -358,8 +370,8 @@ class PubSubConsumer:
             pending = list(self._outstanding)
             self._outstanding.clear()
         pending.extend(h.ack_id for h in self._drain_buffer())
-        # Known emulator gap: after this nack the messages are at once available to Pull, but a
-        # new StreamingPull may only get them after the ack deadline.
+        # Known emulator gaps: a new StreamingPull may get these only after the ack deadline, and
+        # the emulator may go on leasing them to this (cancelled) stream; see STREAM_LEASE_SECONDS.
         self._nack(pending)
 
     def _drain_buffer(self) -> list[Any]:

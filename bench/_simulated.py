@@ -17,7 +17,7 @@ def land_window(layout: LakeLayout, batch: SimBatch) -> tuple[StagedBatch, Inges
         )
         for n, d in enumerate(batch.deliveries)
     ]
-    staged = stage_batch(messages)
+    staged = stage_batch(messages, ingest_ts=batch.window_end)
     report = IngestReport("events", read=len(messages))
     write_batch(layout, staged, report, ingest_ts=batch.window_end)
     return staged, report

@@ -12,26 +12,28 @@ Behaviour events travel on the bus as UTF-8 JSON objects:
 from __future__ import annotations
 
 import json
-import math
+import re
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
-from typing import Any, Final
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Final, Literal, get_args
 
 import pyarrow as pa
-
-EVENT_NAMES: Final = ("view", "wishlist", "order", "return")
-ORDER_STATUSES: Final = ("placed", "shipped", "delivered", "cancelled", "returned")
-_EVENT_KEYS: Final = (
-    "event_id",
-    "event_name",
-    "product_id",
-    "user_id",
-    "order_id",
-    "price",
-    "event_ts",
-    "session_id",
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
 )
-_REQUIRED_KEYS: Final = ("event_id", "event_name", "product_id", "user_id", "price", "event_ts")
+
+#: The behaviour event kinds.
+EventName = Literal["view", "wishlist", "order", "return"]
+EVENT_NAMES: Final = get_args(EventName)
+ORDER_STATUSES: Final = ("placed", "shipped", "delivered", "cancelled", "returned")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,84 @@ class InvalidEventError(ValueError):
     """A payload that does not satisfy the event contract; the message is the dead-letter reason."""
 
 
+#: Longest wire payload accepted; a real event is a few hundred bytes.
+MAX_EVENT_PAYLOAD_BYTES: Final = 64 * 1024
+#: Longest id (event, product, user, order, session) accepted.
+MAX_ID_CHARS: Final = 256
+
+_CONTROL_CHARS: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable_id(value: str) -> str:
+    if not value.strip() or _CONTROL_CHARS.search(value):
+        raise ValueError("must be non-blank, without control characters")
+    return value
+
+
+_Id = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_printable_id)
+]
+
+
+class WireEvent(BaseModel):
+    """The event contract as it travels on the bus (the shape rules; bounds are `EventBounds`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    event_id: _Id
+    event_name: EventName
+    product_id: _Id
+    user_id: _Id
+    order_id: _Id | None = None
+    price: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    event_ts: AwareDatetime
+    session_id: _Id | None = None
+
+    @model_validator(mode="after")
+    def _order_id_matches_event_name(self) -> WireEvent:
+        if self.event_name in ("order", "return"):
+            if self.order_id is None:
+                raise ValueError(f"{self.event_name} event needs an order_id")
+        elif self.order_id is not None:
+            raise ValueError(f"{self.event_name} event must not carry an order_id")
+        return self
+
+
+_WIRE_EVENT: Final = TypeAdapter(WireEvent)
+
+
+@dataclass(frozen=True, slots=True)
+class EventBounds:
+    """Plausible values an event must have to be landed; the rest is dead-lettered.
+
+    An event later than its ingest time plus `max_future` (a client clock far ahead, or garbage
+    such as year 9999), earlier than `min_event_ts`, or priced above `max_price_inr` is rejected
+    at landing, so no raw partition can hold a date the ETL cannot compute around.
+    """
+
+    min_event_ts: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    max_future: timedelta = timedelta(minutes=15)
+    max_price_inr: float = 10_000_000.0
+
+    def check(self, event: Event, ingest_ts: datetime) -> None:
+        """Raise InvalidEventError naming the bound `event` breaks."""
+        if event.event_ts < self.min_event_ts:
+            raise InvalidEventError(
+                f"event_ts {event.event_ts:%Y-%m-%dT%H:%M:%SZ} is before the accepted floor "
+                f"{self.min_event_ts:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        if event.event_ts > ingest_ts + self.max_future:
+            raise InvalidEventError(
+                f"event_ts {event.event_ts:%Y-%m-%dT%H:%M:%SZ} is more than "
+                f"{self.max_future.total_seconds():.0f}s after its ingest time "
+                f"{ingest_ts:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        if event.price > self.max_price_inr:
+            raise InvalidEventError(
+                f"price {event.price:.6g} is above the accepted ceiling {self.max_price_inr:,.0f} INR"
+            )
+
+
 def encode_event(event: Event) -> bytes:
     """The wire form of an event."""
     body: dict[str, Any] = asdict(event)
@@ -112,67 +192,57 @@ def encode_event(event: Event) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _parse_ts(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise InvalidEventError(f"event_ts must be an ISO-8601 string, got {type(value).__name__}")
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidEventError(f"event_ts is not ISO-8601: {value[:40]!r}") from None
-    if ts.tzinfo is None:
-        raise InvalidEventError("event_ts has no time zone")
-    return ts.astimezone(UTC)
-
-
-def _non_empty_str(body: dict[str, Any], key: str) -> str:
-    value = body[key]
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidEventError(f"{key} must be a non-empty string")
-    return value
+def _reason(error: ValidationError) -> str:
+    """The dead-letter reason of a failed validation: one short line."""
+    problems = error.errors(include_url=False)
+    missing = [
+        str(p["loc"][0])
+        for p in problems
+        if p["loc"] and (p["type"] == "missing" or p.get("input", ...) is None)
+    ]
+    if missing:
+        return f"missing keys: {', '.join(missing)}"
+    unknown = [str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden"]
+    if unknown:
+        return f"unknown keys: {', '.join(sorted(unknown))[:200]}"
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "json_invalid":
+        return f"not valid JSON: {message.removeprefix('Invalid JSON: ')}"
+    if first["type"] == "model_type":
+        return f"expected a JSON object, got {type(first.get('input')).__name__}"
+    return f"{where}: {message}"[:300] if where else message[:300]
 
 
 def parse_event(payload: bytes) -> Event:
-    """Validate a wire payload against the event contract; raise InvalidEventError with a reason."""
-    try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    """Validate a wire payload against the event contract; raise InvalidEventError with a reason.
+
+    Any payload at all ends here as an `Event` or an InvalidEventError: whatever the validation
+    raises (deep nesting, huge numbers, dates that overflow in UTC) becomes a reason.
+    """
+    if len(payload) > MAX_EVENT_PAYLOAD_BYTES:
         raise InvalidEventError(
-            f"not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}"
+            f"payload of {len(payload):,} bytes is over the {MAX_EVENT_PAYLOAD_BYTES:,}-byte limit"
+        )
+    try:
+        wire = _WIRE_EVENT.validate_json(payload)
+        event_ts = wire.event_ts.astimezone(UTC)
+    except ValidationError as exc:
+        raise InvalidEventError(_reason(exc)) from None
+    except (OverflowError, ValueError, RecursionError) as exc:
+        raise InvalidEventError(
+            f"payload cannot be read: {type(exc).__name__}: {exc}"[:300]
         ) from None
-    if not isinstance(body, dict):
-        raise InvalidEventError(f"expected a JSON object, got {type(body).__name__}")
-    missing = [key for key in _REQUIRED_KEYS if body.get(key) is None]
-    if missing:
-        raise InvalidEventError(f"missing keys: {', '.join(missing)}")
-    unknown = sorted(set(body) - set(_EVENT_KEYS))
-    if unknown:
-        raise InvalidEventError(f"unknown keys: {', '.join(unknown)}")
-    event_name = _non_empty_str(body, "event_name")
-    if event_name not in EVENT_NAMES:
-        raise InvalidEventError(f"unknown event_name {event_name[:40]!r}")
-    price = body["price"]
-    if isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price):
-        raise InvalidEventError(f"price must be a number, got {json.dumps(price)[:40]}")
-    if price < 0:
-        raise InvalidEventError("price must not be negative")
-    order_id = body.get("order_id")
-    if event_name in ("order", "return"):
-        if not isinstance(order_id, str) or not order_id:
-            raise InvalidEventError(f"{event_name} event needs an order_id")
-    elif order_id is not None:
-        raise InvalidEventError(f"{event_name} event must not carry an order_id")
-    session_id = body.get("session_id")
-    if session_id is not None and (not isinstance(session_id, str) or not session_id):
-        raise InvalidEventError("session_id must be a non-empty string or null")
     return Event(
-        event_id=_non_empty_str(body, "event_id"),
-        event_name=event_name,
-        product_id=_non_empty_str(body, "product_id"),
-        user_id=_non_empty_str(body, "user_id"),
-        order_id=order_id,
-        price=float(price),
-        event_ts=_parse_ts(body["event_ts"]),
-        session_id=session_id,
+        event_id=wire.event_id,
+        event_name=wire.event_name,
+        product_id=wire.product_id,
+        user_id=wire.user_id,
+        order_id=wire.order_id,
+        price=wire.price,
+        event_ts=event_ts,
+        session_id=wire.session_id,
     )
 
 

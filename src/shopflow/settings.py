@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shopflow.errors import ShopflowError
@@ -77,9 +78,20 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_consumer_group: str = "shopflow-landing"
 
+    # Every call to the bus (topic set-up, pull, acknowledge) gives up after this long.
+    bus_call_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
     # Landing.
     landing_batch_max_messages: int = Field(default=5000, ge=1)
     landing_batch_max_seconds: float = Field(default=5.0, gt=0)
+    # Plausible events: the rest is dead-lettered at landing with the bound it breaks.
+    event_max_future_seconds: float = Field(
+        default=900.0, ge=0, le=7 * 86400, description="Accepted event_ts past the ingest time."
+    )
+    event_min_ts: AwareDatetime = Field(
+        default=datetime(2000, 1, 1, tzinfo=UTC), description="Earliest accepted event_ts."
+    )
+    event_max_price_inr: float = Field(default=10_000_000.0, gt=0, le=1e12)
 
     # Warehouse: a DuckDB file under home (local), or a BigQuery dataset in gcp_project (gcp).
     bigquery_dataset: str = "shopflow"

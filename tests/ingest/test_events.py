@@ -22,6 +22,7 @@ from shopflow.settings import BusKind, Settings
 from shopflow.sources.bus.factory import ensure_event_topic, make_consumer, make_publisher
 from shopflow.sources.bus.pubsub import ensure_topic_and_subscription
 from tests.ingest.conftest import raw_rows, visible_temp_files
+from tests.ingest.hostile import HOSTILE
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ def publish(settings: Settings, payloads: list[bytes]) -> None:
 
 def test_valid_events_land_by_hour_and_bad_ones_go_to_dead_letters(bus_settings: Settings) -> None:
     valid = valid_payloads(3000, "v")
-    publish(bus_settings, valid + MALFORMED)
+    publish(bus_settings, valid + MALFORMED + HOSTILE)
     consumer = make_consumer(bus_settings)
     try:
         report = land_events(
@@ -88,7 +89,7 @@ def test_valid_events_land_by_hour_and_bad_ones_go_to_dead_letters(bus_settings:
         )
     finally:
         consumer.close()
-    assert report.read >= len(valid) + len(MALFORMED)
+    assert report.read >= len(valid) + len(MALFORMED) + len(HOSTILE)
     lake = bus_settings.lake_url
     events = raw_rows(lake, "raw/events")
     assert {row["event_id"] for row in events} == {f"v-{n:07d}" for n in range(3000)}
@@ -99,7 +100,7 @@ def test_valid_events_land_by_hour_and_bad_ones_go_to_dead_letters(bus_settings:
             assert (ts.date().isoformat(), ts.hour) == (day, hour)
     assert all(row["message_id"] and row["ingest_ts"] for row in events)
     dead = raw_rows(lake, "deadletter/events")
-    assert {row["payload"] for row in dead} == set(MALFORMED)
+    assert {row["payload"] for row in dead} == set(MALFORMED + HOSTILE)
     assert all(row["reason"] for row in dead)
     assert visible_temp_files(lake) == []
 

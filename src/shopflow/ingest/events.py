@@ -27,6 +27,7 @@ from shopflow.contracts import (
     DEADLETTER_SCHEMA,
     RAW_EVENT_SCHEMA,
     Event,
+    EventBounds,
     InvalidEventError,
     parse_event,
 )
@@ -78,15 +79,40 @@ class StagedBatch:
     dead_letters: list[tuple[ReceivedMessage, str]]
 
 
-def stage_batch(messages: Sequence[ReceivedMessage]) -> StagedBatch:
-    """Validate every message against the event contract."""
+def event_bounds(settings: Settings) -> EventBounds:
+    """The landing's event bounds from settings."""
+    return EventBounds(
+        min_event_ts=settings.event_min_ts.astimezone(UTC),
+        max_future=timedelta(seconds=settings.event_max_future_seconds),
+        max_price_inr=settings.event_max_price_inr,
+    )
+
+
+def stage_batch(
+    messages: Sequence[ReceivedMessage],
+    bounds: EventBounds | None = None,
+    ingest_ts: datetime | None = None,
+) -> StagedBatch:
+    """Validate every message against the event contract and `bounds` (default: `EventBounds()`)
+    at `ingest_ts` (default: now).
+
+    No payload can stop the batch: anything a message makes fail is its dead-letter reason, so the
+    valid messages around it still land and the batch is acknowledged.
+    """
+    bounds = bounds or EventBounds()
+    ingest_ts = ingest_ts or datetime.now(UTC)
     events: list[tuple[Event, ReceivedMessage]] = []
     dead_letters: list[tuple[ReceivedMessage, str]] = []
     for message in messages:
         try:
-            events.append((parse_event(message.payload), message))
+            event = parse_event(message.payload)
+            bounds.check(event, ingest_ts)
         except InvalidEventError as error:
             dead_letters.append((message, str(error)))
+        except Exception as error:  # a payload must never stop landing, whatever it breaks
+            dead_letters.append((message, f"payload could not be checked: {error!r}"[:300]))
+        else:
+            events.append((event, message))
     return StagedBatch(events, dead_letters)
 
 
@@ -187,6 +213,7 @@ def land_events(
     *,
     stop: threading.Event | None = None,
     on_batch: Callable[[IngestReport], None] | None = None,
+    bounds: EventBounds | None = None,
 ) -> IngestReport:
     """Land batches until a limit is reached, the bus stays idle, or `stop` is set.
 
@@ -228,7 +255,8 @@ def land_events(
         if not batch:
             continue
         report.read += len(batch)
-        write_batch(layout, stage_batch(batch), report)
+        ingest_ts = datetime.now(UTC)
+        write_batch(layout, stage_batch(batch, bounds, ingest_ts), report, ingest_ts)
         consumer.acknowledge(batch)
         if on_batch:
             on_batch(report)
@@ -261,6 +289,7 @@ def ingest_events(
                 LandingLimits.from_settings(settings, max_messages, max_seconds, idle_stop_seconds),
                 stop=stop,
                 on_batch=on_batch,
+                bounds=event_bounds(settings),
             )
     finally:
         consumer.close()

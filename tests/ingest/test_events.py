@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -200,3 +202,39 @@ def test_unreachable_bus_is_one_line(settings: Settings) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "shopflow services up" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("bus", ["pubsub", "kafka"])
+def test_a_bus_address_that_answers_but_is_not_the_bus_fails_within_the_deadline(
+    settings: Settings, bus: str
+) -> None:
+    """An HTTP server where the bus should be: one line within the bus deadline, not a hang."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPFLOW_")}
+    env.update(
+        {
+            "SHOPFLOW_HOME": str(settings.home),
+            "SHOPFLOW_BUS": bus,
+            "SHOPFLOW_PUBSUB_EMULATOR_HOST": address,
+            "SHOPFLOW_KAFKA_BOOTSTRAP_SERVERS": address,
+            "SHOPFLOW_BUS_CALL_TIMEOUT_SECONDS": "3",
+        }
+    )
+    try:
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "shopflow.cli", "ingest", "events", "--max-seconds", "5"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and address in lines[0], result.stderr
+    assert elapsed < 30, f"took {elapsed:.0f} s with a 3 s bus deadline"

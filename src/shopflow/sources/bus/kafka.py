@@ -28,7 +28,6 @@ from shopflow.sources.bus.base import ReceivedMessage
 log = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS = 3
-CONNECT_TIMEOUT_SECONDS = 5.0
 FLUSH_TIMEOUT_SECONDS = 120.0
 #: Commit failures that only mean "the partition moved to another member": the messages are
 #: redelivered there, and landing deduplicates by event_id.
@@ -52,7 +51,7 @@ def _base_config(settings: Settings) -> dict[str, Any]:
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "client.id": "shopflow",
         "logger": log,
-        "socket.connection.setup.timeout.ms": int(CONNECT_TIMEOUT_SECONDS * 1000),
+        "socket.connection.setup.timeout.ms": int(settings.bus_call_timeout_seconds * 1000),
     }
 
 
@@ -62,7 +61,7 @@ def _check_reachable(settings: Settings, client: Producer | Consumer | AdminClie
     if not any(port_open(host, port, timeout=2.0) for host, port in servers):
         raise _unreachable(settings)
     try:
-        client.list_topics(timeout=CONNECT_TIMEOUT_SECONDS)
+        client.list_topics(timeout=settings.bus_call_timeout_seconds)
     except KafkaException as exc:
         raise _unreachable(settings, str(exc.args[0])) from None
 
@@ -76,11 +75,11 @@ def ensure_topic(
     _check_reachable(settings, admin)
     futures = admin.create_topics(
         [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
-        operation_timeout=CONNECT_TIMEOUT_SECONDS,
-        request_timeout=CONNECT_TIMEOUT_SECONDS * 2,
+        operation_timeout=settings.bus_call_timeout_seconds,
+        request_timeout=settings.bus_call_timeout_seconds,
     )
     try:
-        futures[topic].result(timeout=CONNECT_TIMEOUT_SECONDS * 3)
+        futures[topic].result(timeout=settings.bus_call_timeout_seconds)
     except KafkaException as exc:
         error: KafkaError = exc.args[0]
         if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import google.cloud.pubsub_v1 as pubsub_v1  # bigquery's py.typed hides untyped siblings from `from google.cloud import`
 import grpc
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
 from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 from google.pubsub_v1.types import PullResponse
@@ -34,12 +35,21 @@ STREAM_LEASE_SECONDS = 10
 ACK_CHUNK = 1000
 #: The emulator (and the service) return at most this many messages per Pull.
 PULL_BATCH = 1000
-CONNECT_TIMEOUT_SECONDS = 5.0
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
 ]
 _UNREACHABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError)
+
+
+def _deadline(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments bounding one unary call, its retries included, by the bus deadline.
+
+    The client's default retry policy retries UNAVAILABLE for up to 600 s, whatever `timeout`
+    says per attempt: a host that answers but is not Pub/Sub would hang the caller that long.
+    """
+    seconds = settings.bus_call_timeout_seconds
+    return {"timeout": seconds, "retry": Retry(timeout=seconds, initial=0.1, maximum=1.0)}
 
 
 def _unreachable(settings: Settings, exc: BaseException | None = None) -> ServiceUnavailableError:
@@ -49,6 +59,11 @@ def _unreachable(settings: Settings, exc: BaseException | None = None) -> Servic
     else:
         where = f"Google Cloud Pub/Sub (project {settings.gcp_project})"
         hint = "check network access and credentials (`gcloud auth application-default login`)"
+    if isinstance(exc, gexc.RetryError | gexc.DeadlineExceeded):
+        return ServiceUnavailableError(
+            f"{where} did not answer as Pub/Sub within {settings.bus_call_timeout_seconds:g} s "
+            f"(SHOPFLOW_BUS_CALL_TIMEOUT_SECONDS): is that address really Pub/Sub? {hint}"
+        )
     detail = f" ({type(exc).__name__})" if exc is not None else ""
     return ServiceUnavailableError(f"{where} is not reachable{detail}: {hint}")
 
@@ -98,7 +113,7 @@ def ensure_topic_and_subscription(
     sub_path = subscriber.subscription_path(settings.gcp_project, subscription)
     try:
         with contextlib.suppress(gexc.AlreadyExists):
-            publisher.create_topic(name=topic_path, timeout=CONNECT_TIMEOUT_SECONDS)
+            publisher.create_topic(name=topic_path, **_deadline(settings))
         with contextlib.suppress(gexc.AlreadyExists):
             subscriber.create_subscription(
                 request={
@@ -106,7 +121,7 @@ def ensure_topic_and_subscription(
                     "topic": topic_path,
                     "ack_deadline_seconds": ack_deadline_seconds,
                 },
-                timeout=CONNECT_TIMEOUT_SECONDS,
+                **_deadline(settings),
             )
     except _UNREACHABLE as exc:
         raise _unreachable(settings, exc) from None
@@ -133,7 +148,7 @@ class PubSubPublisher:
             settings.gcp_project, topic or settings.events_topic
         )
         try:
-            self._client.get_topic(topic=self.topic_path, timeout=CONNECT_TIMEOUT_SECONDS)
+            self._client.get_topic(topic=self.topic_path, **_deadline(settings))
         except gexc.NotFound:
             raise ShopflowError(
                 f"Pub/Sub topic {self.topic_path} does not exist: create it first "
@@ -195,7 +210,7 @@ class PubSubConsumer:
         )
         try:
             self._client.get_subscription(
-                subscription=self.subscription_path, timeout=CONNECT_TIMEOUT_SECONDS
+                subscription=self.subscription_path, **_deadline(settings)
             )
         except gexc.NotFound:
             self._client.close()
@@ -324,7 +339,7 @@ class PubSubConsumer:
             try:
                 self._client.acknowledge(
                     request={"subscription": self.subscription_path, "ack_ids": chunk},
-                    timeout=30,
+                    **_deadline(self._settings),
                 )
             except _UNREACHABLE as exc:
                 raise _unreachable(self._settings, exc) from None
@@ -355,7 +370,7 @@ class PubSubConsumer:
                         "ack_ids": chunk,
                         "ack_deadline_seconds": 0,
                     },
-                    timeout=10,
+                    **_deadline(self._settings),
                 )
             except gexc.GoogleAPICallError:
                 return  # they come back after the ack deadline instead

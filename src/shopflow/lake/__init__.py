@@ -24,6 +24,7 @@ from shopflow.lake.layout import (
     pull_file_name,
     ts_token,
 )
+from shopflow.lake.lock import LakeBusyError, writer_lock
 from shopflow.lake.state import StateStore
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "PARTITION_TYPES",
     "AlreadyExistsError",
     "DataFile",
+    "LakeBusyError",
     "LakeError",
     "LakeLayout",
     "Partition",
@@ -50,4 +52,5 @@ __all__ = [
     "write_bytes_atomic",
     "write_json_atomic",
     "write_parquet_atomic",
+    "writer_lock",
 ]

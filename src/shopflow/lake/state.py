@@ -8,9 +8,7 @@ compare-and-swap; a `put` of a name the store has never seen reads the current v
 
 Locally the check and the write happen under an exclusive `flock` on a hidden lock file next to the
 record (processes on one machine). On GCS the write is conditional on the object generation
-(`ifGenerationMatch`; 0 = must not exist yet). gcsfs only offers the create-only form of that
-precondition, so this module uses the google-cloud-storage client (a gcsfs dependency) for GCS,
-configured from the gcsfs file system: same endpoint, project and credentials.
+(`ifGenerationMatch`; 0 = must not exist yet), through `shopflow.lake.gcs`.
 
 Advance a watermark only after the data it covers is written.
 """
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from shopflow.lake.errors import LakeError, StateConflictError
+from shopflow.lake.gcs import gcs_blob
 from shopflow.lake.io import StorageOptions, is_local, resolve, write_bytes_atomic
 from shopflow.lake.layout import LakeLayout
 from shopflow.settings import Settings
@@ -61,7 +60,6 @@ class StateStore:
         self._fs, _ = resolve(self._layout.state_root(), storage_options)
         # name -> (guard, version): guard is the local version or the GCS object generation.
         self._seen: dict[str, tuple[int, int]] = {}
-        self._gcs_client: Any = None
 
     def get(self, name: str) -> dict[str, Any] | None:
         """The record's value, or None if it was never written."""
@@ -123,19 +121,8 @@ class StateStore:
 
     # GCS
     def _blob(self, url: str) -> Any:
-        import google.cloud.storage as storage  # see sources/bus/pubsub.py on the import form
-        from google.auth.credentials import AnonymousCredentials
-
-        if self._gcs_client is None:
-            credentials = self._fs.credentials.credentials or AnonymousCredentials()  # type: ignore[no-untyped-call]
-            self._gcs_client = storage.Client(
-                project=self._fs.project,
-                credentials=credentials,
-                client_options={"api_endpoint": self._fs._location},
-            )
         _, path = resolve(url, self._storage_options)
-        bucket, key = path.split("/", 1)
-        return self._gcs_client.bucket(bucket).blob(key)
+        return gcs_blob(self._fs, path)
 
     def _read_gcs(self, url: str) -> tuple[int, int, dict[str, Any] | None]:
         from google.api_core.exceptions import NotFound, PreconditionFailed

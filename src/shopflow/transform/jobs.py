@@ -77,7 +77,9 @@ from shopflow.lake import (
     list_data_files,
     list_partitions,
     read_dataset,
+    remove_stale_temp_files,
     replace_partition,
+    writer_lock,
 )
 from shopflow.settings import Settings
 from shopflow.transform import engine
@@ -593,9 +595,21 @@ def _dates_without_activity(layout: LakeLayout) -> list[date]:
 
 
 def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
-    """Recompute the curated zone for a request; see the module docstring for what and where."""
+    """Recompute the curated zone for a request; see the module docstring for what and where.
+
+    Holds the lake's writer lock throughout: a concurrent ETL or load refuses to start.
+    """
+    with writer_lock(settings.lake_url, f"shopflow etl ({request.label})"):
+        layout = LakeLayout.from_settings(settings)
+        # Under the lock no other ETL writes: any temp file here is a killed run's leftover.
+        roots = [layout.curated_root(name) for name in CURATED_TABLES]
+        for root in [*roots, layout.deadletter_root(REJECTS_SOURCE)]:
+            remove_stale_temp_files(root, older_than=datetime.now(UTC))
+        return _run_etl(session, settings, request, layout)
+
+
+def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: LakeLayout) -> EtlRun:
     started = time.monotonic()
-    layout = LakeLayout.from_settings(settings)
     state = StateStore(settings)
     plan = plan_run(layout, state, request)
     run = EtlRun(label=request.label, dates=plan.dates, since=plan.since)

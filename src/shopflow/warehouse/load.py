@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from shopflow.errors import ShopflowError
-from shopflow.lake import LakeLayout, list_data_files, list_partitions
+from shopflow.lake import LakeLayout, list_data_files, list_partitions, writer_lock
 from shopflow.settings import Profile, Settings
 from shopflow.warehouse.base import PartitionKey, TableLoad, Warehouse, lake_reader
 from shopflow.warehouse.errors import WarehouseError
@@ -125,11 +125,30 @@ def load_warehouse(
 ) -> LoadReport:
     """Load curated partitions (all, or those of `dates`) of `tables` (default all) and refresh
     the metric views; all tables in one transaction (DuckDB) or one script (BigQuery)."""
+    with writer_lock(settings.lake_url, "shopflow load"):
+        return _load_warehouse(settings, tables, dates, warehouse)
+
+
+def _load_warehouse(
+    settings: Settings,
+    tables: Iterable[str] | None,
+    dates: Iterable[date] | None,
+    warehouse: Warehouse | None,
+) -> LoadReport:
     layout = LakeLayout.from_settings(settings)
     curated = f"{layout.root}/curated"
     if not list_data_files(curated):
         raise WarehouseError(f"no curated data under {curated}: run `shopflow etl` first")
+    dates = None if dates is None else sorted(set(dates))
     loads, skipped = plan_loads(layout, tables, dates)
+    nothing_dated = not any(load.partitions for load in loads)
+    if (
+        dates is not None
+        and nothing_dated
+        and any(reason.startswith("no curated partition") for reason in skipped.values())
+    ):
+        days = ", ".join(d.isoformat() for d in dates)
+        raise WarehouseError(f"the lake has no curated partition for {days}: nothing loaded")
     own = warehouse is None
     target = open_warehouse(settings) if warehouse is None else warehouse
     try:

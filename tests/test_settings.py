@@ -38,7 +38,39 @@ def test_gcp_profile_puts_the_lake_in_the_bucket(
 ) -> None:
     monkeypatch.setenv("SHOPFLOW_PROFILE", "gcp")
     monkeypatch.setenv("SHOPFLOW_GCS_BUCKET", "shop-bucket")
+    monkeypatch.setenv("SHOPFLOW_ORDERS_API_TOKEN", "a-real-secret")
     assert load_settings().lake_url == "gs://shop-bucket/lake"
+
+
+def test_gcp_profile_refuses_the_local_default_token(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOPFLOW_PROFILE", "gcp")
+    monkeypatch.setenv("SHOPFLOW_GCS_BUCKET", "shop-bucket")
+    with pytest.raises(ShopflowError, match="SHOPFLOW_ORDERS_API_TOKEN") as caught:
+        load_settings()
+    assert "\n" not in str(caught.value) and "local-dev-token" not in str(caught.value)
+    monkeypatch.setenv("SHOPFLOW_ORDERS_API_TOKEN", "local-dev-token")
+    with pytest.raises(ShopflowError, match="SHOPFLOW_ORDERS_API_TOKEN"):
+        load_settings()
+
+
+def test_a_token_in_dotenv_is_refused_and_never_echoed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SHOPFLOW_SEED=7\nSHOPFLOW_ORDERS_API_TOKEN=leaked-in-a-file\n")
+    with pytest.raises(ShopflowError, match="only from the environment") as caught:
+        load_settings()
+    assert "leaked-in-a-file" not in str(caught.value)
+    (tmp_path / ".env").write_text("SHOPFLOW_SEED=7\n")
+    assert load_settings().seed == 7
+
+
+def test_child_processes_get_the_token_only_when_they_need_it(settings: Settings) -> None:
+    assert "SHOPFLOW_ORDERS_API_TOKEN" not in settings.child_environment(with_secrets=False)
+    env = settings.child_environment(with_secrets=True)
+    assert env["SHOPFLOW_ORDERS_API_TOKEN"] == "local-dev-token"
 
 
 def test_gcp_profile_without_a_bucket_is_a_one_line_error(
@@ -82,6 +114,7 @@ def test_example_env_lists_only_real_settings() -> None:
     fields = {f"SHOPFLOW_{name.upper()}" for name in Settings.model_fields}
     assert names, "example.env lists no settings"
     assert names <= fields, f"example.env names unknown settings: {sorted(names - fields)}"
+    assert fields <= names, f"example.env misses settings: {sorted(fields - names)}"
 
 
 def test_example_env_as_given_is_the_local_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

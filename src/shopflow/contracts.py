@@ -121,7 +121,7 @@ def _printable_id(value: str) -> str:
     return value
 
 
-_Id = Annotated[
+PrintableId = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_printable_id)
 ]
 
@@ -131,14 +131,14 @@ class WireEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    event_id: _Id
+    event_id: PrintableId
     event_name: EventName
-    product_id: _Id
-    user_id: _Id
-    order_id: _Id | None = None
+    product_id: PrintableId
+    user_id: PrintableId
+    order_id: PrintableId | None = None
     price: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     event_ts: AwareDatetime
-    session_id: _Id | None = None
+    session_id: PrintableId | None = None
 
     @model_validator(mode="after")
     def _order_id_matches_event_name(self) -> WireEvent:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shopflow.errors import ShopflowError
+
+#: The orders API token of the local profile; refused under any other profile.
+LOCAL_DEV_TOKEN: Final = "local-dev-token"
+#: Settings that are secrets: read only from the environment, never from `.env` or logs.
+SECRET_FIELDS: Final = ("orders_api_token",)
 
 
 class Profile(StrEnum):
@@ -25,6 +31,10 @@ class BusKind(StrEnum):
 
     PUBSUB = "pubsub"
     KAFKA = "kafka"
+
+
+#: The engines the ETL's transforms run on.
+EtlEngine = Literal["duckdb", "spark"]
 
 
 class Settings(BaseSettings):
@@ -55,7 +65,7 @@ class Settings(BaseSettings):
     orders_api_url: str | None = Field(
         default=None, description="Base URL of the orders API; default from host and port."
     )
-    orders_api_token: SecretStr = SecretStr("local-dev-token")
+    orders_api_token: SecretStr = SecretStr(LOCAL_DEV_TOKEN)
     orders_api_store: Path | None = Field(
         default=None, description="SQLite file behind the local orders API; default under home."
     )
@@ -101,7 +111,7 @@ class Settings(BaseSettings):
     )
 
     # ETL engine: the same PySpark-API transforms on Spark, or on DuckDB through SQLFrame.
-    etl_engine: Literal["spark", "duckdb"] = "duckdb"
+    etl_engine: EtlEngine = "duckdb"
 
     # Spark.
     spark_master: str = "local[2]"
@@ -111,6 +121,18 @@ class Settings(BaseSettings):
 
     # Simulator.
     seed: int = 42
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then `.env` (never for a secret), then defaults."""
+        return (init_settings, env_settings, _DotenvWithoutSecrets(settings_cls, dotenv_settings))
 
     @model_validator(mode="after")
     def _check_profile(self) -> Settings:
@@ -129,6 +151,17 @@ class Settings(BaseSettings):
                     "unset SHOPFLOW_ETL_ENGINE or set it to spark"
                 )
             self.etl_engine = "spark"
+        return self
+
+    @model_validator(mode="after")
+    def _check_secrets(self) -> Settings:
+        if self.profile is not Profile.LOCAL:
+            for name in SECRET_FIELDS:
+                if getattr(self, name).get_secret_value() == LOCAL_DEV_TOKEN:
+                    raise ValueError(
+                        f"the {self.profile.value} profile needs its own SHOPFLOW_{name.upper()} "
+                        "(the local default is refused outside the local profile)"
+                    )
         return self
 
     @property
@@ -156,6 +189,49 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         """Pid files and logs of local services."""
         return self.home / "run"
+
+    def child_environment(self, *, with_secrets: bool) -> dict[str, str]:
+        """`SHOPFLOW_*` variables that recreate these settings in a child process (paths made
+        absolute); secrets only for a child that needs them."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None or (name in SECRET_FIELDS and not with_secrets):
+                continue
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, Path):
+                text = str(value.resolve())
+            elif isinstance(value, Enum):
+                text = str(value.value)
+            elif isinstance(value, datetime):
+                text = value.isoformat()
+            else:
+                text = str(value)
+            env[f"SHOPFLOW_{name.upper()}"] = text
+        return env
+
+
+class _DotenvWithoutSecrets(PydanticBaseSettingsSource):
+    """The `.env` source, refusing secrets: they come only from the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._dotenv = dotenv
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = self._dotenv()
+        found = [name for name in SECRET_FIELDS if name in values]
+        if found:
+            names = ", ".join(f"SHOPFLOW_{n.upper()}" for n in found)
+            raise ShopflowError(
+                f"{names} found in .env: secrets are read only from the environment; "
+                "remove it from .env and export it instead"
+            )
+        return values
 
 
 def load_settings(**overrides: object) -> Settings:

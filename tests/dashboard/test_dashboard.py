@@ -22,7 +22,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from shopflow.dashboard import APP_PATH, DashboardUnavailable, read_snapshot, streamlit_command
-from shopflow.dashboard.server import settings_environment
+from shopflow.dashboard.server import dashboard_environment
 from shopflow.lake import LakeLayout
 from shopflow.metrics import METRIC_VIEWS, select_sql
 from shopflow.settings import Settings, load_settings
@@ -163,10 +163,13 @@ def test_streamlit_runs_offline_and_settings_round_trip(
         "--browser.serverAddress=127.0.0.1",
     ):
         assert option in command
-    env = settings_environment(settings)
+    env = dashboard_environment(settings)
     assert env["SHOPFLOW_HOME"] == str(settings.home.resolve())
+    # The dashboard reads the warehouse only: it is never handed the orders API token.
+    assert "SHOPFLOW_ORDERS_API_TOKEN" not in env
     for key, value in env.items():
-        monkeypatch.setenv(key, value)
+        if key.startswith("SHOPFLOW_"):
+            monkeypatch.setenv(key, value)
     assert load_settings() == settings.model_copy(update={"home": settings.home.resolve()})
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from rich.console import Console
 
-from shopflow.settings import load_settings
+from shopflow.errors import ShopflowError
+from shopflow.settings import EtlEngine, load_settings
 from shopflow.transform.jobs import EtlRequest, backfill_request, etl_request
 
 console = Console(stderr=True)
+ENGINES = get_args(EtlEngine)
 
 EngineOption = Annotated[
     str | None,
@@ -25,7 +27,9 @@ def _run(request: EtlRequest, engine: str | None) -> None:
     from shopflow.transform.entrypoint import open_session
     from shopflow.transform.jobs import run_etl
 
-    overrides: dict[str, object] = {"etl_engine": engine} if engine else {}
+    if engine is not None and engine.strip().lower() not in ENGINES:
+        raise ShopflowError(f"--engine {engine!r} is not one of: {', '.join(ENGINES)}")
+    overrides: dict[str, object] = {"etl_engine": engine.strip().lower()} if engine else {}
     settings = load_settings(**overrides)
     with console.status(f"starting the ETL engine ({settings.etl_engine})"):
         session = open_session(settings)

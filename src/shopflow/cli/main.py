@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -28,10 +29,22 @@ dashboard.register(app)
 def main() -> None:
     """Console-script entry point: a ShopflowError becomes one line on stderr and exit code 2.
 
-    Usage errors (bad options) are reported by Typer itself, also with exit code 2.
+    Usage errors (bad options) are reported by Typer itself, also with exit code 2. Any other
+    exception is a bug or an environment failure: one line and exit code 1.
     """
     try:
         app()
     except ShopflowError as exc:
         print(f"shopflow: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Exception as exc:
+        # Anything unforeseen still ends as one line; SHOPFLOW_DEBUG=1 shows where.
+        if os.environ.get("SHOPFLOW_DEBUG"):
+            raise
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(
+            f"shopflow: error: unexpected {type(exc).__name__}: {detail} "
+            "(SHOPFLOW_DEBUG=1 prints the traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(1)

@@ -32,7 +32,22 @@ def _parse_start(text: str) -> datetime:
         raise ShopflowError(
             f"--start {text!r} is not an ISO-8601 date or time, e.g. 2026-11-01 or 2026-11-01T06:00Z"
         ) from None
-    return start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+    try:
+        start = (start if start.tzinfo is not None else start.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ShopflowError(f"--start {text!r} is outside the calendar in UTC") from None
+    settings = load_settings()
+    if start > datetime.now(UTC):
+        raise ShopflowError(
+            f"--start {text!r} is in the future: landing dead-letters events later than their "
+            "ingest time (SHOPFLOW_EVENT_MAX_FUTURE_SECONDS)"
+        )
+    if start < settings.event_min_ts:
+        raise ShopflowError(
+            f"--start {text!r} is before SHOPFLOW_EVENT_MIN_TS "
+            f"({settings.event_min_ts.isoformat()}): landing would dead-letter every event"
+        )
+    return start
 
 
 def seed(
@@ -66,7 +81,7 @@ def simulate(
     start: str = typer.Option(
         DEFAULT_START.strftime("%Y-%m-%dT%H:%MZ"),
         "--start",
-        help="Simulated time of the first window (ISO-8601; UTC unless a zone is given).",
+        help="Simulated time of the first window (ISO-8601; UTC unless a zone is given); not in the future, and events simulated past now are dead-lettered by landing.",
     ),
     events_per_day: int = typer.Option(
         50_000, "--events-per-day", min=1, help="Average events per simulated day."

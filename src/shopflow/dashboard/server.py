@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from enum import Enum
 from pathlib import Path
-
-from pydantic import SecretStr
 
 from shopflow.errors import ShopflowError
 from shopflow.settings import Settings
@@ -42,24 +39,6 @@ def dashboard_url(host: str, port: int) -> str:
     """The dashboard's URL."""
     name = browser_host(host)
     return f"http://[{name}]:{port}/" if ":" in name else f"http://{name}:{port}/"
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """`SHOPFLOW_*` variables that recreate `settings` in a child process (home made absolute)."""
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            text = value.get_secret_value()
-        elif isinstance(value, Path):
-            text = str(value.resolve())
-        elif isinstance(value, Enum):
-            text = str(value.value)
-        else:
-            text = str(value)
-        env[f"SHOPFLOW_{name.upper()}"] = text
-    return env
 
 
 def streamlit_command(host: str, port: int) -> list[str]:
@@ -100,5 +79,5 @@ def dashboard_environment(settings: Settings) -> dict[str, str]:
     """The environment the Streamlit process runs with: ours, with the settings' SHOPFLOW_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPFLOW_")}
     env.update({k: v for k, v in os.environ.items() if k.startswith("SHOPFLOW_TEST_")})
-    env.update(settings_environment(settings))
+    env.update(settings.child_environment(with_secrets=False))
     return env

@@ -185,6 +185,10 @@ class LakeLayout:
         return "/".join(parts)
 
     # _state
+    def quarantine_root(self) -> str:
+        """Lake files moved aside because they cannot be read (`shopflow.lake.quarantine`)."""
+        return self._join("quarantine")
+
     def state_root(self) -> str:
         """Where watermarks and cursors live; the leading underscore hides it from readers."""
         return self._join("_state")

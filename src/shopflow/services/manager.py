@@ -205,21 +205,6 @@ def _orders_api_command(settings: Settings) -> list[str]:
     return [sys.executable, "-m", "shopflow.sources.orders_api"]
 
 
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """The SHOPFLOW_* variables that reproduce `settings` in a child process (paths made absolute)."""
-    env: dict[str, str] = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        elif isinstance(value, Path):
-            value = value.resolve()
-        env[f"SHOPFLOW_{name.upper()}"] = str(value)
-    return env
-
-
 def _no_env(settings: Settings) -> dict[str, str]:
     return {}
 
@@ -270,7 +255,7 @@ def _specs(settings: Settings) -> dict[str, _Spec]:
             startup_timeout=60.0,
             command=_orders_api_command,
             probe=_probe_orders_api(settings),
-            env=settings_environment,
+            env=lambda s: s.child_environment(with_secrets=True),
             cwd=lambda s: s.run_dir,
         ),
     }

@@ -73,6 +73,7 @@ from shopflow.contracts import (
 from shopflow.errors import ShopflowError
 from shopflow.lake import (
     LakeLayout,
+    Partition,
     StateStore,
     list_data_files,
     list_partitions,
@@ -81,6 +82,7 @@ from shopflow.lake import (
     replace_partition,
     writer_lock,
 )
+from shopflow.lake.quarantine import Quarantined, quarantine_all, screen_files
 from shopflow.settings import Settings
 from shopflow.transform import engine
 from shopflow.transform.engine import Transforms, transforms
@@ -110,6 +112,12 @@ CURATED_TABLES: Final = (
     *SYNCED_TABLES,
     *SNAPSHOT_TABLES,
 )
+#: The raw pulls and the schema each is read with.
+PULL_SCHEMAS: Final = {
+    "orders": RAW_ORDER_SCHEMA,
+    "products": RAW_PRODUCT_SCHEMA,
+    "users": RAW_USER_SCHEMA,
+}
 #: Where staging rejects go (`deadletter/<source>/date=D/`).
 REJECTS_SOURCE: Final = "events_etl"
 #: Partitions written at once (`_replace_partitions`).
@@ -200,6 +208,7 @@ class EtlRun:
     rejected_events: int = 0
     seconds: float = 0.0
     since: datetime | None = None
+    quarantined: list[Quarantined] = field(default_factory=list)
 
     @property
     def partitions_written(self) -> int:
@@ -208,13 +217,22 @@ class EtlRun:
 
     def summary(self) -> str:
         """A few lines for the command line."""
+        moved = [f"  quarantined {q.url} -> {q.moved_to}: {q.reason}" for q in self.quarantined]
         if not self.dates and not self.partitions:
             since = f" since {self.since.isoformat()}" if self.since else ""
-            return f"etl ({self.label}): nothing new in the raw zone{since}; {self.seconds:.1f}s"
+            return "\n".join(
+                [
+                    f"etl ({self.label}): nothing new in the raw zone{since}; "
+                    f"{len(self.quarantined)} files quarantined; {self.seconds:.1f}s",
+                    *moved,
+                ]
+            )
         days = ", ".join(d.isoformat() for d in self.dates) or "none"
         lines = [
             f"etl ({self.label}): event dates {days}; {self.partitions_written} partitions "
-            f"written; {self.rejected_events:,} rejected events; {self.seconds:.1f}s"
+            f"written; {self.rejected_events:,} rejected events; "
+            f"{len(self.quarantined)} files quarantined; {self.seconds:.1f}s",
+            *moved,
         ]
         for name in (*CURATED_TABLES, f"deadletter/{REJECTS_SOURCE}"):
             if name in self.partitions:
@@ -228,11 +246,13 @@ class EtlRun:
 def _parse_ts(text: str, option: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except ValueError:
         raise ShopflowError(
             f"{option} {text!r} is not an ISO-8601 time, e.g. 2026-11-25T10 or 2026-11-25T10:00Z"
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ShopflowError(f"{option} {text!r} is outside the calendar in UTC") from None
 
 
 def parse_hour(text: str) -> datetime:
@@ -277,8 +297,10 @@ def etl_request(
     if since is not None:
         start = _parse_ts(since, "--since")
         end = _parse_ts(until, "--until") if until is not None else datetime.now(UTC)
+        if until is None and end <= start:
+            raise ShopflowError(f"--since {since!r} is in the future; nothing to recompute")
         if end <= start:
-            raise ShopflowError(f"--until ({end.isoformat()}) must be after --since")
+            raise ShopflowError(f"--until {until!r} must be after --since {since!r}")
         last = (end - timedelta(microseconds=1)).date()
         return EtlRequest(
             date_range(start.date(), last),
@@ -335,19 +357,59 @@ class _Plan:
     listed_at: datetime
     since: datetime | None
     new_pulls: bool
+    quarantined: tuple[Quarantined, ...] = ()
 
 
-def plan_run(layout: LakeLayout, state: StateStore, request: EtlRequest) -> _Plan:
-    """The event dates to recompute, from the request and (incremental) the lake listing."""
+def accepted_event_dates(settings: Settings) -> tuple[date, date]:
+    """The first and last event date landing can accept (`Settings.event_min_ts`, ...)."""
+    latest = datetime.now(UTC) + timedelta(seconds=settings.event_max_future_seconds)
+    return settings.event_min_ts.astimezone(UTC).date(), latest.date()
+
+
+def _partition_date(partition: Partition) -> date | None:
+    try:
+        return partition.date
+    except ValueError:
+        return None
+
+
+def plan_run(
+    layout: LakeLayout,
+    state: StateStore,
+    request: EtlRequest,
+    accepted: tuple[date, date] = (date(2000, 1, 1), date(2100, 1, 1)),
+) -> _Plan:
+    """The event dates to recompute, from the request and (incremental) the lake listing.
+
+    Raw partitions whose date is not a date, or is outside `accepted` (landed before landing
+    bounded event times), are quarantined: no date can then push the run past the calendar.
+    """
     listed_at = datetime.now(UTC)
-    events = list_partitions(layout.events_root())
+    first, last = accepted
+    events = []
+    quarantined: list[Quarantined] = []
+    for partition in list_partitions(layout.events_root()):
+        day = _partition_date(partition)
+        if day is not None and first <= day <= last:
+            events.append(partition)
+            continue
+        reason = (
+            f"raw partition date {partition.values.get('date')!r} is outside the accepted "
+            f"event dates {first} to {last}"
+        )
+        quarantined += quarantine_all(layout, [f.url for f in partition.files], reason)
     if not events:
+        moved = (
+            f" ({len(quarantined)} files quarantined: {quarantined[0].reason})"
+            if quarantined
+            else ""
+        )
         raise ShopflowError(
-            f"the lake at {layout.root} has no raw events yet: land some with "
+            f"the lake at {layout.root} has no raw events yet{moved}: land some with "
             "`shopflow ingest events` (or run `shopflow demo`)"
         )
     with_events = {p.date for p in events if p.date is not None}
-    wanted = set(request.dates)
+    wanted = {d for d in request.dates if first <= d <= last}
     since: datetime | None = None
     new_pulls = False
     if request.incremental:
@@ -361,9 +423,36 @@ def plan_run(layout: LakeLayout, state: StateStore, request: EtlRequest) -> _Pla
             for source in ("orders", "products", "users")
         )
     elif not wanted & with_events:
-        days = ", ".join(sorted(d.isoformat() for d in wanted))
+        days = _date_span(request.dates)
         raise ShopflowError(f"no raw events on {days}: nothing to backfill in {layout.root}")
-    return _Plan(tuple(sorted(wanted & with_events)), listed_at, since, new_pulls)
+    return _Plan(
+        tuple(sorted(wanted & with_events)), listed_at, since, new_pulls, tuple(quarantined)
+    )
+
+
+def _date_span(dates: Sequence[date]) -> str:
+    ordered = sorted(dates)
+    if len(ordered) > 3:
+        return f"{ordered[0]} to {ordered[-1]}"
+    return ", ".join(d.isoformat() for d in ordered)
+
+
+def screen_raw_events(layout: LakeLayout, dates: Iterable[date]) -> list[Quarantined]:
+    """Quarantine the raw event files of `dates` that cannot be read (`shopflow.lake.quarantine`)."""
+    wanted = set(dates)
+    urls = [
+        f.url for p in list_partitions(layout.events_root()) if p.date in wanted for f in p.files
+    ]
+    return screen_files(layout, urls, RAW_EVENT_SCHEMA)
+
+
+def screen_pulls(layout: LakeLayout) -> list[Quarantined]:
+    """Quarantine the raw pull files (orders, products, users) that cannot be read."""
+    moved: list[Quarantined] = []
+    for source, schema in PULL_SCHEMAS.items():
+        files = list_data_files(layout.pull_root(source))
+        moved += screen_files(layout, [f.url for f in files], schema)
+    return moved
 
 
 def extract_raw_events(session: Any, layout: LakeLayout, dates: Iterable[date]) -> DataFrame:
@@ -611,8 +700,13 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
 def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: LakeLayout) -> EtlRun:
     started = time.monotonic()
     state = StateStore(settings)
-    plan = plan_run(layout, state, request)
-    run = EtlRun(label=request.label, dates=plan.dates, since=plan.since)
+    plan = plan_run(layout, state, request, accepted_event_dates(settings))
+    run = EtlRun(
+        label=request.label, dates=plan.dates, since=plan.since, quarantined=[*plan.quarantined]
+    )
+    context = sorted({d - timedelta(days=1) for d in plan.dates} | set(plan.dates))
+    run.quarantined += screen_raw_events(layout, context)
+    run.quarantined += screen_pulls(layout)
     if not plan.dates and not plan.new_pulls:
         run.seconds = time.monotonic() - started
         return run
@@ -653,7 +747,6 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
         with _BackgroundCommits(record) as commits:
             if plan.dates:
                 dates = plan.dates
-                context = sorted({d - timedelta(days=1) for d in dates} | set(dates))
                 # Staged once: both the dead letters and the clean events come from it.
                 staged = _materialize(
                     _staged_events(t, extract_raw_events(session, layout, context))

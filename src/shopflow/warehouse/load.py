@@ -23,7 +23,8 @@ def duckdb_path(settings: Settings) -> Path:
 def open_warehouse(settings: Settings, *, must_exist: bool = False) -> Warehouse:
     """The configured warehouse: DuckDB (profile local) or BigQuery (profile gcp).
 
-    With `must_exist`, a missing local warehouse file is a one-line error instead of a new file.
+    With `must_exist` (readers), nothing is created: a missing local warehouse file is a one-line
+    error, and the DuckDB file is opened read-only.
     """
     if settings.profile is Profile.GCP:
         from shopflow.warehouse.bigquery_warehouse import (
@@ -44,6 +45,8 @@ def open_warehouse(settings: Settings, *, must_exist: bool = False) -> Warehouse
     path = duckdb_path(settings)
     if must_exist and not path.is_file():
         raise WarehouseError(f"no warehouse at {path}: run `shopflow load` first")
+    if must_exist:
+        return DuckDBWarehouse(path, read_only=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     return DuckDBWarehouse(path)
 

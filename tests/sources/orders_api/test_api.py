@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,8 @@ pytestmark = pytest.mark.integration
 PLACED_AT = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Key = tuple[str, str]
+#: A well-formed cursor whose sequence number overflows SQLite's 64-bit integers.
+HUGE_CURSOR = base64.urlsafe_b64encode(f"v1.{10**30}.0".encode()).rstrip(b"=").decode()
 
 
 def make_lines(count: int, prefix: str) -> list[OrderLine]:
@@ -195,6 +199,10 @@ def test_bad_or_missing_token_is_401(orders_api: RunningOrdersApi) -> None:
         ({"page_size": "many"}, "page_size: Input should be a valid integer"),
         ({"cursor": "%%%"}, "cursor: malformed cursor"),
         ({"cursor": "djIuMS4w"}, "cursor: malformed cursor"),
+        ({"updated_since": "0001-01-01T00:00+14:00"}, "updated_since: timestamp is outside"),
+        ({"cursor": HUGE_CURSOR}, "cursor: malformed cursor"),
+        ({"updated_since": "2026-11-25T10:00:00Z' OR '1'='1"}, "updated_since: not an ISO-8601"),
+        ({"page_size": "9" * 40}, "page_size: Input should be"),
     ],
 )
 def test_bad_parameters_are_422_with_a_clear_message(
@@ -236,3 +244,43 @@ def test_unreachable_api_is_service_unavailable() -> None:
             client.fetch_page(EPOCH, None, 10)
     assert isinstance(caught.value, OrdersApiUnavailableError)
     assert "\n" not in str(caught.value)
+
+
+def _body(**changes: object) -> str:
+    """A POST body of one otherwise valid line with `changes` (the string "NaN" as bare NaN)."""
+    line: dict[str, object] = {
+        "order_id": "o-1",
+        "product_id": "p-1",
+        "user_id": "u-1",
+        "order_ts": "2026-11-25T10:00:00Z",
+        "quantity": 1,
+        "unit_price_inr": 10.0,
+        "status": "placed",
+        **changes,
+    }
+    return json.dumps({"orders": [line]}).replace('"NaN"', "NaN")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"unit_price_inr": "NaN"}, "unit_price_inr"),
+        ({"unit_price_inr": 1e308}, "unit_price_inr"),
+        ({"order_ts": "9999-12-31T23:59:00-14:00"}, "order_ts"),
+        ({"order_ts": "0001-01-01T00:00:00Z"}, "order_ts"),
+        ({"order_id": "o\u0000"}, "order_id"),
+        ({"order_id": "x" * 300}, "order_id"),
+        ({"quantity": 10**30}, "quantity"),
+    ],
+)
+def test_implausible_order_lines_are_422_never_500(
+    orders_api: RunningOrdersApi, changes: dict[str, object], field: str
+) -> None:
+    with orders_api.client() as client:
+        response = client._http.post(
+            "/v1/orders", content=_body(**changes), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, response.text
+        assert field in {str(d["loc"][-1]) for d in response.json()["detail"]}
+        # Nothing of it was stored.
+        assert client.fetch_page(EPOCH, None, 10).orders == []

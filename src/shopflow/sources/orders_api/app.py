@@ -24,16 +24,23 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shopflow.contracts import ORDER_STATUSES, OrderLine
+from shopflow.contracts import ORDER_STATUSES, OrderLine, PrintableId
 from shopflow.settings import Settings
 from shopflow.sources.orders_api.store import OrdersStore, datetime_to_us
 
 MAX_POST_LINES: Final = 10_000
+#: Plausible order lines only: no year 1, no 1e308 rupees.
+EARLIEST_ORDER_TS: Final = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_ORDER_TS_AHEAD: Final = dt.timedelta(hours=24)
+MAX_UNIT_PRICE_INR: Final = 10_000_000.0
+#: Cursor fields are SQLite integers.
+_INT64_MAX: Final = 2**63 - 1
 RETRY_AFTER_SECONDS: Final = 1
 _CURSOR_VERSION: Final = "v1"
 _BEGINNING_OF_TIME: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -44,13 +51,27 @@ class OrderLineIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    order_id: str = Field(min_length=1, max_length=200)
-    product_id: str = Field(min_length=1, max_length=200)
-    user_id: str = Field(min_length=1, max_length=200)
+    order_id: PrintableId
+    product_id: PrintableId
+    user_id: PrintableId
     order_ts: AwareDatetime = Field(description="When the order was placed, with a time zone.")
     quantity: int = Field(ge=1, le=1_000_000)
-    unit_price_inr: float = Field(ge=0, allow_inf_nan=False)
+    unit_price_inr: float = Field(ge=0, le=MAX_UNIT_PRICE_INR, allow_inf_nan=False)
     status: str = Field(default="placed", description=f"One of: {', '.join(ORDER_STATUSES)}.")
+
+    @field_validator("order_ts")
+    @classmethod
+    def _plausible_order_ts(cls, value: datetime) -> datetime:
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("order_ts is outside the calendar in UTC") from None
+        if not EARLIEST_ORDER_TS <= utc <= datetime.now(UTC) + MAX_ORDER_TS_AHEAD:
+            raise ValueError(
+                f"order_ts must be between {EARLIEST_ORDER_TS:%Y-%m-%d} and now (UTC) "
+                f"plus {MAX_ORDER_TS_AHEAD.total_seconds() / 3600:g} h"
+            )
+        return utc
 
     @field_validator("status")
     @classmethod
@@ -119,7 +140,10 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
         version, after_seq, since_us = raw.split(".")
         if version != _CURSOR_VERSION:
             raise ValueError
-        return int(after_seq), int(since_us)
+        seq, since = int(after_seq), int(since_us)
+        if not (0 <= seq <= _INT64_MAX and -_INT64_MAX <= since <= _INT64_MAX):
+            raise ValueError
+        return seq, since
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValueError("malformed cursor: pass back a next_cursor exactly as received") from None
 
@@ -148,7 +172,12 @@ def parse_updated_since(value: str | None) -> datetime:
             "timestamp has no time zone; add one, e.g. 2026-11-25T10:00:00Z",
             value,
         )
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise _query_error(
+            "updated_since", "timestamp is outside the calendar in UTC", value
+        ) from None
 
 
 class FaultInjector:
@@ -221,6 +250,20 @@ def create_app(settings: Settings, store: OrdersStore | None = None) -> FastAPI:
         version="1",
         description="Order lines of the simulated shop, as a change feed ordered by updated_at.",
     )
+
+    @app.exception_handler(RequestValidationError)
+    def validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The inputs are not echoed: they may be NaN (not JSON), huge, or an injection attempt.
+        detail = [
+            {
+                "loc": list(error.get("loc", ())),
+                "msg": str(error.get("msg", "")),
+                "type": str(error.get("type", "")),
+            }
+            for error in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": detail[:20]})
+
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)])
 
     @v1.get(
@@ -300,7 +343,7 @@ def create_app(settings: Settings, store: OrdersStore | None = None) -> FastAPI:
                 order_id=line.order_id,
                 product_id=line.product_id,
                 user_id=line.user_id,
-                order_ts=line.order_ts.astimezone(UTC),
+                order_ts=line.order_ts,
                 quantity=line.quantity,
                 unit_price_inr=line.unit_price_inr,
                 status=line.status,

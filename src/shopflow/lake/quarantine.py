@@ -1,0 +1,103 @@
+"""Raw files the ETL cannot read are moved aside, with a reason, instead of failing every run.
+
+A file is screened before a run reads it: its Parquet footer must open and every column the
+reader expects must have the expected type (a missing nullable column is read as null). A file
+that fails - truncated, garbage bytes, a foreign schema, a price stored as text - moves from
+`<lake>/<path>` to `<lake>/quarantine/<path>`, next to `<path>.reason.json` saying why and when.
+Nothing is deleted: fix or replace the file and move it back to reprocess it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shopflow.lake.io import PARTITION_TYPES, StorageOptions, resolve, write_bytes_atomic
+from shopflow.lake.layout import LakeLayout
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A file moved aside, where it went, and why."""
+
+    url: str
+    moved_to: str
+    reason: str
+
+
+def _compatible(expected: pa.DataType, found: pa.DataType) -> bool:
+    if pa.types.is_timestamp(expected):
+        return bool(pa.types.is_timestamp(found))
+    return bool(expected.equals(found))
+
+
+def unreadable_reason(
+    url: str, schema: pa.Schema, storage_options: StorageOptions | None = None
+) -> str | None:
+    """Why the Parquet file at `url` cannot be read as `schema`, or None if it can."""
+    fs, path = resolve(url, storage_options)
+    try:
+        with fs.open(path, "rb") as handle:
+            found = pq.read_schema(handle)
+    except Exception as exc:  # any failure to open the footer makes the file unreadable
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"not a readable Parquet file: {first[:200]}"
+    for field in schema:
+        if field.name in PARTITION_TYPES:
+            continue
+        index = found.get_field_index(field.name)
+        if index < 0:
+            if not field.nullable:
+                return f"column {field.name} is missing"
+            continue
+        found_type = found.field(index).type
+        if not _compatible(field.type, found_type):
+            return f"column {field.name} is {found_type}, expected {field.type}"
+    return None
+
+
+def quarantine(
+    layout: LakeLayout, url: str, reason: str, storage_options: StorageOptions | None = None
+) -> Quarantined:
+    """Move one lake file to `quarantine/` with a `.reason.json` beside it."""
+    relative = url[len(layout.root) :].lstrip("/")
+    target = f"{layout.quarantine_root()}/{relative}"
+    note = {"from": relative, "reason": reason, "at": datetime.now(UTC).isoformat()}
+    write_bytes_atomic(
+        json.dumps(note).encode(), f"{target}.reason.json", storage_options=storage_options
+    )
+    fs, path = resolve(url, storage_options)
+    _, target_path = resolve(target, storage_options)
+    fs.makedirs(target_path.rsplit("/", 1)[0], exist_ok=True)
+    fs.mv(path, target_path)
+    return Quarantined(url, target, reason)
+
+
+def screen_files(
+    layout: LakeLayout,
+    urls: Iterable[str],
+    schema: pa.Schema,
+    storage_options: StorageOptions | None = None,
+) -> list[Quarantined]:
+    """Quarantine each of `urls` that cannot be read as `schema`; return what was moved."""
+    moved = []
+    for url in urls:
+        reason = unreadable_reason(url, schema, storage_options)
+        if reason is not None:
+            moved.append(quarantine(layout, url, reason, storage_options))
+    return moved
+
+
+def quarantine_all(
+    layout: LakeLayout,
+    urls: Sequence[str],
+    reason: str,
+    storage_options: StorageOptions | None = None,
+) -> list[Quarantined]:
+    """Quarantine every one of `urls` for the same reason."""
+    return [quarantine(layout, url, reason, storage_options) for url in urls]

@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.shopflow-installed
 
-.PHONY: setup demo test lint typecheck unit services-up services-down bench clean
+.PHONY: setup demo test lint typecheck unit services-up services-down bench faults clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,12 @@ services-down: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The fault suite at full size against the real services; rewrites RELIABILITY.md.
+faults: setup
+	bash scripts/ensure-postgres.sh
+	$(BIN)/shopflow services up
+	$(BIN)/python -m bench faults
 
 clean:
 	rm -rf .shopflow .pytest_cache .mypy_cache .ruff_cache

@@ -17,12 +17,14 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,6 +35,7 @@ import pyarrow.parquet as pq
 
 from bench._harness import BenchContext, BenchResult, Row, benchmark
 from bench.etl_engines import RawZone, write_raw_zone
+from shopflow.contracts import Event, encode_event
 
 REPO: Final = Path(__file__).resolve().parent.parent
 
@@ -155,13 +158,12 @@ def warehouse_event_ids(home: Path) -> Counter[str]:
 
 
 def raw_event_ids(lake: Path) -> set[str]:
-    """Distinct event ids of the raw zone's readable files: the recount the warehouse must equal."""
-    root = lake / "raw" / "events"
-    files = [str(p) for p in root.rglob("*.parquet") if not p.name.startswith((".", "_"))]
-    if not files:
-        return set()
-    table = ds.dataset(files, format="parquet").to_table(columns=["event_id"])
-    return set(table.column("event_id").to_pylist())
+    """Distinct event ids of the raw zone's files: the recount the warehouse must equal."""
+    ids: set[str] = set()
+    for path in (lake / "raw" / "events").rglob("*.parquet"):
+        if not path.name.startswith((".", "_")):
+            ids.update(pq.read_table(path, columns=["event_id"])["event_id"].to_pylist())
+    return ids
 
 
 def compare(outcome: Outcome, expected: set[str], home: Path) -> None:
@@ -265,37 +267,71 @@ def scenario_kill_etl_and_load(zone: RawZone, scratch: Path, kills: int, seed: i
     return outcome
 
 
+def _damage_pages(data: bytes, rng: random.Random) -> bytes:
+    """The same file with its data pages overwritten and its footer intact."""
+    footer_length = int.from_bytes(data[-8:-4], "little")
+    end = len(data) - 8 - footer_length
+    return data[:4] + rng.randbytes(end - 4) + data[end:]
+
+
 def _inject_corrupt_files(lake: Path, rng: random.Random, rounds: int) -> int:
-    """Truncated, garbage and wrong-schema files among the raw events; how many were injected."""
-    files = sorted((lake / "raw" / "events").rglob("*.parquet"))
+    """Unreadable or misplaced files among the raw events, and one readable file in an unusual
+    encoding that must load; how many must be quarantined."""
+    files = sorted((lake / "raw" / "events").glob("date=2*/hour=*/*.parquet"))
     injected = 0
     for n in range(rounds):
         victim = rng.choice(files)
         data = victim.read_bytes()
         folder = victim.parent
+        table = pq.read_table(victim)
         (folder / f"truncated-{n}.parquet").write_bytes(data[: len(data) // 2])
         (folder / f"garbage-{n}.parquet").write_bytes(rng.randbytes(4096))
-        table = pq.read_table(victim)
         price = table.schema.get_field_index("price")
         wrong = table.set_column(price, "price", pa.array(["cheap"] * table.num_rows))
         pq.write_table(wrong, folder / f"price-as-text-{n}.parquet")
-        injected += 3
+        plain = folder / f"plain-{n}.parquet"
+        pq.write_table(table, plain, compression="none", use_dictionary=False)
+        plain.with_name(f"pages-damaged-{n}.parquet").write_bytes(
+            _damage_pages(plain.read_bytes(), rng)
+        )
+        plain.unlink()
+        ts = table.schema.get_field_index("event_ts")
+        nanos = table.set_column(ts, "event_ts", table["event_ts"].cast(pa.timestamp("ns", "UTC")))
+        pq.write_table(nanos, folder / f"nanoseconds-{n}.parquet")
+        shutil.copy(victim, folder.parent / f"outside-an-hour-folder-{n}.parquet")
+        injected += 6
+        # Readable, in encodings a reader resolves itself: must load, not be quarantined.
+        ids = pa.array([f"encoded-{n}-{i}" for i in range(table.num_rows)], pa.large_string())
+        encoded = table.set_column(0, "event_id", ids)
+        name = table.schema.get_field_index("event_name")
+        encoded = encoded.set_column(name, "event_name", table["event_name"].dictionary_encode())
+        pq.write_table(encoded, folder / f"encoded-{n}.parquet")
     return injected
 
 
 def scenario_corrupt_raw_files(zone: RawZone, scratch: Path, rounds: int, seed: int) -> Outcome:
-    """Truncated, garbage and wrong-schema Parquet files in the raw zone; then etl and load."""
-    outcome = Outcome(f"corrupt files in the raw zone ({rounds} rounds of 3 kinds)")
+    """Unreadable and misplaced files in the raw zone, a readable one in unusual encodings and a
+    partition outside the accepted dates; then etl and load."""
+    outcome = Outcome(f"corrupt or misplaced files in the raw zone ({rounds} rounds of 6 kinds)")
     started = time.monotonic()
     home = scratch / "corrupt"
     lake = copy_raw_zone(zone, home)
+    # A partition landed before event times were bounded (a copy of good events): skipped and
+    # reported, never moved.
+    far = lake / "raw" / "events" / "date=9999-12-31" / "hour=23"
+    far.mkdir(parents=True)
+    shutil.copy(sorted((lake / "raw" / "events").rglob("*.parquet"))[0], far / "far-future.parquet")
     outcome.injections = _inject_corrupt_files(lake, random.Random(seed), rounds)
     env = shopflow_env(home)
     etl = run(env, "etl")
     if must_succeed(etl, outcome):
         if f"{outcome.injections} files quarantined" not in etl.stdout:
             outcome.problems.append("the run summary does not count the quarantined files")
+        if "skipped 1 raw partitions outside the accepted event dates" not in etl.stdout:
+            outcome.problems.append("the far-future partition was not reported as skipped")
         must_succeed(run(env, "load"), outcome)
+    if not (far / "far-future.parquet").exists():
+        outcome.problems.append("a partition outside the accepted dates was moved")
     reasons = list((lake / "quarantine").rglob("*.reason.json"))
     outcome.dead_lettered = len(reasons)
     if len(reasons) != outcome.injections:
@@ -377,10 +413,325 @@ def scenario_unreachable_services(scratch: Path) -> Outcome:
     return outcome
 
 
+# -- the bus ------------------------------------------------------------------------------------
+
+#: The valid events' times: a fixed past day, within every landing bound.
+EVENTS_START: Final = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+
+
+def valid_payloads(count: int, prefix: str) -> list[bytes]:
+    """`count` distinct valid events over a day."""
+    return [
+        encode_event(
+            Event(
+                event_id=f"{prefix}-{n:08d}",
+                event_name=("view", "view", "view", "wishlist")[n % 4],
+                product_id=f"p-{n % 211}",
+                user_id=f"u-{n % 997}",
+                order_id=None,
+                price=float(100 + n % 900),
+                event_ts=EVENTS_START + timedelta(seconds=(n * 7) % 86_400),
+                session_id=None,
+            )
+        )
+        for n in range(count)
+    ]
+
+
+def malformed_payloads(count: int, rng: random.Random) -> list[bytes]:
+    """`count` distinct payloads the landing must dead-letter, of every kind the issue lists."""
+    body = json.loads(valid_payloads(1, "m")[0])
+
+    def variant(n: int) -> bytes:
+        b = {**body, "event_id": f"bad-{n:08d}"}
+        kind = n % 14
+        if kind == 0:
+            return f"not json {n}".encode()
+        if kind == 1:
+            return json.dumps([b, n]).encode()
+        if kind == 2:
+            del b[rng.choice(["event_id", "event_name", "product_id", "user_id", "event_ts"])]
+            return json.dumps({**b, "n": n}).encode()
+        if kind == 3:
+            return json.dumps({**b, "price": None}).encode()
+        if kind == 4:
+            return json.dumps({**b, "price": f"{n}.00"}).encode()
+        if kind == 5:
+            return json.dumps({**b, "event_name": f"teleport-{n}"}).encode()
+        if kind == 6:
+            return json.dumps({**b, "price": -1 - n}).encode()
+        if kind == 7:
+            return json.dumps({**b}).replace('"price": 100.0', '"price": NaN').encode()
+        if kind == 8:
+            return json.dumps({**b, "event_ts": "2026-11-20T10:00:00"}).encode()
+        if kind == 9:
+            return json.dumps({**b, "event_ts": f"9999-12-31T23:{n % 60:02d}:00Z"}).encode()
+        if kind == 10:
+            return json.dumps({**b, "event_ts": f"0001-01-01T00:{n % 60:02d}:00+14:00"}).encode()
+        if kind == 11:
+            return b"\xff\xfe" + str(n).encode() + b"\x80 not utf-8"
+        if kind == 12:
+            # Near the Kafka producer's 1 MB message limit.
+            return json.dumps({**b, "product_id": "x" * (900_000 + n)}).encode()
+        return b"[" * 20_000 + str(n).encode() + b"]" * 20_000
+
+    return [variant(n) for n in range(count)]
+
+
+def bus_env(home: Path, name: str) -> dict[str, str]:
+    """Settings for a private Kafka topic and consumer group."""
+    return shopflow_env(
+        home,
+        bus="kafka",
+        events_topic=f"faults-{name}",
+        kafka_consumer_group=f"faults-{name}",
+        landing_batch_max_messages="2000",
+        landing_batch_max_seconds="1",
+    )
+
+
+def publish(env: dict[str, str], payloads: list[bytes]) -> None:
+    """Publish to the topic `env` names, creating it first."""
+    from shopflow.settings import load_settings
+    from shopflow.sources.bus.factory import ensure_event_topic, make_publisher
+
+    settings = load_settings(
+        bus=env["SHOPFLOW_BUS"],
+        events_topic=env["SHOPFLOW_EVENTS_TOPIC"],
+        home=Path(env["SHOPFLOW_HOME"]),
+    )
+    ensure_event_topic(settings)
+    publisher = make_publisher(settings)
+    try:
+        publisher.publish(payloads)
+    finally:
+        publisher.close()
+
+
+def dead_letter_payloads(lake: Path) -> Counter[bytes]:
+    """How often each payload is in `deadletter/events/`."""
+    files = [str(p) for p in (lake / "deadletter" / "events").rglob("*.parquet")]
+    if not files:
+        return Counter()
+    table = ds.dataset(files, format="parquet").to_table(columns=["payload", "reason"])
+    if any(not r for r in table.column("reason").to_pylist()):
+        raise AssertionError("a dead letter without a reason")
+    return Counter(table.column("payload").to_pylist())
+
+
+def raw_files(lake: Path) -> int:
+    """How many raw event files have landed."""
+    return sum(1 for _ in (lake / "raw" / "events").rglob("*.parquet"))
+
+
+def _stream_outcome(
+    outcome: Outcome, env: dict[str, str], valid: list[bytes], malformed: list[bytes]
+) -> None:
+    """ETL and load after landing, then the warehouse and the dead letters checked."""
+    home = Path(env["SHOPFLOW_HOME"])
+    lake = home / "lake"
+    for args in (("etl",), ("load",)):
+        must_succeed(run(env, *args), outcome)
+    compare(outcome, {json.loads(p)["event_id"] for p in valid}, home)
+    dead = dead_letter_payloads(lake)
+    outcome.dead_lettered = len(dead)
+    missing = set(malformed) - set(dead)
+    if missing:
+        outcome.problems.append(f"{len(missing)} malformed payloads not in the dead letters")
+
+
+def scenario_malformed_stream(
+    scratch: Path, valid_count: int, malformed_count: int, seed: int
+) -> Outcome:
+    """Malformed payloads of every kind mixed into the stream; the consumer lands the rest."""
+    outcome = Outcome(f"{malformed_count:,} malformed messages mixed into the stream (Kafka)")
+    started = time.monotonic()
+    rng = random.Random(seed)
+    home = scratch / "malformed"
+    env = bus_env(home, f"malformed-{seed}-{time.time_ns()}")
+    valid = valid_payloads(valid_count, "v")
+    malformed = malformed_payloads(malformed_count, rng)
+    stream = valid + malformed
+    rng.shuffle(stream)
+    publish(env, stream)
+    outcome.injections = malformed_count
+    landing = run(env, "ingest", "events", "--idle-stop-seconds", "10")
+    must_succeed(landing, outcome)
+    _stream_outcome(outcome, env, valid, malformed)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def scenario_kill_landing(scratch: Path, valid_count: int, kills: int, seed: int) -> Outcome:
+    """kill -9 of the landing consumer `kills` times mid-stream, restarted each time."""
+    outcome = Outcome(f"kill -9 of the landing consumer, {kills} times (Kafka)")
+    started = time.monotonic()
+    rng = random.Random(seed)
+    home = scratch / "landing-kills"
+    env = bus_env(home, f"kills-{seed}-{time.time_ns()}")
+    lake = home / "lake"
+    valid = valid_payloads(valid_count, "k")
+    malformed = malformed_payloads(max(1, valid_count // 100), rng)
+    stream = valid + malformed
+    rng.shuffle(stream)
+    publish(env, stream)
+    landed_before = 0
+    for _ in range(kills):
+        process = start(env, "ingest", "events", "--idle-stop-seconds", "30")
+        # Kill once this run has landed a batch of its own: the kill then hits a live consumer
+        # between (or inside) later batches, never before it started.
+        deadline = time.monotonic() + 60
+        while raw_files(lake) <= landed_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
+        alive = process.poll() is None
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        outcome.injections += 1
+        landed_now = raw_files(lake)
+        if not alive or landed_now <= landed_before:
+            outcome.problems.append("a kill did not hit a consumer that was landing")
+        landed_before = landed_now
+    final = run(env, "ingest", "events", "--idle-stop-seconds", "15")
+    must_succeed(final, outcome)
+    if raw_files(lake) <= landed_before and len(valid) > landed_before:
+        outcome.problems.append("nothing landed after the last kill")
+    _stream_outcome(outcome, env, valid, malformed)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+# -- the orders API -----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_orders_api(home: Path, port: int, **faults: str) -> subprocess.Popen[bytes]:
+    """A private orders API (its own SQLite store under `home`) with fault injection."""
+    env = shopflow_env(
+        home,
+        orders_api_port=str(port),
+        orders_api_store=str(home / "orders.sqlite3"),
+        **faults,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shopflow.sources.orders_api"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the orders API did not start")
+
+
+def scenario_orders_api_faults(zone: RawZone, scratch: Path, pulls: int, seed: int) -> Outcome:
+    """The orders API failing 20% with 5xx, 10% with 429 + Retry-After, 10% slow, and restarted
+    under a pull; every order line exactly once in the lake and the warehouse."""
+    from shopflow.contracts import OrderLine
+    from shopflow.sources.orders_api.client import OrdersApiClient
+
+    outcome = Outcome(f"orders API 5xx/429/slow and restarted mid-pull, {pulls} pulls")
+    started = time.monotonic()
+    home = scratch / "orders-faults"
+    lake = copy_raw_zone(zone, home)
+    posted = ds.dataset(str(lake / "raw" / "orders"), format="parquet").to_table()
+    shutil.rmtree(lake / "raw" / "orders")
+    port = _free_port()
+    faults = {
+        "orders_api_fault_5xx_rate": "0.2",
+        "orders_api_fault_429_rate": "0.1",
+        "orders_api_fault_slow_rate": "0.1",
+        "orders_api_fault_slow_seconds": "0.3",
+        "orders_api_fault_seed": str(seed),
+    }
+    api = start_orders_api(home, port, **faults)
+    lines = [
+        OrderLine(
+            order_id=r["order_id"],
+            product_id=r["product_id"],
+            user_id=r["user_id"],
+            order_ts=r["order_ts"],
+            quantity=r["quantity"],
+            unit_price_inr=r["unit_price_inr"],
+            status=r["status"],
+        )
+        for r in posted.to_pylist()
+    ]
+    env = shopflow_env(home, orders_api_port=str(port))
+    try:
+        batch = max(1, len(lines) // pulls)
+        with OrdersApiClient(f"http://127.0.0.1:{port}", "local-dev-token") as client:
+            for n in range(0, len(lines), batch):
+                client.post_orders(lines[n : n + batch])
+                pull = start(env, "ingest", "orders")
+                if n == batch:  # the API goes away under this pull and comes back
+                    time.sleep(0.3)
+                    api.send_signal(signal.SIGKILL)
+                    api.wait()
+                    outcome.injections += 1
+                    time.sleep(1.0)
+                    api = start_orders_api(home, port, **faults)
+                out, err = pull.communicate(timeout=600)
+                outcome.injections += 1
+                if pull.returncode != 0:
+                    user_error(
+                        subprocess.CompletedProcess(pull.args, pull.returncode, out, err), outcome
+                    )
+        again = run(env, "ingest", "orders")  # whatever a failed pull left
+        must_succeed(again, outcome)
+    finally:
+        api.kill()
+        api.wait()
+    for args in (("etl",), ("load",)):
+        must_succeed(run(env, *args), outcome)
+    expected = {(r["order_id"], r["product_id"]) for r in posted.to_pylist()}
+    raw = ds.dataset(str(lake / "raw" / "orders"), format="parquet").to_table()
+    landed = Counter(zip(raw["order_id"].to_pylist(), raw["product_id"].to_pylist(), strict=True))
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+        rows = conn.execute("SELECT order_id, product_id FROM orders_enriched").fetchall()
+    in_warehouse = Counter((a, b) for a, b in rows)
+    outcome.events_in = len(expected)
+    outcome.in_warehouse = sum(in_warehouse.values())
+    outcome.lost = len(expected - set(in_warehouse)) + len(expected - set(landed))
+    outcome.doubled = sum(1 for n in in_warehouse.values() if n > 1)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
 #: Scenario sizes: small in `make test`, full in `python -m bench faults`.
 SIZES: Final = {
-    "small": {"events": 3000, "kills": 2, "rounds": 1, "attempts": 1},
-    "full": {"events": 200_000, "kills": 10, "rounds": 10, "attempts": 5},
+    "small": {
+        "events": 3000,
+        "kills": 2,
+        "rounds": 1,
+        "attempts": 1,
+        "stream_events": 20_000,
+        "malformed": 300,
+        "landing_kills": 3,
+        "pulls": 3,
+    },
+    "full": {
+        "events": 200_000,
+        "kills": 10,
+        "rounds": 10,
+        "attempts": 5,
+        "stream_events": 1_000_000,
+        "malformed": 10_000,
+        "landing_kills": 20,
+        "pulls": 10,
+    },
 }
 
 
@@ -393,6 +744,13 @@ def run_suite(scratch: Path, size: str, seed: int = 7) -> list[Outcome]:
         lambda: scenario_corrupt_raw_files(zone, scratch, sizes["rounds"], seed),
         lambda: scenario_concurrent_runs(zone, scratch, sizes["attempts"]),
         lambda: scenario_unreachable_services(scratch),
+        lambda: scenario_malformed_stream(
+            scratch, sizes["stream_events"] // 10, sizes["malformed"], seed
+        ),
+        lambda: scenario_kill_landing(
+            scratch, sizes["stream_events"], sizes["landing_kills"], seed
+        ),
+        lambda: scenario_orders_api_faults(zone, scratch, sizes["pulls"], seed),
     ]
     return [scenario() for scenario in scenarios]
 

@@ -132,3 +132,11 @@ def test_a_copy_with_another_home_has_its_own_lake(settings: Settings, tmp_path:
     assert settings.lake_url.startswith(str(settings.home.resolve()))
     moved = settings.model_copy(update={"home": tmp_path / "elsewhere"})
     assert moved.lake_url == str((tmp_path / "elsewhere" / "lake").resolve())
+
+
+def test_an_event_floor_in_the_future_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOPFLOW_EVENT_MIN_TS", "9999-12-31T00:00:00Z")
+    with pytest.raises(ShopflowError, match="SHOPFLOW_EVENT_MIN_TS is in the future"):
+        load_settings()

@@ -135,6 +135,14 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _DotenvWithoutSecrets(settings_cls, dotenv_settings))
 
     @model_validator(mode="after")
+    def _check_event_bounds(self) -> Settings:
+        if self.event_min_ts > datetime.now(UTC):
+            raise ValueError(
+                "SHOPFLOW_EVENT_MIN_TS is in the future: every event would be dead-lettered"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_profile(self) -> Settings:
         if self.profile is Profile.GCP and self.lake_root is None and not self.gcs_bucket:
             raise ValueError("the gcp profile needs SHOPFLOW_GCS_BUCKET or SHOPFLOW_LAKE_ROOT")

@@ -12,6 +12,9 @@ from bench.faults import (
     scenario_concurrent_runs,
     scenario_corrupt_raw_files,
     scenario_kill_etl_and_load,
+    scenario_kill_landing,
+    scenario_malformed_stream,
+    scenario_orders_api_faults,
     scenario_unreachable_services,
 )
 
@@ -57,3 +60,23 @@ def test_a_second_writer_is_refused_while_an_etl_runs(raw_zone: RawZone, tmp_pat
 def test_unreachable_services_are_one_line_each_and_write_nothing(tmp_path: Path) -> None:
     outcome = scenario_unreachable_services(tmp_path)
     assert_passed(outcome)
+
+
+def test_malformed_messages_all_reach_the_dead_letters_and_the_rest_lands(tmp_path: Path) -> None:
+    outcome = scenario_malformed_stream(
+        tmp_path, SMALL["stream_events"] // 10, SMALL["malformed"], seed=7
+    )
+    assert_passed(outcome)
+    assert outcome.dead_lettered >= SMALL["malformed"]
+
+
+def test_kill_9_of_the_landing_consumer_mid_stream(tmp_path: Path) -> None:
+    outcome = scenario_kill_landing(tmp_path, SMALL["stream_events"], SMALL["landing_kills"], 7)
+    assert_passed(outcome)
+    assert outcome.injections == SMALL["landing_kills"]
+
+
+def test_orders_api_faults_and_a_restart_mid_pull(raw_zone: RawZone, tmp_path: Path) -> None:
+    outcome = scenario_orders_api_faults(raw_zone, tmp_path, SMALL["pulls"], seed=7)
+    assert_passed(outcome)
+    assert outcome.events_in == outcome.in_warehouse > 0

@@ -9,10 +9,11 @@ import sys
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from shopflow.lake import LakeBusyError, writer_lock
+from shopflow.lake import LakeBusyError, LakeError, writer_lock
 from tests.lake.conftest import Lake
 
 #: Takes the lock in its own process, says so, then holds it until killed.
@@ -21,6 +22,7 @@ import json, sys, time
 from shopflow.lake import writer_lock
 root, options, lease = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
 from datetime import timedelta
+from pathlib import Path
 with writer_lock(root, "test holder", storage_options=options, lease=timedelta(seconds=lease)):
     print("held", flush=True)
     time.sleep(600)
@@ -112,3 +114,13 @@ def _gcs_lake(request: pytest.FixtureRequest) -> Lake:
     lake = Lake(f"gs://{bucket}/lake", options)
     lake.fs().mkdir(bucket)
     return lake
+
+
+def test_a_lock_path_that_is_not_a_file_is_one_clear_error(local_lake: Lake) -> None:
+    (Path(local_lake.root) / "_state" / "locks" / "writer.lock").mkdir(parents=True)
+    with (
+        pytest.raises(LakeError, match="cannot open the lake's writer lock") as caught,
+        writer_lock(local_lake.root, "blocked"),
+    ):
+        pass
+    assert "\n" not in str(caught.value)

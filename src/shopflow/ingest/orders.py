@@ -9,7 +9,6 @@ repeats the pull, and a repeated pull over the same range replaces its own file.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import pyarrow as pa
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_random_exponential
 
 from shopflow.contracts import RAW_ORDER_SCHEMA
 from shopflow.errors import ShopflowError
@@ -45,11 +46,24 @@ class RetryPolicy:
     max_seconds: float = 10.0
     max_retry_after_seconds: float = 60.0
 
-    def delay(self, attempt: int, error: OrdersApiError, rng: random.Random) -> float:
-        """Seconds to wait before attempt number `attempt + 1` (attempt counts from 1)."""
-        if isinstance(error, OrdersApiRateLimitedError) and error.retry_after_seconds is not None:
-            return min(error.retry_after_seconds, self.max_retry_after_seconds)
-        return rng.uniform(0, min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1)))
+    def wait(self) -> Callable[[RetryCallState], float]:
+        """The tenacity wait strategy: the server's Retry-After on a 429, else full jitter."""
+        jitter = wait_random_exponential(multiplier=self.base_seconds, max=self.max_seconds)
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if (
+                isinstance(error, OrdersApiRateLimitedError)
+                and error.retry_after_seconds is not None
+            ):
+                return min(error.retry_after_seconds, self.max_retry_after_seconds)
+            return float(jitter(state))
+
+        return wait
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, OrdersApiError) and error.retryable
 
 
 def fetch_page_with_retries(
@@ -59,23 +73,29 @@ def fetch_page_with_retries(
     page_size: int,
     policy: RetryPolicy,
     report: IngestReport,
-    rng: random.Random,
     sleep: Callable[[float], None] = time.sleep,
 ) -> OrdersPage:
     """One page, retrying 5xx, timeouts, refused connections and 429s as the policy says."""
-    for attempt in range(1, policy.max_attempts + 1):
-        try:
-            return client.fetch_page(updated_since, cursor, page_size)
-        except OrdersApiError as error:
-            if not error.retryable or attempt == policy.max_attempts:
-                if error.retryable:
-                    raise ShopflowError(
-                        f"orders ingest gave up after {attempt} attempts: {error}"
-                    ) from None
-                raise
-            report.retries += 1
-            sleep(policy.delay(attempt, error, rng))
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def count_retry(state: RetryCallState) -> None:
+        report.retries += 1
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=policy.wait(),
+        retry=retry_if_exception(_retryable),
+        before_sleep=count_retry,
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(client.fetch_page, updated_since, cursor, page_size)
+    except OrdersApiError as error:
+        if error.retryable:
+            raise ShopflowError(
+                f"orders ingest gave up after {policy.max_attempts} attempts: {error}"
+            ) from None
+        raise
 
 
 def _key(line: ApiOrderLine) -> RowKey:
@@ -107,7 +127,6 @@ def ingest_orders(
     report = IngestReport(source="orders")
     policy = policy or RetryPolicy()
     page_size = page_size or settings.orders_api_max_page_size
-    rng = random.Random()
     layout = LakeLayout.from_settings(settings)
     state = StateStore(settings)
     watermark = Watermark.load(state, STATE_NAME, overlap)
@@ -118,9 +137,7 @@ def ingest_orders(
         new_lines: list[ApiOrderLine] = []
         cursor: str | None = None
         while True:
-            page = fetch_page_with_retries(
-                api, watermark.since, cursor, page_size, policy, report, rng
-            )
+            page = fetch_page_with_retries(api, watermark.since, cursor, page_size, policy, report)
             report.read += len(page.orders)
             new_lines.extend(line for line in page.orders if watermark.is_new(_key(line)))
             if on_page:

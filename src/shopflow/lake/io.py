@@ -364,7 +364,8 @@ def _base_of(urls: Sequence[str]) -> str:
     return bases.pop()
 
 
-def _typed(key: str, value: str) -> Any:
+def typed_partition_value(key: str, value: str) -> Any:
+    """A partition folder value typed as `PARTITION_TYPES` says (ValueError if it is not)."""
     kind = PARTITION_TYPES.get(key, pa.string())
     if kind == pa.date32():
         return date.fromisoformat(value)
@@ -439,7 +440,9 @@ def _read_once(
             if wanted is None or key in wanted:
                 kind = PARTITION_TYPES.get(key, pa.string())
                 value = values.get(key)
-                scalar = pa.scalar(_typed(key, value) if value is not None else None, kind)
+                scalar = pa.scalar(
+                    typed_partition_value(key, value) if value is not None else None, kind
+                )
                 table = table.append_column(pa.field(key, kind), pa.repeat(scalar, table.num_rows))
         tables.append(table)
     if not tables:

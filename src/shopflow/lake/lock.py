@@ -98,8 +98,14 @@ def writer_lock(
 
 @contextlib.contextmanager
 def _local_lock(path: Path, root: str, command: str) -> Iterator[dict[str, Any]]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise LakeError(
+            f"cannot open the lake's writer lock {path}: {exc.strerror or exc}; "
+            "it must be a writable file"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

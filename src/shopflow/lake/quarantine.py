@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shopflow.lake.io import PARTITION_TYPES, StorageOptions, resolve, write_bytes_atomic
+from shopflow.lake.io import (
+    PARTITION_TYPES,
+    StorageOptions,
+    partition_values,
+    resolve,
+    typed_partition_value,
+    write_bytes_atomic,
+)
 from shopflow.lake.layout import LakeLayout
 
 
@@ -30,21 +37,46 @@ class Quarantined:
     reason: str
 
 
+def _plain(kind: pa.DataType) -> pa.DataType:
+    """The logical type behind encodings a reader resolves on its own."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return pa.string()
+    if pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
+        return pa.binary()
+    return kind
+
+
 def _compatible(expected: pa.DataType, found: pa.DataType) -> bool:
+    expected, found = _plain(expected), _plain(found)
     if pa.types.is_timestamp(expected):
-        return bool(pa.types.is_timestamp(found))
+        # Any zone, but the unit the engines read: nanoseconds are not a type DuckDB's
+        # SQLFrame session can cast.
+        return bool(pa.types.is_timestamp(found) and found.unit == expected.unit)
     return bool(expected.equals(found))
 
 
 def unreadable_reason(
-    url: str, schema: pa.Schema, storage_options: StorageOptions | None = None
+    url: str,
+    schema: pa.Schema,
+    storage_options: StorageOptions | None = None,
+    *,
+    deep: bool = False,
 ) -> str | None:
-    """Why the Parquet file at `url` cannot be read as `schema`, or None if it can."""
+    """Why the Parquet file at `url` cannot be read as `schema`, or None if it can.
+
+    Only the footer is read, unless `deep`: then every page is decoded too (a file whose footer
+    is intact but whose data pages are damaged).
+    """
     fs, path = resolve(url, storage_options)
     try:
         with fs.open(path, "rb") as handle:
             found = pq.read_schema(handle)
-    except Exception as exc:  # any failure to open the footer makes the file unreadable
+            if deep:
+                handle.seek(0)
+                pq.read_table(handle)
+    except Exception as exc:  # any failure to decode makes the file unreadable
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return f"not a readable Parquet file: {first[:200]}"
     for field in schema:
@@ -78,26 +110,37 @@ def quarantine(
     return Quarantined(url, target, reason)
 
 
+def misplaced_reason(url: str, partition_keys: Sequence[str]) -> str | None:
+    """Why a file is not where its dataset's partition folders say it must be, or None."""
+    values = partition_values(url)
+    if list(values) != list(partition_keys):
+        folders = "/".join(f"{key}=..." for key in partition_keys)
+        return f"not in a {folders} folder"
+    for key, value in values.items():
+        try:
+            typed = typed_partition_value(key, value)
+        except ValueError:
+            return f"partition folder {key}={value!r} is not a {PARTITION_TYPES[key]}"
+        if key == "hour" and not 0 <= typed <= 23:
+            return f"partition folder hour={value!r} is not an hour of the day"
+    return None
+
+
 def screen_files(
     layout: LakeLayout,
     urls: Iterable[str],
     schema: pa.Schema,
     storage_options: StorageOptions | None = None,
+    *,
+    partition_keys: Sequence[str] | None = None,
+    deep: bool = False,
 ) -> list[Quarantined]:
-    """Quarantine each of `urls` that cannot be read as `schema`; return what was moved."""
+    """Quarantine each of `urls` that cannot be read as `schema` (or that lies outside its
+    `partition_keys` folders); return what was moved."""
     moved = []
     for url in urls:
-        reason = unreadable_reason(url, schema, storage_options)
+        reason = misplaced_reason(url, partition_keys) if partition_keys is not None else None
+        reason = reason or unreadable_reason(url, schema, storage_options, deep=deep)
         if reason is not None:
             moved.append(quarantine(layout, url, reason, storage_options))
     return moved
-
-
-def quarantine_all(
-    layout: LakeLayout,
-    urls: Sequence[str],
-    reason: str,
-    storage_options: StorageOptions | None = None,
-) -> list[Quarantined]:
-    """Quarantine every one of `urls` for the same reason."""
-    return [quarantine(layout, url, reason, storage_options) for url in urls]

@@ -82,7 +82,7 @@ from shopflow.lake import (
     replace_partition,
     writer_lock,
 )
-from shopflow.lake.quarantine import Quarantined, quarantine_all, screen_files
+from shopflow.lake.quarantine import Quarantined, screen_files
 from shopflow.settings import Settings
 from shopflow.transform import engine
 from shopflow.transform.engine import Transforms, transforms
@@ -209,6 +209,7 @@ class EtlRun:
     seconds: float = 0.0
     since: datetime | None = None
     quarantined: list[Quarantined] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def partitions_written(self) -> int:
@@ -218,6 +219,12 @@ class EtlRun:
     def summary(self) -> str:
         """A few lines for the command line."""
         moved = [f"  quarantined {q.url} -> {q.moved_to}: {q.reason}" for q in self.quarantined]
+        if self.skipped:
+            example = "/".join(self.skipped[0].rsplit("/", 2)[-2:])
+            moved.append(
+                f"  skipped {len(self.skipped)} raw partitions outside the accepted event dates "
+                f"(SHOPFLOW_EVENT_MIN_TS, SHOPFLOW_EVENT_MAX_FUTURE_SECONDS), e.g. {example}"
+            )
         if not self.dates and not self.partitions:
             since = f" since {self.since.isoformat()}" if self.since else ""
             return "\n".join(
@@ -357,7 +364,8 @@ class _Plan:
     listed_at: datetime
     since: datetime | None
     new_pulls: bool
-    quarantined: tuple[Quarantined, ...] = ()
+    #: Raw partitions left alone: their date is not a date, or is outside the accepted range.
+    skipped: tuple[str, ...] = ()
 
 
 def accepted_event_dates(settings: Settings) -> tuple[date, date]:
@@ -382,30 +390,27 @@ def plan_run(
     """The event dates to recompute, from the request and (incremental) the lake listing.
 
     Raw partitions whose date is not a date, or is outside `accepted` (landed before landing
-    bounded event times), are quarantined: no date can then push the run past the calendar.
+    bounded event times, or a range narrowed by settings since), are skipped and reported, never
+    read: no date can push the run past the calendar, and no data is moved for a setting.
     """
     listed_at = datetime.now(UTC)
     first, last = accepted
     events = []
-    quarantined: list[Quarantined] = []
+    skipped: list[str] = []
     for partition in list_partitions(layout.events_root()):
         day = _partition_date(partition)
         if day is not None and first <= day <= last:
             events.append(partition)
-            continue
-        reason = (
-            f"raw partition date {partition.values.get('date')!r} is outside the accepted "
-            f"event dates {first} to {last}"
-        )
-        quarantined += quarantine_all(layout, [f.url for f in partition.files], reason)
+        else:
+            skipped.append(partition.url)
     if not events:
-        moved = (
-            f" ({len(quarantined)} files quarantined: {quarantined[0].reason})"
-            if quarantined
+        outside = (
+            f" ({len(skipped)} partitions outside the accepted event dates {first} to {last})"
+            if skipped
             else ""
         )
         raise ShopflowError(
-            f"the lake at {layout.root} has no raw events yet{moved}: land some with "
+            f"the lake at {layout.root} has no raw events yet{outside}: land some with "
             "`shopflow ingest events` (or run `shopflow demo`)"
         )
     with_events = {p.date for p in events if p.date is not None}
@@ -425,9 +430,7 @@ def plan_run(
     elif not wanted & with_events:
         days = _date_span(request.dates)
         raise ShopflowError(f"no raw events on {days}: nothing to backfill in {layout.root}")
-    return _Plan(
-        tuple(sorted(wanted & with_events)), listed_at, since, new_pulls, tuple(quarantined)
-    )
+    return _Plan(tuple(sorted(wanted & with_events)), listed_at, since, new_pulls, tuple(skipped))
 
 
 def _date_span(dates: Sequence[date]) -> str:
@@ -437,21 +440,30 @@ def _date_span(dates: Sequence[date]) -> str:
     return ", ".join(d.isoformat() for d in ordered)
 
 
-def screen_raw_events(layout: LakeLayout, dates: Iterable[date]) -> list[Quarantined]:
-    """Quarantine the raw event files of `dates` that cannot be read (`shopflow.lake.quarantine`)."""
+def screen_raw_events(
+    layout: LakeLayout, dates: Iterable[date], *, deep: bool = False
+) -> list[Quarantined]:
+    """Quarantine the raw event files of `dates` that cannot be read, or that lie outside a
+    `date=/hour=` folder (`shopflow.lake.quarantine`); `deep` decodes every page too."""
     wanted = set(dates)
     urls = [
-        f.url for p in list_partitions(layout.events_root()) if p.date in wanted for f in p.files
+        f.url
+        for p in list_partitions(layout.events_root())
+        if _partition_date(p) in wanted
+        for f in p.files
     ]
-    return screen_files(layout, urls, RAW_EVENT_SCHEMA)
+    return screen_files(layout, urls, RAW_EVENT_SCHEMA, partition_keys=("date", "hour"), deep=deep)
 
 
 def screen_pulls(layout: LakeLayout) -> list[Quarantined]:
-    """Quarantine the raw pull files (orders, products, users) that cannot be read."""
+    """Quarantine the raw pull files (orders, products, users) that cannot be read; they are
+    small, so every page is decoded."""
     moved: list[Quarantined] = []
     for source, schema in PULL_SCHEMAS.items():
         files = list_data_files(layout.pull_root(source))
-        moved += screen_files(layout, [f.url for f in files], schema)
+        moved += screen_files(
+            layout, [f.url for f in files], schema, partition_keys=("cursor_date",), deep=True
+        )
     return moved
 
 
@@ -701,9 +713,7 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
     started = time.monotonic()
     state = StateStore(settings)
     plan = plan_run(layout, state, request, accepted_event_dates(settings))
-    run = EtlRun(
-        label=request.label, dates=plan.dates, since=plan.since, quarantined=[*plan.quarantined]
-    )
+    run = EtlRun(label=request.label, dates=plan.dates, since=plan.since, skipped=[*plan.skipped])
     context = sorted({d - timedelta(days=1) for d in plan.dates} | set(plan.dates))
     run.quarantined += screen_raw_events(layout, context)
     run.quarantined += screen_pulls(layout)
@@ -747,10 +757,22 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
         with _BackgroundCommits(record) as commits:
             if plan.dates:
                 dates = plan.dates
+
                 # Staged once: both the dead letters and the clean events come from it.
-                staged = _materialize(
-                    _staged_events(t, extract_raw_events(session, layout, context))
-                )
+                def stage() -> DataFrame:
+                    raw = extract_raw_events(session, layout, context)
+                    return _materialize(_staged_events(t, raw))
+
+                try:
+                    staged = stage()
+                except Exception:
+                    # A file whose footer is fine but whose pages are not: find it, move it
+                    # aside and read again; with none to blame, the failure is not the data's.
+                    damaged = screen_raw_events(layout, context, deep=True)
+                    if not damaged:
+                        raise
+                    run.quarantined += damaged
+                    staged = stage()
                 cached.append(staged)
                 rejects = _to_arrow(_rejects(t, staged, dates))
                 run.rejected_events = rejects.num_rows

@@ -1,7 +1,8 @@
 """HTTP client of the orders API: one raw page per call, every failure a typed error.
 
-Retrying is the caller's business (the resilient ingest): `OrdersApiError.retryable` says which
-failures are worth another try, and `OrdersApiRateLimitedError.retry_after_seconds` how long to wait.
+Retrying is the caller's business (the resilient ingest, through tenacity):
+`OrdersApiError.retryable` says which failures are worth another try, and
+`OrdersApiRateLimitedError.retry_after_seconds` how long to wait.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ small sizes run in `make test` (tests/faults).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -53,6 +54,7 @@ class Outcome:
     dead_lettered: int = 0
     errors_seen: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -188,25 +190,44 @@ def copy_raw_zone(zone: RawZone, home: Path) -> Path:
     return lake
 
 
-def reference_warehouse(zone: RawZone, scratch: Path) -> dict[str, pa.Table]:
-    """The warehouse an uninterrupted `etl` + `load` builds from the raw zone."""
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """What an uninterrupted `etl` + `load` builds from a raw zone, and how long each took."""
+
+    tables: dict[str, pa.Table]
+    etl_seconds: float
+    load_seconds: float
+
+
+_references: dict[str, Reference] = {}
+
+
+def reference_warehouse(zone: RawZone, scratch: Path) -> Reference:
+    """The uninterrupted run of a raw zone (made once per zone)."""
+    if zone.lake in _references:
+        return _references[zone.lake]
     home = scratch / "reference"
     copy_raw_zone(zone, home)
     env = shopflow_env(home)
-    for args in (("etl",), ("load",)):
-        result = run(env, *args)
+    seconds = []
+    for step in ("etl", "load"):
+        started = time.monotonic()
+        result = run(env, step)
         if result.returncode != 0:
-            raise RuntimeError(f"reference `shopflow {args[0]}` failed: {result.stderr[-2000:]}")
-    return warehouse_tables(home)
+            raise RuntimeError(f"reference `shopflow {step}` failed: {result.stderr[-2000:]}")
+        seconds.append(time.monotonic() - started)
+    reference = Reference(warehouse_tables(home), seconds[0], seconds[1])
+    _references[zone.lake] = reference
+    return reference
 
 
-def same_warehouse(outcome: Outcome, reference: dict[str, pa.Table], home: Path) -> None:
+def same_warehouse(outcome: Outcome, reference: Reference, home: Path) -> None:
     """Every table of the warehouse under `home` equals the reference's."""
     tables = warehouse_tables(home)
-    if sorted(tables) != sorted(reference):
+    if sorted(tables) != sorted(reference.tables):
         outcome.problems.append("the warehouse tables differ from an uninterrupted run's")
         return
-    for name, table in reference.items():
+    for name, table in reference.tables.items():
         if not tables[name].equals(table):
             outcome.problems.append(f"table {name} differs from an uninterrupted run's")
 
@@ -215,25 +236,47 @@ def same_warehouse(outcome: Outcome, reference: dict[str, pa.Table], home: Path)
 # Scenarios
 
 
+def _written_since(paths: list[Path], since: float) -> bool:
+    """Whether any file under `paths` was modified at or after `since` (a time.time())."""
+    for root in paths:
+        candidates = root.rglob("*") if root.is_dir() else [root]
+        for path in candidates:
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime >= since:
+                    return True
+    return False
+
+
 def kill_mid_run(
-    env: dict[str, str], args: tuple[str, ...], rng: random.Random, full_seconds: float
-) -> bool:
-    """Start `shopflow ARGS`, SIGKILL it at a random moment of a normal run's length; whether the
-    kill hit it while it was still running (it did not finish first)."""
+    env: dict[str, str],
+    args: tuple[str, ...],
+    rng: random.Random,
+    full_seconds: float,
+    written: list[Path],
+    *,
+    after_first_write: bool,
+) -> tuple[bool, bool]:
+    """Start `shopflow ARGS` and SIGKILL it: at a random moment of a normal run's length, or
+    (`after_first_write`) a random moment up to 0.3 s after it first wrote to one of `written`.
+
+    Returns whether the kill hit a live run, and whether that run had already written (the kill
+    then came mid-write: after some output, before the end).
+    """
+    since = time.time()
     process = start(env, *args)
-    time.sleep(rng.uniform(0.15, 0.9) * full_seconds)
+    if after_first_write:
+        deadline = time.monotonic() + 2 * full_seconds + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            if _written_since(written, since):
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+    else:
+        time.sleep(rng.uniform(0.1, 0.95) * full_seconds)
     alive = process.poll() is None
     process.send_signal(signal.SIGKILL)
     process.communicate()
-    return alive and process.returncode == -signal.SIGKILL
-
-
-def _timed(env: dict[str, str], *args: str) -> float:
-    started = time.monotonic()
-    result = run(env, *args)
-    if result.returncode != 0:
-        raise RuntimeError(f"`shopflow {' '.join(args)}` failed: {result.stderr[-2000:]}")
-    return time.monotonic() - started
+    return alive and process.returncode == -signal.SIGKILL, _written_since(written, since)
 
 
 def scenario_kill_etl_and_load(zone: RawZone, scratch: Path, kills: int, seed: int) -> Outcome:
@@ -245,17 +288,27 @@ def scenario_kill_etl_and_load(zone: RawZone, scratch: Path, kills: int, seed: i
     home = scratch / "kills"
     lake = copy_raw_zone(zone, home)
     env = shopflow_env(home)
-    # A normal run's length in this very home, so kills land inside it (then undone below).
-    etl_seconds = _timed(env, "etl")
-    load_seconds = _timed(env, "load")
-    copy_raw_zone(zone, home)
-    for args, seconds in ((("etl",), etl_seconds), (("load",), load_seconds)):
+    # Kills land within a normal run's length.
+    steps = ((("etl",), reference.etl_seconds), (("load",), reference.load_seconds))
+    targets = {
+        "etl": [lake / "curated"],
+        "load": [home / "warehouse.duckdb", home / "warehouse.duckdb.wal"],
+    }
+    for args, seconds in steps:
         if args == ("load",) and not must_succeed(run(env, "etl"), outcome):
             break
-        for _ in range(kills):
+        mid_write = 0
+        for n in range(kills):
             outcome.injections += 1
-            if not kill_mid_run(env, args, rng, seconds):
+            alive, wrote = kill_mid_run(
+                env, args, rng, seconds, targets[args[0]], after_first_write=n % 2 == 1
+            )
+            mid_write += alive and wrote
+            if not alive:
                 outcome.problems.append(f"a kill of `shopflow {args[0]}` came after it finished")
+        if mid_write == 0:
+            outcome.problems.append(f"no kill of `shopflow {args[0]}` came after it had written")
+        outcome.notes.append(f"{mid_write} of {kills} kills of {args[0]} hit it mid-write")
     for args in (("etl",), ("load",)):
         must_succeed(run(env, *args), outcome)
     compare(outcome, raw_event_ids(lake), home)
@@ -382,7 +435,9 @@ def scenario_concurrent_runs(zone: RawZone, scratch: Path, attempts: int) -> Out
 
 def scenario_unreachable_services(scratch: Path) -> Outcome:
     """Every source and the warehouse unreachable: one line each, non-zero exit, nothing written."""
-    outcome = Outcome("services unreachable at start (bus, orders API, shop DB, warehouse)")
+    outcome = Outcome(
+        "services unreachable at start (bus, orders API, shop DB, warehouse); token never shown"
+    )
     started = time.monotonic()
     home = scratch / "unreachable"
     home.mkdir(parents=True, exist_ok=True)
@@ -399,13 +454,20 @@ def scenario_unreachable_services(scratch: Path) -> Outcome:
         ({}, ("load",)),
         ({}, ("etl",)),
     ]
+    secret = "s3cret-token-that-must-never-be-printed"
     for settings, args in cases:
         outcome.injections += 1
-        result = run(shopflow_env(home, **settings), *args, timeout=300)
+        result = run(shopflow_env(home, orders_api_token=secret, **settings), *args, timeout=300)
         if result.returncode == 0:
             outcome.problems.append(f"`shopflow {' '.join(args)}` succeeded against {dead}")
         else:
             user_error(result, outcome)
+        if secret in result.stdout + result.stderr:
+            outcome.problems.append(f"`shopflow {' '.join(args)}` printed the API token")
+    for args in (("--help",), ("services", "status"), ("ingest", "orders", "--help")):
+        shown = run(shopflow_env(home, orders_api_token=secret), *args)
+        if secret in shown.stdout + shown.stderr:
+            outcome.problems.append(f"`shopflow {' '.join(args)}` printed the API token")
     written = [p for p in (home / "lake").rglob("*.parquet")] if (home / "lake").exists() else []
     if written:
         outcome.problems.append(f"{len(written)} lake files written by failed runs")
@@ -555,7 +617,7 @@ def scenario_malformed_stream(
     rng.shuffle(stream)
     publish(env, stream)
     outcome.injections = malformed_count
-    landing = run(env, "ingest", "events", "--idle-stop-seconds", "10")
+    landing = run(env, "ingest", "events", "--idle-stop-seconds", "6")
     must_succeed(landing, outcome)
     _stream_outcome(outcome, env, valid, malformed)
     outcome.seconds = time.monotonic() - started
@@ -592,7 +654,8 @@ def scenario_kill_landing(scratch: Path, valid_count: int, kills: int, seed: int
         if not alive or landed_now <= landed_before:
             outcome.problems.append("a kill did not hit a consumer that was landing")
         landed_before = landed_now
-    final = run(env, "ingest", "events", "--idle-stop-seconds", "15")
+    # Long enough for the group to drop the killed members (session timeout) and reassign.
+    final = run(env, "ingest", "events", "--idle-stop-seconds", "20")
     must_succeed(final, outcome)
     if raw_files(lake) <= landed_before and len(valid) > landed_before:
         outcome.problems.append("nothing landed after the last kill")
@@ -710,6 +773,79 @@ def scenario_orders_api_faults(zone: RawZone, scratch: Path, pulls: int, seed: i
     return outcome
 
 
+# -- disk full ----------------------------------------------------------------------------------
+
+
+def _fill(mount: Path, leave_bytes: int) -> Path:
+    """A filler file that leaves about `leave_bytes` free on `mount`."""
+    filler = mount / "filler.bin"
+    free = shutil.disk_usage(mount).free
+    with filler.open("ab") as handle:
+        handle.write(b"\0" * max(0, free - leave_bytes))
+    return filler
+
+
+def _visible_damage(lake: Path) -> list[Path]:
+    """Data files a reader would see that cannot be read."""
+    damaged = []
+    for path in lake.rglob("*.parquet"):
+        if path.name.startswith((".", "_")) or "quarantine" in path.parts:
+            continue
+        try:
+            pq.read_metadata(path)
+        except Exception:
+            damaged.append(path)
+    return damaged
+
+
+def scenario_disk_full(zone: RawZone, scratch: Path, attempts: int) -> Outcome:
+    """`SHOPFLOW_HOME` on a small tmpfs filled up under the ETL and the load; then space freed."""
+    outcome = Outcome(f"disk full under etl and load (tmpfs home), {attempts} times each")
+    started = time.monotonic()
+    reference = reference_warehouse(zone, scratch)
+    raw_bytes = sum(p.stat().st_size for p in (Path(zone.lake) / "raw").rglob("*") if p.is_file())
+    mount = scratch / "tmpfs-home"
+    mount.mkdir(parents=True, exist_ok=True)
+    size_mb = raw_bytes * 6 // 1_000_000 + 64
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        outcome.problems.append(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+        return outcome
+    try:
+        home = mount / "home"
+        lake = copy_raw_zone(zone, home)
+        env = shopflow_env(home)
+        rng = random.Random(len(zone.lake))
+        for step in ("etl", "load"):
+            for _ in range(attempts):
+                filler = _fill(mount, rng.randrange(10_000, 200_000))
+                outcome.injections += 1
+                result = run(env, step)
+                if result.returncode == 0:
+                    outcome.problems.append(f"`shopflow {step}` succeeded on a full disk")
+                else:
+                    user_error(result, outcome)
+                filler.unlink()
+                damaged = _visible_damage(lake)
+                if damaged:
+                    outcome.problems.append(f"{len(damaged)} partial files visible after {step}")
+            if step == "etl":
+                if (lake / "_state" / "etl_hourly.json").exists():
+                    outcome.problems.append("the ETL state advanced on a full disk")
+                must_succeed(run(env, "etl"), outcome)
+        must_succeed(run(env, "load"), outcome)
+        compare(outcome, raw_event_ids(lake), home)
+        same_warehouse(outcome, reference, home)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
 #: Scenario sizes: small in `make test`, full in `python -m bench faults`.
 SIZES: Final = {
     "small": {
@@ -717,9 +853,9 @@ SIZES: Final = {
         "kills": 2,
         "rounds": 1,
         "attempts": 1,
-        "stream_events": 20_000,
+        "stream_events": 12_000,
         "malformed": 300,
-        "landing_kills": 3,
+        "landing_kills": 2,
         "pulls": 3,
     },
     "full": {
@@ -751,6 +887,7 @@ def run_suite(scratch: Path, size: str, seed: int = 7) -> list[Outcome]:
             scratch, sizes["stream_events"], sizes["landing_kills"], seed
         ),
         lambda: scenario_orders_api_faults(zone, scratch, sizes["pulls"], seed),
+        lambda: scenario_disk_full(zone, scratch, sizes["attempts"]),
     ]
     return [scenario() for scenario in scenarios]
 
@@ -775,7 +912,8 @@ def reliability_markdown(outcomes: list[Outcome], size: str, notes: list[str]) -
     ]
     for row in rows:
         lines.append("| " + " | ".join(str(row[h]).replace("|", "\\|") for h in header) + " |")
-    lines += ["", *(f"- {note}" for note in notes), ""]
+    scenario_notes = [f"{o.scenario}: {note}" for o in outcomes for note in o.notes]
+    lines += ["", *(f"- {note}" for note in [*scenario_notes, *notes]), ""]
     return "\n".join(lines)
 
 

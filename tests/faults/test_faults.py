@@ -11,6 +11,7 @@ from bench.faults import (
     Outcome,
     scenario_concurrent_runs,
     scenario_corrupt_raw_files,
+    scenario_disk_full,
     scenario_kill_etl_and_load,
     scenario_kill_landing,
     scenario_malformed_stream,
@@ -80,3 +81,11 @@ def test_orders_api_faults_and_a_restart_mid_pull(raw_zone: RawZone, tmp_path: P
     outcome = scenario_orders_api_faults(raw_zone, tmp_path, SMALL["pulls"], seed=7)
     assert_passed(outcome)
     assert outcome.events_in == outcome.in_warehouse > 0
+
+
+def test_a_full_disk_under_etl_and_load_is_one_line_and_resumes_cleanly(
+    raw_zone: RawZone, tmp_path: Path
+) -> None:
+    outcome = scenario_disk_full(raw_zone, tmp_path, SMALL["attempts"])
+    assert_passed(outcome)
+    assert outcome.errors_seen, "the full disk showed the user no error"

@@ -345,10 +345,11 @@ def test_the_gcp_profile_runs_the_etl_on_spark(monkeypatch: pytest.MonkeyPatch) 
     from shopflow.settings import load_settings
 
     monkeypatch.delenv("SHOPFLOW_ETL_ENGINE", raising=False)
-    assert load_settings(profile="gcp", gcs_bucket="b").etl_engine == "spark"
-    assert load_settings(profile="gcp", gcs_bucket="b", etl_engine="spark").etl_engine == "spark"
+    gcp = {"profile": "gcp", "gcs_bucket": "b", "orders_api_token": "a-real-secret"}
+    assert load_settings(**gcp).etl_engine == "spark"
+    assert load_settings(**gcp, etl_engine="spark").etl_engine == "spark"
     with pytest.raises(ShopflowError, match="gcp profile runs the ETL on Spark"):
-        load_settings(profile="gcp", gcs_bucket="b", etl_engine="duckdb")
+        load_settings(**gcp, etl_engine="duckdb")
 
 
 def _order_event(event_id: str, offset: timedelta, order_id: str, price: float) -> dict[str, Any]:

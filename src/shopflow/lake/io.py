@@ -17,6 +17,7 @@ Guarantees (a "reader" is a listing here, pyarrow.dataset, Spark or DuckDB):
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -136,10 +137,18 @@ def _commit(
     storage_options: StorageOptions | None,
 ) -> None:
     fs, path = resolve(url, storage_options)
-    if is_local(fs):
-        _commit_local(Path(path), write, create_only)
-    else:
-        _commit_remote(fs, path, write, create_only)
+    try:
+        if is_local(fs):
+            _commit_local(Path(path), write, create_only)
+        else:
+            _commit_remote(fs, path, write, create_only)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise LakeError(
+                f"no space left writing {url}: nothing of it was committed; free space on the "
+                "device (or quota) and run again"
+            ) from None
+        raise
 
 
 def write_bytes_atomic(

@@ -29,11 +29,24 @@ dashboard.register(app)
 def main() -> None:
     """Console-script entry point: a ShopflowError becomes one line on stderr and exit code 2.
 
-    Usage errors (bad options) are reported by Typer itself, also with exit code 2. Any other
+    Usage errors (bad options, unknown commands) are one line too, with exit code 2. Any other
     exception is a bug or an environment failure: one line and exit code 1.
     """
     try:
-        app()
+        # Not standalone: usage errors come back here and are printed as one line too.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except typer.TyperException as exc:  # usage errors: bad or missing options, unknown commands
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "shopflow"
+        message = " ".join(exc.format_message().split())
+        if message:  # empty when the help was shown for a bare group (`shopflow ingest`)
+            print(f"shopflow: error: {message} (see `{where} --help`)", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("shopflow: aborted", file=sys.stderr)
+        sys.exit(130)
     except ShopflowError as exc:
         print(f"shopflow: error: {exc}", file=sys.stderr)
         sys.exit(2)

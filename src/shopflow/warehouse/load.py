@@ -138,6 +138,8 @@ def _load_warehouse(
     dates: Iterable[date] | None,
     warehouse: Warehouse | None,
 ) -> LoadReport:
+    for name in tables or ():
+        table_spec(name)  # an unknown table is the user's first problem, whatever the lake holds
     layout = LakeLayout.from_settings(settings)
     curated = f"{layout.root}/curated"
     if not list_data_files(curated):

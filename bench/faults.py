@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -540,29 +541,43 @@ def malformed_payloads(count: int, rng: random.Random) -> list[bytes]:
     return [variant(n) for n in range(count)]
 
 
-def bus_env(home: Path, name: str) -> dict[str, str]:
-    """Settings for a private Kafka topic and consumer group."""
+#: How soon Pub/Sub hands a killed consumer's unacknowledged messages to the next one.
+PUBSUB_ACK_DEADLINE_SECONDS: Final = 10
+
+
+def bus_env(home: Path, name: str, bus: str = "kafka", **settings: str) -> dict[str, str]:
+    """Settings for a private topic and consumer group / subscription on `bus`."""
     return shopflow_env(
         home,
-        bus="kafka",
+        bus=bus,
         events_topic=f"faults-{name}",
+        events_subscription=f"faults-{name}-landing",
         kafka_consumer_group=f"faults-{name}",
         landing_batch_max_messages="2000",
         landing_batch_max_seconds="1",
+        **settings,
     )
+
+
+def _bus_settings(env: dict[str, str]) -> Any:
+    from shopflow.settings import load_settings
+
+    names = ("bus", "events_topic", "events_subscription", "kafka_consumer_group")
+    values = {n: env[f"SHOPFLOW_{n.upper()}"] for n in names}
+    return load_settings(home=Path(env["SHOPFLOW_HOME"]), **values)
 
 
 def publish(env: dict[str, str], payloads: list[bytes]) -> None:
-    """Publish to the topic `env` names, creating it first."""
-    from shopflow.settings import load_settings
+    """Publish to the topic `env` names, creating it (and its subscription) first."""
     from shopflow.sources.bus.factory import ensure_event_topic, make_publisher
+    from shopflow.sources.bus.pubsub import ensure_topic_and_subscription
 
-    settings = load_settings(
-        bus=env["SHOPFLOW_BUS"],
-        events_topic=env["SHOPFLOW_EVENTS_TOPIC"],
-        home=Path(env["SHOPFLOW_HOME"]),
-    )
-    ensure_event_topic(settings)
+    settings = _bus_settings(env)
+    if settings.bus.value == "pubsub":
+        # A short ack deadline: a killed consumer's messages come back in seconds, not minutes.
+        ensure_topic_and_subscription(settings, ack_deadline_seconds=PUBSUB_ACK_DEADLINE_SECONDS)
+    else:
+        ensure_event_topic(settings)
     publisher = make_publisher(settings)
     try:
         publisher.publish(payloads)
@@ -624,13 +639,15 @@ def scenario_malformed_stream(
     return outcome
 
 
-def scenario_kill_landing(scratch: Path, valid_count: int, kills: int, seed: int) -> Outcome:
+def scenario_kill_landing(
+    scratch: Path, valid_count: int, kills: int, seed: int, bus: str = "kafka"
+) -> Outcome:
     """kill -9 of the landing consumer `kills` times mid-stream, restarted each time."""
-    outcome = Outcome(f"kill -9 of the landing consumer, {kills} times (Kafka)")
+    outcome = Outcome(f"kill -9 of the landing consumer, {kills} times ({bus})")
     started = time.monotonic()
     rng = random.Random(seed)
-    home = scratch / "landing-kills"
-    env = bus_env(home, f"kills-{seed}-{time.time_ns()}")
+    home = scratch / f"landing-kills-{bus}"
+    env = bus_env(home, f"kills-{seed}-{time.time_ns()}", bus)
     lake = home / "lake"
     valid = valid_payloads(valid_count, "k")
     malformed = malformed_payloads(max(1, valid_count // 100), rng)
@@ -653,15 +670,203 @@ def scenario_kill_landing(scratch: Path, valid_count: int, kills: int, seed: int
         landed_now = raw_files(lake)
         if not alive or landed_now <= landed_before:
             outcome.problems.append("a kill did not hit a consumer that was landing")
+        if len(raw_event_ids(lake)) >= len(valid):
+            outcome.problems.append("a kill came after the whole stream had landed")
         landed_before = landed_now
-    # Long enough for the group to drop the killed members (session timeout) and reassign.
+    # Long enough for Kafka to drop the killed members (session timeout) and reassign, and for
+    # Pub/Sub to redeliver what they held (ack deadline).
     final = run(env, "ingest", "events", "--idle-stop-seconds", "20")
     must_succeed(final, outcome)
-    if raw_files(lake) <= landed_before and len(valid) > landed_before:
-        outcome.problems.append("nothing landed after the last kill")
     _stream_outcome(outcome, env, valid, malformed)
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+# -- a service going away mid-run ----------------------------------------------------------------
+
+
+class TcpProxy:
+    """A loopback TCP relay in front of a real service, that can cut every connection at once.
+
+    `bytes_per_second` slows the relay down, so that a transfer is long enough to be cut in
+    the middle.
+    """
+
+    def __init__(self, target: tuple[str, int], bytes_per_second: int | None = None) -> None:
+        self.target = target
+        self.port = _free_port()
+        self._rate = bytes_per_second
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Listen (again) on the same port."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Stop listening and reset every open connection: the service is gone."""
+        with self._lock:
+            if self._listener is not None:
+                with contextlib.suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)
+                self._listener.close()
+                self._listener = None
+            for sock in self._sockets:
+                # shutdown first: a close alone does not wake a thread blocked in recv, and the
+                # peer would never hear of it.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    sock.close()
+            self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(16_384):
+                sink.sendall(chunk)
+                if self._rate:
+                    time.sleep(len(chunk) / self._rate)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def scenario_services_go_away(scratch: Path, cuts: int, seed: int) -> Outcome:
+    """The shop DB (a catalogue pull) and the Pub/Sub emulator (landing) cut off mid-run through a
+    relay, `cuts` times each: one line, non-zero exit, nothing committed, a clean resume."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from shopflow.settings import load_settings
+    from shopflow.simulator import ShopSimulator, SimulationConfig
+    from shopflow.simulator.publish import seed_shop
+    from shopflow.sources.shop_db import ensure_shop_db
+
+    outcome = Outcome(f"shop DB and Pub/Sub cut off mid-run, {cuts} times each")
+    started = time.monotonic()
+    rng = random.Random(seed)
+    home = scratch / "go-away"
+    lake = home / "lake"
+    base = load_settings(home=home)
+    dbname = f"shopflow_faults_{seed}_{time.time_ns() % 10**9}"
+    db_url = make_conninfo(base.source_db_url, dbname=dbname)
+    shop = base.model_copy(update={"source_db_url": db_url})
+    ensure_shop_db(shop)
+    seed_shop(shop, ShopSimulator(SimulationConfig(seed=seed, events=0, initial_users=2000)))
+    parts = conninfo_to_dict(db_url)
+    # Slow enough that a pull of the whole catalogue takes seconds and can be cut inside it.
+    target = (str(parts.get("host") or "127.0.0.1"), int(str(parts.get("port") or 5432)))
+    db_proxy = TcpProxy(target, 400_000)
+    db_proxy.start()
+    proxied = make_conninfo(db_url, host="127.0.0.1", port=db_proxy.port)
+    env = shopflow_env(home, source_db_url=proxied)
+    for _ in range(cuts):
+        pull = start(env, "ingest", "catalog")
+        time.sleep(rng.uniform(1.5, 4.0))  # past start-up, inside the transfer
+        db_proxy.cut()
+        out, err = pull.communicate(timeout=300)
+        outcome.injections += 1
+        result = subprocess.CompletedProcess(pull.args, pull.returncode, out, err)
+        if pull.returncode == 0:
+            outcome.problems.append("a catalogue pull finished although the DB went away")
+        else:
+            user_error(result, outcome)
+        if (lake / "_state" / "products_watermark.json").exists() or list(
+            (lake / "raw").rglob("*.parquet")
+        ):
+            outcome.problems.append("a cut-off catalogue pull committed something")
+        db_proxy.start()
+    must_succeed(run(env, "ingest", "catalog"), outcome)
+    with psycopg_connect(db_url) as conn:
+        products = {r[0] for r in conn.execute("SELECT product_id FROM products").fetchall()}
+    landed = pq.read_table(str(lake / "raw" / "products")).column("product_id").to_pylist()
+    counts = Counter(landed)
+    outcome.lost += len(products - set(counts))
+    outcome.doubled += sum(1 for n in counts.values() if n > 1)
+    drop_database(base.source_db_url, dbname)
+
+    # The bus: the landing consumer reading through a relay to the emulator.
+    emulator = base.pubsub_emulator_host or "127.0.0.1:8085"
+    host, port = emulator.rsplit(":", 1)
+    bus_proxy = TcpProxy((host, int(port)))
+    bus_proxy.start()
+    name = f"go-away-{seed}-{time.time_ns()}"
+    env = bus_env(home, name, "pubsub", pubsub_emulator_host=f"127.0.0.1:{bus_proxy.port}")
+    valid = valid_payloads(6000 * cuts, "g")
+    publish(env, valid)
+    for _ in range(cuts):
+        landing = start(env, "ingest", "events", "--idle-stop-seconds", "30")
+        deadline = time.monotonic() + 60
+        before = raw_files(lake)
+        while raw_files(lake) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
+        bus_proxy.cut()
+        out, err = landing.communicate(timeout=300)
+        outcome.injections += 1
+        result = subprocess.CompletedProcess(landing.args, landing.returncode, out, err)
+        if landing.returncode == 0:
+            outcome.problems.append("the landing consumer exited 0 although the bus went away")
+        else:
+            user_error(result, outcome)
+        bus_proxy.start()
+    must_succeed(run(env, "ingest", "events", "--idle-stop-seconds", "20"), outcome)
+    bus_proxy.cut()
+    landed_events = Counter(
+        pq.read_table(str(lake / "raw" / "events")).column("event_id").to_pylist()
+    )
+    expected = {json.loads(p)["event_id"] for p in valid}
+    outcome.events_in = len(expected) + len(products)
+    outcome.in_warehouse = len(set(landed_events)) + len(counts)
+    outcome.lost += len(expected - set(landed_events))
+    outcome.notes.append(
+        "checked in the lake (raw products and events), not the warehouse: the pulls and the "
+        "landing are what the cuts hit; duplicates in raw events are removed by the ETL"
+    )
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def psycopg_connect(url: str) -> Any:
+    """A psycopg connection (imported here: the bench imports nothing heavy at start)."""
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
+
+
+def drop_database(admin_url: str, dbname: str) -> None:
+    """Drop a database the scenario made."""
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg_connect(make_conninfo(admin_url, dbname="postgres")) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
 
 
 # -- the orders API -----------------------------------------------------------------------------
@@ -857,6 +1062,7 @@ SIZES: Final = {
         "malformed": 300,
         "landing_kills": 2,
         "pulls": 3,
+        "cuts": 1,
     },
     "full": {
         "events": 200_000,
@@ -867,6 +1073,7 @@ SIZES: Final = {
         "malformed": 10_000,
         "landing_kills": 20,
         "pulls": 10,
+        "cuts": 5,
     },
 }
 

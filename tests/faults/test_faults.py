@@ -16,6 +16,7 @@ from bench.faults import (
     scenario_kill_landing,
     scenario_malformed_stream,
     scenario_orders_api_faults,
+    scenario_services_go_away,
     scenario_unreachable_services,
 )
 
@@ -71,10 +72,17 @@ def test_malformed_messages_all_reach_the_dead_letters_and_the_rest_lands(tmp_pa
     assert outcome.dead_lettered >= SMALL["malformed"]
 
 
-def test_kill_9_of_the_landing_consumer_mid_stream(tmp_path: Path) -> None:
-    outcome = scenario_kill_landing(tmp_path, SMALL["stream_events"], SMALL["landing_kills"], 7)
+@pytest.mark.parametrize(("bus", "events"), [("kafka", SMALL["stream_events"]), ("pubsub", 8000)])
+def test_kill_9_of_the_landing_consumer_mid_stream(tmp_path: Path, bus: str, events: int) -> None:
+    outcome = scenario_kill_landing(tmp_path, events, SMALL["landing_kills"], 7, bus)
     assert_passed(outcome)
     assert outcome.injections == SMALL["landing_kills"]
+
+
+def test_the_shop_db_and_the_bus_cut_off_mid_run(tmp_path: Path) -> None:
+    outcome = scenario_services_go_away(tmp_path, SMALL["cuts"], seed=7)
+    assert_passed(outcome)
+    assert len(outcome.errors_seen) >= 1
 
 
 def test_orders_api_faults_and_a_restart_mid_pull(raw_zone: RawZone, tmp_path: Path) -> None:

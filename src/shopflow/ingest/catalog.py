@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
@@ -20,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pyspark.sql import DataFrame, SparkSession
 
 from shopflow.contracts import RAW_PRODUCT_SCHEMA, RAW_USER_SCHEMA
-from shopflow.errors import ShopflowError
+from shopflow.errors import ServiceUnavailableError, ShopflowError
 from shopflow.ingest.report import IngestReport
 from shopflow.ingest.watermark import Watermark, row_key
 from shopflow.lake import LakeLayout, StateStore, write_parquet_atomic
@@ -97,9 +98,16 @@ def extract_changed_rows_arrow(
         columns=sql.SQL(", ").join(sql.Identifier(name) for name in table.columns),
         table=sql.Identifier(table.name),
     )
-    with connect_shop_db(settings) as conn, conn.cursor() as cursor:
-        cursor.execute(query, (since,))
-        rows = cursor.fetchall()
+    try:
+        with connect_shop_db(settings) as conn, conn.cursor() as cursor:
+            cursor.execute(query, (since,))
+            rows = cursor.fetchall()
+    except psycopg.OperationalError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ServiceUnavailableError(
+            f"lost the shop database mid-pull of {table.name} ({first}): nothing was landed and "
+            "the watermark is unchanged; run the pull again"
+        ) from None
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in table.columns]
     return pa.Table.from_arrays(
         [

@@ -1,0 +1,1 @@
+"""The fault suite's scenarios (`bench/faults.py` registers and runs them)."""

@@ -60,12 +60,18 @@ PostgreSQL, the orders API; every step as the `shopflow` command in its own proc
   of the catalogue takes seconds) and of the emulator is cut while a catalogue pull or the landing
   consumer runs: one line and a non-zero exit, no file and no watermark written by the cut pull;
   after the relay is back, every product and every event is in the lake once.
-- **orders API faults**: 20% 5xx, 10% 429 with Retry-After, 10% slow answers, and the API killed
-  and restarted under one pull; every order line exactly once in the lake and in
+- **orders API faults**: 20% 5xx, 10% 429 with Retry-After, 10% answers slower than the
+  client's timeout (`SHOPFLOW_ORDERS_API_TIMEOUT_SECONDS=1`), and the API killed and restarted
+  under one pull; every order line exactly once in the lake and in
   `orders_enriched`.
 - **disk full**: `SHOPFLOW_HOME` on a small tmpfs filled to within 10-200 kB under `etl` and
   under `load`: one line, a non-zero exit, no partial file visible, the ETL state not advanced;
   after space is freed, the warehouse equals an uninterrupted run's.
+
+Not covered here: the Kafka broker going away mid-run (clients reach the broker at the address it
+advertises, so no relay can sit in between, and the local broker keeps topics in memory only);
+BigQuery and a GCS lake under these faults (the writer lock's GCS lease is tested on
+fake-gcs-server in `tests/lake/test_lock.py`; the suite runs on a local lake and DuckDB).
 """
 
 

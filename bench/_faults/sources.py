@@ -298,12 +298,13 @@ def start_orders_api(home: Path, port: int, **faults: str) -> subprocess.Popen[b
 
 
 def scenario_orders_api_faults(zone: RawZone, scratch: Path, pulls: int, seed: int) -> Outcome:
-    """The orders API failing 20% with 5xx, 10% with 429 + Retry-After, 10% slow, and restarted
-    under a pull; every order line exactly once in the lake and the warehouse."""
+    """The orders API failing 20% with 5xx, 10% with 429 + Retry-After, 10% past the client's
+    timeout, and restarted under a pull; every order line exactly once in the lake and the
+    warehouse."""
     from shopflow.contracts import OrderLine
     from shopflow.sources.orders_api.client import OrdersApiClient
 
-    outcome = Outcome(f"orders API 5xx/429/slow and restarted mid-pull, {pulls} pulls")
+    outcome = Outcome(f"orders API 5xx, 429, timeouts and a restart mid-pull, {pulls} pulls")
     started = time.monotonic()
     home = scratch / "orders-faults"
     lake = copy_raw_zone(zone, home)
@@ -314,7 +315,8 @@ def scenario_orders_api_faults(zone: RawZone, scratch: Path, pulls: int, seed: i
         "orders_api_fault_5xx_rate": "0.2",
         "orders_api_fault_429_rate": "0.1",
         "orders_api_fault_slow_rate": "0.1",
-        "orders_api_fault_slow_seconds": "0.3",
+        # Slower than the ingest's timeout below: these requests time out and are retried.
+        "orders_api_fault_slow_seconds": "1.5",
         "orders_api_fault_seed": str(seed),
     }
     api = start_orders_api(home, port, **faults)
@@ -330,7 +332,7 @@ def scenario_orders_api_faults(zone: RawZone, scratch: Path, pulls: int, seed: i
         )
         for r in posted.to_pylist()
     ]
-    env = shopflow_env(home, orders_api_port=str(port))
+    env = shopflow_env(home, orders_api_port=str(port), orders_api_timeout_seconds="1")
     try:
         batch = max(1, len(lines) // pulls)
         with OrdersApiClient(f"http://127.0.0.1:{port}", "local-dev-token") as client:

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
         default=None, description="SQLite file behind the local orders API; default under home."
     )
     orders_api_max_page_size: int = Field(default=1000, ge=1, le=100_000)
+    orders_api_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="A request without an answer by then is retried."
+    )
     orders_api_fault_5xx_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     orders_api_fault_429_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     orders_api_fault_slow_rate: float = Field(default=0.0, ge=0.0, le=1.0)

@@ -145,12 +145,14 @@ class OrdersApiClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, timeout_seconds: float = 10.0) -> OrdersApiClient:
-        """A client for the API the settings point at."""
+    def from_settings(
+        cls, settings: Settings, timeout_seconds: float | None = None
+    ) -> OrdersApiClient:
+        """A client for the API the settings point at (timeout: `orders_api_timeout_seconds`)."""
         return cls(
             settings.orders_api_base_url,
             settings.orders_api_token.get_secret_value(),
-            timeout_seconds=timeout_seconds,
+            timeout_seconds=timeout_seconds or settings.orders_api_timeout_seconds,
         )
 
     def __enter__(self) -> OrdersApiClient:

@@ -385,7 +385,7 @@ def plan_run(
     layout: LakeLayout,
     state: StateStore,
     request: EtlRequest,
-    accepted: tuple[date, date] = (date(2000, 1, 1), date(2100, 1, 1)),
+    accepted: tuple[date, date],
 ) -> _Plan:
     """The event dates to recompute, from the request and (incremental) the lake listing.
 

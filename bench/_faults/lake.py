@@ -241,9 +241,11 @@ def _visible_damage(lake: Path) -> list[Path]:
     return damaged
 
 
-def scenario_disk_full(zone: RawZone, scratch: Path, attempts: int) -> Outcome:
+def scenario_disk_full(
+    zone: RawZone, scratch: Path, attempts: int, steps: tuple[str, ...] = ("etl", "load")
+) -> Outcome:
     """`SHOPFLOW_HOME` on a small tmpfs filled up under the ETL and the load; then space freed."""
-    outcome = Outcome(f"disk full under etl and load (tmpfs home), {attempts} times each")
+    outcome = Outcome(f"disk full under {' and '.join(steps)} (tmpfs home), {attempts} times each")
     started = time.monotonic()
     reference = reference_warehouse(zone, scratch)
     raw_bytes = sum(p.stat().st_size for p in (Path(zone.lake) / "raw").rglob("*") if p.is_file())
@@ -262,8 +264,8 @@ def scenario_disk_full(zone: RawZone, scratch: Path, attempts: int) -> Outcome:
         home = mount / "home"
         lake = copy_raw_zone(zone, home)
         env = shopflow_env(home)
-        rng = random.Random(len(zone.lake))
-        for step in ("etl", "load"):
+        rng = random.Random(attempts)
+        for step in steps:
             for _ in range(attempts):
                 filler = _fill(mount, rng.randrange(10_000, 200_000))
                 outcome.injections += 1

@@ -155,6 +155,16 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+def must_fail(process: subprocess.Popen[str], outcome: Outcome, problem: str) -> None:
+    """Wait for a command whose service was cut off: it must fail, with one line."""
+    out, err = process.communicate(timeout=300)
+    outcome.injections += 1
+    if process.returncode == 0:
+        outcome.problems.append(problem)
+    else:
+        user_error(subprocess.CompletedProcess(process.args, process.returncode, out, err), outcome)
+
+
 def scenario_services_go_away(scratch: Path, cuts: int, seed: int) -> Outcome:
     """The shop DB (a catalogue pull) and the Pub/Sub emulator (landing) cut off mid-run through a
     relay, `cuts` times each: one line, non-zero exit, nothing committed, a clean resume."""
@@ -187,13 +197,7 @@ def scenario_services_go_away(scratch: Path, cuts: int, seed: int) -> Outcome:
         pull = start(env, "ingest", "catalog")
         time.sleep(rng.uniform(1.5, 4.0))  # past start-up, inside the transfer
         db_proxy.cut()
-        out, err = pull.communicate(timeout=300)
-        outcome.injections += 1
-        result = subprocess.CompletedProcess(pull.args, pull.returncode, out, err)
-        if pull.returncode == 0:
-            outcome.problems.append("a catalogue pull finished although the DB went away")
-        else:
-            user_error(result, outcome)
+        must_fail(pull, outcome, "a catalogue pull finished although the DB went away")
         if (lake / "_state" / "products_watermark.json").exists() or list(
             (lake / "raw").rglob("*.parquet")
         ):
@@ -225,13 +229,7 @@ def scenario_services_go_away(scratch: Path, cuts: int, seed: int) -> Outcome:
             time.sleep(0.05)
         time.sleep(rng.uniform(0.0, 0.5))
         bus_proxy.cut()
-        out, err = landing.communicate(timeout=300)
-        outcome.injections += 1
-        result = subprocess.CompletedProcess(landing.args, landing.returncode, out, err)
-        if landing.returncode == 0:
-            outcome.problems.append("the landing consumer exited 0 although the bus went away")
-        else:
-            user_error(result, outcome)
+        must_fail(landing, outcome, "the landing consumer exited 0 although the bus went away")
         bus_proxy.start()
     must_succeed(run(env, "ingest", "events", "--idle-stop-seconds", "20"), outcome)
     bus_proxy.cut()

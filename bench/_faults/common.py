@@ -160,6 +160,18 @@ def warehouse_tables(home: Path) -> dict[str, pa.Table]:
         return tables
 
 
+def unreadable_warehouse(home: Path) -> str | None:
+    """Why the warehouse file of `home` cannot be read (None: it reads, or there is none yet)."""
+    path = home / "warehouse.duckdb"
+    if not path.exists():
+        return None
+    try:
+        warehouse_tables(home)  # every row of every table
+    except duckdb.Error as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
 def warehouse_event_ids(home: Path) -> Counter[str]:
     """How often each event_id is in the warehouse's user_behavior."""
     path = home / "warehouse.duckdb"

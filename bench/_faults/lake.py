@@ -24,7 +24,9 @@ from bench._faults.common import (
     same_warehouse,
     shopflow_env,
     start,
+    unreadable_warehouse,
     user_error,
+    warehouse_tables,
     written_since,
 )
 from bench.etl_engines import RawZone
@@ -75,7 +77,8 @@ def scenario_kill_etl_and_load(zone: RawZone, scratch: Path, kills: int, seed: i
     steps = ((("etl",), reference.etl_seconds), (("load",), reference.load_seconds))
     targets = {
         "etl": [lake / "curated"],
-        "load": [home / "warehouse.duckdb", home / "warehouse.duckdb.wal"],
+        # The load writes a private copy that replaces the warehouse file when it is done.
+        "load": [home / ".warehouse.duckdb.loading", home / ".warehouse.duckdb.loading.wal"],
     }
     for args, seconds in steps:
         if args == ("load",) and not must_succeed(run(env, "etl"), outcome):
@@ -89,6 +92,8 @@ def scenario_kill_etl_and_load(zone: RawZone, scratch: Path, kills: int, seed: i
             mid_write += alive and wrote
             if not alive:
                 outcome.problems.append(f"a kill of `shopflow {args[0]}` came after it finished")
+            if args == ("load",) and (damage := unreadable_warehouse(home)):
+                outcome.problems.append(f"the warehouse was unreadable after a kill: {damage}")
         if mid_write == 0:
             outcome.problems.append(f"no kill of `shopflow {args[0]}` came after it had written")
         outcome.notes.append(f"{mid_write} of {kills} kills of {args[0]} hit it mid-write")
@@ -96,9 +101,9 @@ def scenario_kill_etl_and_load(zone: RawZone, scratch: Path, kills: int, seed: i
         must_succeed(run(env, *args), outcome)
     compare(outcome, raw_event_ids(lake), home)
     same_warehouse(outcome, reference, home)
-    leftovers = [p for p in (lake / "curated").rglob(".*.tmp")]
+    leftovers = [*(lake / "curated").rglob(".*.tmp"), *home.glob(".warehouse.duckdb.loading*")]
     if leftovers:
-        outcome.problems.append(f"{len(leftovers)} temp files left in curated/")
+        outcome.problems.append(f"{len(leftovers)} temp files left behind: {leftovers[0]}")
     outcome.seconds = time.monotonic() - started
     return outcome
 
@@ -241,11 +246,24 @@ def _visible_damage(lake: Path) -> list[Path]:
     return damaged
 
 
+def _first_day_loaded(
+    env: dict[str, str], lake: Path, home: Path, outcome: Outcome
+) -> dict[str, pa.Table]:
+    """Load the lake's first curated date, so the full-disk loads have a warehouse to harm."""
+    first_day = min(
+        p.name.removeprefix("date=") for p in (lake / "curated" / "events_clean").glob("date=*")
+    )
+    must_succeed(run(env, "load", "--date", first_day), outcome)
+    return warehouse_tables(home)
+
+
 def scenario_disk_full(
     zone: RawZone, scratch: Path, attempts: int, steps: tuple[str, ...] = ("etl", "load")
 ) -> Outcome:
     """`SHOPFLOW_HOME` on a small tmpfs filled up under the ETL and the load; then space freed."""
-    outcome = Outcome(f"disk full under {' and '.join(steps)} (tmpfs home), {attempts} times each")
+    outcome = Outcome(
+        f"disk full under {' and '.join(steps)} (tmpfs home), {attempts} times (load: twice that)"
+    )
     started = time.monotonic()
     reference = reference_warehouse(zone, scratch)
     raw_bytes = sum(p.stat().st_size for p in (Path(zone.lake) / "raw").rglob("*") if p.is_file())
@@ -266,8 +284,16 @@ def scenario_disk_full(
         env = shopflow_env(home)
         rng = random.Random(attempts)
         for step in steps:
-            for _ in range(attempts):
-                filler = _fill(mount, rng.randrange(10_000, 200_000))
+            before = _first_day_loaded(env, lake, home, outcome) if step == "load" else None
+            # The load fails twice per attempt: at its copy of the warehouse, and inside the commit.
+            for attempt in range(attempts * 2 if before is not None else attempts):
+                leave = rng.randrange(10_000, 200_000)
+                if before is not None and attempt % 2:
+                    # Room for the load's copy of the warehouse but not for all it writes, so
+                    # the failure comes inside DuckDB's commit rather than at the copy.
+                    size = (home / "warehouse.duckdb").stat().st_size
+                    leave += size + rng.randrange(0, 2 * raw_bytes)
+                filler = _fill(mount, leave)
                 outcome.injections += 1
                 result = run(env, step)
                 if result.returncode == 0:
@@ -275,6 +301,18 @@ def scenario_disk_full(
                 else:
                     user_error(result, outcome)
                 filler.unlink()
+                if before is not None:
+                    if damage := unreadable_warehouse(home):
+                        outcome.problems.append(
+                            f"the warehouse was unreadable after a load: {damage}"
+                        )
+                    elif warehouse_tables(home).keys() != before.keys() or any(
+                        not table.equals(before[name])
+                        for name, table in warehouse_tables(home).items()
+                    ):
+                        outcome.problems.append(
+                            "a load that failed for want of space changed the warehouse"
+                        )
                 damaged = _visible_damage(lake)
                 if damaged:
                     outcome.problems.append(f"{len(damaged)} partial files visible after {step}")
@@ -283,8 +321,11 @@ def scenario_disk_full(
                     outcome.problems.append("the ETL state advanced on a full disk")
                 must_succeed(run(env, "etl"), outcome)
         must_succeed(run(env, "load"), outcome)
-        compare(outcome, raw_event_ids(lake), home)
-        same_warehouse(outcome, reference, home)
+        if damage := unreadable_warehouse(home):
+            outcome.problems.append(f"the warehouse is unreadable after space was freed: {damage}")
+        else:
+            compare(outcome, raw_event_ids(lake), home)
+            same_warehouse(outcome, reference, home)
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
     outcome.seconds = time.monotonic() - started

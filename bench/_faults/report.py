@@ -34,9 +34,11 @@ PostgreSQL, the orders API; every step as the `shopflow` command in its own proc
 
 - **kill -9 of etl and of load**: a raw zone from the simulator; `shopflow etl`, then `shopflow
   load`, SIGKILLed again and again, alternately at a random moment of a normal run's length and
-  just after the run first wrote (curated files, or the warehouse file and its WAL, modified after
-  it started: the kill hit it mid-write); then one normal `etl` and `load`. Every warehouse table
-  must equal an uninterrupted run's, row for row; no temp file may stay in `curated/`.
+  just after the run first wrote (curated files, or the load's private copy of the warehouse file,
+  modified after it started: the kill hit it mid-write); the warehouse file must read in full
+  after every kill of the load; then one normal `etl` and `load`. Every warehouse table must equal
+  an uninterrupted run's, row for row; no temp file may stay in `curated/` or beside the
+  warehouse.
 - **corrupt or misplaced files**: truncated, garbage, price stored as text, data pages damaged
   under an intact footer, nanosecond timestamps, a file outside any `hour=` folder; plus a
   readable file in unusual encodings (large strings, a dictionary column) that must load, and a
@@ -64,9 +66,11 @@ PostgreSQL, the orders API; every step as the `shopflow` command in its own proc
   client's timeout (`SHOPFLOW_ORDERS_API_TIMEOUT_SECONDS=1`), and the API killed and restarted
   under one pull; every order line exactly once in the lake and in
   `orders_enriched`.
-- **disk full**: `SHOPFLOW_HOME` on a small tmpfs filled to within 10-200 kB under `etl` and
-  under `load`: one line, a non-zero exit, no partial file visible, the ETL state not advanced;
-  after space is freed, the warehouse equals an uninterrupted run's.
+- **disk full**: `SHOPFLOW_HOME` on a small tmpfs filled to within 10-200 kB under `etl`, then,
+  with a first date already loaded, under `load` (alternately leaving no room for the load's copy
+  of the warehouse, and room for the copy but not for the commit): one line, a non-zero exit, no
+  partial file visible, the ETL state not advanced, the warehouse readable and unchanged after
+  each failed load; after space is freed, the warehouse equals an uninterrupted run's.
 
 Not covered here: the Kafka broker going away mid-run (clients reach the broker at the address it
 advertises, so no relay can sit in between, and the local broker keeps topics in memory only);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+import shopflow.warehouse.load as warehouse_load
 from shopflow.lake import LakeLayout, replace_partition, write_bytes_atomic
 from shopflow.settings import Settings
 from shopflow.warehouse import (
@@ -22,6 +24,7 @@ from shopflow.warehouse import (
     load_warehouse,
     open_warehouse,
 )
+from shopflow.warehouse.base import lake_reader
 from tests.warehouse.tiny_lake import (
     DAY1,
     DAY2,
@@ -146,6 +149,55 @@ def test_failed_load_leaves_the_previous_state(settings: Settings, tiny_lake: La
         assert len(after["user_behavior"]) == len(before["user_behavior"]) - 1
     finally:
         warehouse.close()
+
+
+def test_a_load_writes_a_copy_so_readers_see_the_old_file_until_it_is_done(
+    settings: Settings, tiny_lake: LakeLayout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_warehouse(settings)
+    path = duckdb_path(settings)
+    stale = path.with_name(f".{path.name}.loading")
+    stale.write_bytes(b"left by a load killed with -9")
+    original_inode = path.stat().st_ino
+    seen_during_load: list[int] = []
+
+    def read_live_warehouse() -> None:
+        reader = open_warehouse(settings, must_exist=True)  # DuckDB's lock would refuse this
+        try:
+            rows = reader.query("SELECT count(*) AS n FROM user_behavior")
+            seen_during_load.append(int(rows[0]["n"]))
+        finally:
+            reader.close()
+
+    def looking_lake_reader(layout: LakeLayout, table: str, keys: Any) -> Callable[[], Any]:
+        read = lake_reader(layout, table, keys)
+
+        def look_then_read() -> Any:
+            read_live_warehouse()
+            return read()
+
+        return look_then_read
+
+    monkeypatch.setattr(warehouse_load, "lake_reader", looking_lake_reader)
+    load_warehouse(settings, dates=[DAY2])
+    assert seen_during_load and set(seen_during_load) == {len(EVENTS)}
+    assert path.stat().st_ino != original_inode  # replaced by one rename
+    assert not list(path.parent.glob(f".{path.name}.loading*"))
+
+
+def test_a_load_that_fails_at_commit_leaves_the_file_intact_and_no_copy(
+    settings: Settings, tiny_lake: LakeLayout
+) -> None:
+    load_warehouse(settings)
+    path = duckdb_path(settings)
+    before = path.read_bytes()
+    write_bytes_atomic(
+        b"PAR1 not parquet", tiny_lake.curated_partition("traffic_hourly", DAY2) + "/part-0.parquet"
+    )
+    with pytest.raises(WarehouseError, match="the warehouse is unchanged"):
+        load_warehouse(settings, dates=[DAY2])
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir() if "warehouse" in p.name] == [path.name]
 
 
 def test_whole_tables_are_replaced_whole(settings: Settings) -> None:

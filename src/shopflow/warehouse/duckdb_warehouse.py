@@ -1,9 +1,13 @@
-"""The local warehouse: one DuckDB file; each load is one transaction."""
+"""The local warehouse: one DuckDB file; each load is one transaction on a copy that replaces it."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
-from collections.abc import Sequence
+import os
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +61,10 @@ class DuckDBWarehouse:
                 inserted.append(self._replace(load.table, load.partitions, load.read()))
             self._con.commit()
         except BaseException:
-            self._con.rollback()
+            # A failed COMMIT (a full disk) has already ended the transaction; the first error is
+            # the one to report, not "cannot rollback - no transaction is active".
+            with contextlib.suppress(duckdb.Error):
+                self._con.rollback()
             raise
         return inserted
 
@@ -98,3 +105,50 @@ class DuckDBWarehouse:
     def close(self) -> None:
         """Close the connection (the file stays)."""
         self._con.close()
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def replaced_on_success(path: Path) -> Iterator[Path]:
+    """A private copy of the DuckDB file `path` to write, which replaces `path` in one rename
+    when the block succeeds and is deleted when it fails.
+
+    The live file is never opened for writing, so a load that dies (kill -9, a full disk mid
+    checkpoint) cannot leave it half-written, and readers can open it while a load runs. The
+    price is one copy of the file per load. Callers hold the lake's writer lock.
+    """
+    staging = path.with_name(f".{path.name}.loading")
+    for leftover in (staging, _wal(staging)):  # a killed load's copy
+        leftover.unlink(missing_ok=True)
+    if _wal(path).exists():  # written by a version that loaded in place and then crashed
+        with contextlib.closing(duckdb.connect(str(path))) as recovering:
+            recovering.execute("CHECKPOINT")
+    try:
+        if path.exists():
+            shutil.copyfile(path, staging)
+        yield staging
+        if _wal(staging).exists():
+            raise WarehouseError(f"the load left a write-ahead log beside {staging}: not replaced")
+        _fsync(staging)
+        os.replace(staging, path)
+        _fsync(path.parent)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise WarehouseError(
+                f"no space left on the device of {path}: load failed, the warehouse is unchanged"
+            ) from None
+        raise
+    finally:
+        for leftover in (staging, _wal(staging)):
+            leftover.unlink(missing_ok=True)

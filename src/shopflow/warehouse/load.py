@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -132,6 +133,27 @@ def load_warehouse(
         return _load_warehouse(settings, tables, dates, warehouse)
 
 
+@contextmanager
+def _closing(warehouse: Warehouse) -> Iterator[Warehouse]:
+    try:
+        yield warehouse
+    finally:
+        warehouse.close()
+
+
+def _apply(target: Warehouse, loads: Sequence[TableLoad]) -> list[int]:
+    """Run `loads` in `target` as one batch, then refresh the metric views."""
+    try:
+        rows = target.load_batch(loads) if loads else []
+    except ShopflowError:
+        raise
+    except Exception as exc:  # a corrupt file, a full disk: one line, state already rolled back
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WarehouseError(f"load failed, the warehouse is unchanged: {first}") from exc
+    target.create_views()
+    return rows
+
+
 def _load_warehouse(
     settings: Settings,
     tables: Iterable[str] | None,
@@ -154,20 +176,18 @@ def _load_warehouse(
     ):
         days = ", ".join(d.isoformat() for d in dates)
         raise WarehouseError(f"the lake has no curated partition for {days}: nothing loaded")
-    own = warehouse is None
-    target = open_warehouse(settings) if warehouse is None else warehouse
-    try:
-        try:
-            rows = target.load_batch(loads) if loads else []
-        except ShopflowError:
-            raise
-        except Exception as exc:  # a corrupt file, a full disk: one line, state already rolled back
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WarehouseError(f"load failed, the warehouse is unchanged: {first}") from exc
-        target.create_views()
-    finally:
-        if own:
-            target.close()
+    if warehouse is not None:
+        rows = _apply(warehouse, loads)
+    elif settings.profile is Profile.GCP:
+        with _closing(open_warehouse(settings)) as target:
+            rows = _apply(target, loads)
+    else:
+        from shopflow.warehouse.duckdb_warehouse import DuckDBWarehouse, replaced_on_success
+
+        path = duckdb_path(settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_on_success(path) as copy, _closing(DuckDBWarehouse(copy)) as target:
+            rows = _apply(target, loads)
     reports = tuple(
         TableReport(load.table, load.partitions, n) for load, n in zip(loads, rows, strict=True)
     )

@@ -102,8 +102,10 @@ def test_run_isolated_reports_the_childs_own_peak() -> None:
     assert result.value == 200 * 1024 * 1024
     assert result.peak_rss_bytes >= 200 * 1024 * 1024
     small = run_isolated(allocate, 1)
-    # Not inherited from an earlier child nor from this process.
-    assert small.peak_rss_bytes < 200 * 1024 * 1024
+    # Not inherited from an earlier child nor from this process: the 199 MiB the first child
+    # allocated more show as the difference. (Not an absolute bound: the interpreter and its
+    # imports weigh differently under a plain pytest and a pytest-xdist worker.)
+    assert result.peak_rss_bytes - small.peak_rss_bytes >= 190 * 1024 * 1024
 
 
 def test_run_isolated_raises_the_childs_error() -> None:

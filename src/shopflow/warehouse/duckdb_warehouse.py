@@ -128,6 +128,7 @@ def replaced_on_success(path: Path) -> Iterator[Path]:
     checkpoint) cannot leave it half-written, and readers can open it while a load runs. The
     price is one copy of the file per load. Callers hold the lake's writer lock.
     """
+    path = path.resolve()  # a symlinked warehouse: replace the file it points to, not the link
     staging = path.with_name(f".{path.name}.loading")
     for leftover in (staging, _wal(staging)):  # a killed load's copy
         leftover.unlink(missing_ok=True)
@@ -137,6 +138,7 @@ def replaced_on_success(path: Path) -> Iterator[Path]:
     try:
         if path.exists():
             shutil.copyfile(path, staging)
+            shutil.copymode(path, staging)
         yield staging
         if _wal(staging).exists():
             raise WarehouseError(f"the load left a write-ahead log beside {staging}: not replaced")

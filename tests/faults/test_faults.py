@@ -33,7 +33,7 @@ def raw_zone(tmp_path_factory: pytest.TempPathFactory) -> RawZone:
 
 def assert_passed(outcome: Outcome) -> None:
     assert outcome.injections > 0
-    assert outcome.passed, outcome.row()
+    assert outcome.passed, outcome.problems
 
 
 def test_kill_9_of_etl_and_load_loses_and_doubles_nothing(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -197,7 +199,8 @@ def test_a_load_that_fails_at_commit_leaves_the_file_intact_and_no_copy(
     with pytest.raises(WarehouseError, match="the warehouse is unchanged"):
         load_warehouse(settings, dates=[DAY2])
     assert path.read_bytes() == before
-    assert [p.name for p in path.parent.iterdir() if "warehouse" in p.name] == [path.name]
+    left = [p.name for p in path.parent.iterdir() if "warehouse" in p.name]
+    assert sorted(left) == [f".{path.name}.load-lock", path.name]  # the lock file stays
 
 
 def test_whole_tables_are_replaced_whole(settings: Settings) -> None:
@@ -256,3 +259,43 @@ def test_missing_lake_and_missing_warehouse_are_one_line_errors(settings: Settin
     with pytest.raises(WarehouseError, match=r"no warehouse at .*shopflow load"):
         open_warehouse(settings, must_exist=True)
     assert not Path(duckdb_path(settings)).exists()
+
+
+def _holding(code: str) -> subprocess.Popen[str]:
+    """A child process that runs `code`, says "ready", and then holds on until killed."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"{code}\nprint('ready', flush=True)\nimport time; time.sleep(600)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_a_load_is_refused_while_another_process_writes_or_loads_the_file(
+    settings: Settings, tiny_lake: LakeLayout
+) -> None:
+    load_warehouse(settings)
+    path = duckdb_path(settings)
+    before = path.read_bytes()
+    writer = _holding(f"import duckdb; con = duckdb.connect({str(path)!r})")
+    try:
+        with pytest.raises(WarehouseError, match="open for writing by another process"):
+            load_warehouse(settings, dates=[DAY2])
+    finally:
+        writer.kill()
+        writer.wait()
+    # Another home (or lake) loading the same file, through a symlink: one load at a time.
+    lock = path.with_name(f".{path.name}.load-lock")
+    loader = _holding(
+        "import fcntl; h = open(" + repr(str(lock)) + ", 'a+'); "
+        "fcntl.flock(h, fcntl.LOCK_EX); h.write('pid 1234'); h.flush()"
+    )
+    try:
+        with pytest.raises(WarehouseError, match=r"another load is writing .* \(pid 1234\)"):
+            load_warehouse(settings, dates=[DAY2])
+    finally:
+        loader.kill()
+        loader.wait()
+    assert path.read_bytes() == before
+    load_warehouse(settings, dates=[DAY2])  # both gone: it loads

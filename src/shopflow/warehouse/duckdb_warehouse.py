@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import itertools
 import os
 import shutil
@@ -120,37 +121,114 @@ def _fsync(path: Path) -> None:
 
 
 @contextlib.contextmanager
+def _exclusive_load(path: Path) -> Iterator[None]:
+    """One load of the file at `path` at a time, whichever home or lake it comes from (`flock`
+    on a sidecar file, released by the kernel however the holder dies)."""
+    lock_path = path.with_name(f".{path.name}.load-lock")
+    with lock_path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise WarehouseError(
+                f"another load is writing {path} ({holder}); try again later"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _shared_hold(path: Path) -> duckdb.DuckDBPyConnection | None:
+    """A read-only connection to the live file, held through the load: DuckDB's shared lock
+    keeps other processes from opening it for writing (their changes would be lost with the old
+    file), while readers still can."""
+    if not path.exists():
+        return None
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        if "lock" in str(exc).lower():
+            raise WarehouseError(
+                f"{path} is open for writing by another process; close it and load again"
+            ) from None
+        raise WarehouseError(f"cannot read the warehouse {path}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _keep_owner(source: Path, copy: Path) -> None:
+    info = source.stat()
+    shutil.copymode(source, copy)
+    if os.geteuid() == 0 and (info.st_uid, info.st_gid) != (0, 0):
+        os.chown(copy, info.st_uid, info.st_gid)  # root loading someone else's warehouse
+
+
+@contextlib.contextmanager
 def replaced_on_success(path: Path) -> Iterator[Path]:
     """A private copy of the DuckDB file `path` to write, which replaces `path` in one rename
     when the block succeeds and is deleted when it fails.
 
     The live file is never opened for writing, so a load that dies (kill -9, a full disk mid
-    checkpoint) cannot leave it half-written, and readers can open it while a load runs. The
-    price is one copy of the file per load. Callers hold the lake's writer lock.
+    checkpoint) cannot leave it half-written, and readers can open it while a load runs. One load
+    per file at a time (a sidecar lock), and no other writer while it runs (a shared DuckDB lock
+    held on the live file). The price is one copy of the file per load. Errors are one line
+    naming `path`, never the private copy.
     """
-    path = path.resolve()  # a symlinked warehouse: replace the file it points to, not the link
-    staging = path.with_name(f".{path.name}.loading")
-    for leftover in (staging, _wal(staging)):  # a killed load's copy
-        leftover.unlink(missing_ok=True)
-    if _wal(path).exists():  # written by a version that loaded in place and then crashed
-        with contextlib.closing(duckdb.connect(str(path))) as recovering:
-            recovering.execute("CHECKPOINT")
     try:
-        if path.exists():
-            shutil.copyfile(path, staging)
-            shutil.copymode(path, staging)
-        yield staging
-        if _wal(staging).exists():
-            raise WarehouseError(f"the load left a write-ahead log beside {staging}: not replaced")
-        _fsync(staging)
-        os.replace(staging, path)
-        _fsync(path.parent)
+        path = path.resolve()  # a symlinked warehouse: replace the file it points to, not the link
+    except (OSError, RuntimeError) as exc:
+        raise WarehouseError(f"cannot resolve the warehouse path {path}: {exc}") from None
+    staging = path.with_name(f".{path.name}.loading")
+    try:
+        with _exclusive_load(path):
+            for leftover in (staging, _wal(staging)):  # a killed load's copy
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover)
+                leftover.unlink(missing_ok=True)
+            if _wal(path).exists():  # written by a writer that crashed
+                try:
+                    with contextlib.closing(duckdb.connect(str(path))) as recovering:
+                        recovering.execute("CHECKPOINT")
+                except duckdb.Error as exc:
+                    raise WarehouseError(
+                        f"cannot recover the write-ahead log beside {path}: {_first_line(exc)}"
+                    ) from None
+            hold = _shared_hold(path)
+            try:
+                if hold is not None:
+                    shutil.copyfile(path, staging)
+                    _keep_owner(path, staging)
+                yield staging
+                if _wal(staging).exists():
+                    raise WarehouseError(f"the load left a write-ahead log: {path} not replaced")
+                _fsync(staging)
+                os.replace(staging, path)
+                _fsync(path.parent)
+            finally:
+                if hold is not None:
+                    hold.close()
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise WarehouseError(
                 f"no space left on the device of {path}: load failed, the warehouse is unchanged"
             ) from None
-        raise
+        raise WarehouseError(
+            f"cannot write the warehouse {path}: {exc.strerror or type(exc).__name__}; "
+            "load failed, the warehouse is unchanged"
+        ) from None
+    except duckdb.Error as exc:
+        message = _first_line(exc).replace(str(staging), str(path))
+        raise WarehouseError(f"load failed, the warehouse is unchanged: {message}") from None
     finally:
         for leftover in (staging, _wal(staging)):
-            leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)

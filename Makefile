@@ -16,8 +16,8 @@ demo: setup
 	$(BIN)/shopflow demo
 
 lint: setup
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench dags
+	$(BIN)/ruff format --check src tests bench dags
 
 typecheck: setup
 	$(BIN)/mypy

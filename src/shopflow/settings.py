@@ -16,7 +16,7 @@ from shopflow.errors import ShopflowError
 #: The orders API token of the local profile; refused under any other profile.
 LOCAL_DEV_TOKEN: Final = "local-dev-token"
 #: Settings that are secrets: read only from the environment, never from `.env` or logs.
-SECRET_FIELDS: Final = ("orders_api_token",)
+SECRET_FIELDS: Final = ("orders_api_token", "alert_webhook_url")
 
 
 class Profile(StrEnum):
@@ -125,6 +125,21 @@ class Settings(BaseSettings):
     # Simulator.
     seed: int = 42
 
+    # Orchestration (Airflow) and alerts.
+    airflow_port: int = Field(default=8080, ge=1, le=65535, description="Local Airflow UI/API.")
+    alert_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack-compatible webhook that receives alerts; unset: log only."
+    )
+    alert_slowness_factor: float = Field(
+        default=3.0, gt=1.0, le=1000.0, description="Alert when a task takes this many medians."
+    )
+    alert_slowness_history_runs: int = Field(
+        default=10, ge=3, le=1000, description="Successful runs the median is taken over."
+    )
+    events_stale_after_seconds: float = Field(
+        default=900.0, gt=0, description="Alert when nothing has landed for this long."
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -168,7 +183,8 @@ class Settings(BaseSettings):
     def _check_secrets(self) -> Settings:
         if self.profile is not Profile.LOCAL:
             for name in SECRET_FIELDS:
-                if getattr(self, name).get_secret_value() == LOCAL_DEV_TOKEN:
+                secret = getattr(self, name)
+                if secret is not None and secret.get_secret_value() == LOCAL_DEV_TOKEN:
                     raise ValueError(
                         f"the {self.profile.value} profile needs its own SHOPFLOW_{name.upper()} "
                         "(the local default is refused outside the local profile)"

@@ -7,7 +7,17 @@ import sys
 
 import typer
 
-from shopflow.cli import dashboard, demo, etl, ingest, services, simulate, stream, warehouse
+from shopflow.cli import (
+    airflow,
+    dashboard,
+    demo,
+    etl,
+    ingest,
+    services,
+    simulate,
+    stream,
+    warehouse,
+)
 from shopflow.errors import ShopflowError
 
 app = typer.Typer(
@@ -18,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(services.app, name="services")
 app.add_typer(ingest.app, name="ingest")
+app.add_typer(airflow.app, name="airflow")
 simulate.register(app)
 etl.register(app)
 stream.register(app)

@@ -1,0 +1,37 @@
+"""shopflow_catalog: pull products and users from the shop database every 30 minutes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Asset
+
+from shopflow.orchestration.airflow_tasks import OWNER, default_args, step_task
+
+with DAG(
+    dag_id="shopflow_catalog",
+    schedule="*/30 * * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(timeout=timedelta(minutes=20)),
+    tags=["shopflow", "ingest"],
+    owner_links={OWNER: "https://github.com/shopflow/shopflow"},
+    doc_md="""
+### Products and users from the shop's PostgreSQL, every 30 minutes
+
+One task, `pull_catalog`: the rows of `products` and `users` changed since each table's
+`updated_at` watermark, into `raw/products/` and `raw/users/`; then the watermarks advance. A
+retry re-reads from the same watermark; the ETL keeps one row per key.
+
+* `max_active_runs=1`: one writer per watermark.
+* No catch-up: each pull covers everything since the previous one.
+* Timeout 20 min; 3 retries, exponential backoff.
+""",
+):
+    step_task(
+        "pull_catalog",
+        timeout=timedelta(minutes=20),
+        outlets=[Asset("shopflow_raw_catalog")],
+        doc_md="`shopflow ingest catalog`",
+    )

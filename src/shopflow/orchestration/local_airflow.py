@@ -1,0 +1,231 @@
+"""Airflow on this machine: `airflow standalone` (scheduler, API server and UI, DAG processor,
+triggerer) with the project's DAGs, its metadata DB under `$SHOPFLOW_HOME/airflow`, no example
+DAGs, bound to 127.0.0.1, started in a process group of its own so `down` stops all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import httpx
+
+from shopflow.errors import ShopflowError
+from shopflow.settings import Settings
+
+#: The one pool the DAGs use: the lake/warehouse writers (ETL, load), one at a time.
+POOLS: Final = {"shopflow_lake_writer": (1, "ETL and load: one writer of the lake at a time")}
+USER: Final = "admin"
+HEALTHY_WITHIN_SECONDS: Final = 180.0
+
+
+class AirflowError(ShopflowError):
+    """The local Airflow could not be started, reached or stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class AirflowStatus:
+    """Whether the local Airflow runs, where, and how its parts report."""
+
+    running: bool
+    url: str
+    pid: int | None = None
+    health: dict[str, str] | None = None
+    password: str | None = None
+
+
+def airflow_home(settings: Settings) -> Path:
+    """`$SHOPFLOW_HOME/airflow`: Airflow's config, SQLite metadata DB and logs."""
+    return (settings.home / "airflow").resolve()
+
+
+def dags_folder() -> Path:
+    """The project's `dags/` (beside `src/` in a checkout)."""
+    folder = Path(__file__).resolve().parents[3] / "dags"
+    if not folder.is_dir():
+        raise AirflowError(f"no dags/ folder at {folder}: run from a checkout of shopflow")
+    return folder
+
+
+def _bin(name: str) -> str:
+    path = Path(sys.executable).with_name(name)
+    if not path.exists():
+        raise AirflowError(
+            f"{path} is missing: install the airflow extra (`make setup` does: pip install "
+            "-c constraints.txt -e '.[dev,airflow]')"
+        )
+    return str(path)
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """The environment Airflow and its tasks run with (the tasks read SHOPFLOW_* from it)."""
+    home = airflow_home(settings)
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        **settings.child_environment(with_secrets=True),
+        # Airflow starts its parts as `airflow ...` subprocesses: the venv's bin must come first.
+        "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{settings.airflow_port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": (
+            f"http://127.0.0.1:{settings.airflow_port}/execution/"
+        ),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": "0",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "no_proxy": "*",
+    }
+
+
+def _pid_file(settings: Settings) -> Path:
+    return airflow_home(settings) / "standalone.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running_pid(settings: Settings) -> int | None:
+    try:
+        pid = int(_pid_file(settings).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _password(settings: Settings) -> str | None:
+    generated = airflow_home(settings) / "simple_auth_manager_passwords.json.generated"
+    try:
+        return str(json.loads(generated.read_text())[USER])
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+
+
+def ui_url(settings: Settings) -> str:
+    """Where the local Airflow's UI and REST API answer."""
+    return f"http://127.0.0.1:{settings.airflow_port}"
+
+
+def _health(settings: Settings) -> dict[str, str] | None:
+    try:
+        answer = httpx.get(f"{ui_url(settings)}/api/v2/monitor/health", timeout=3)
+        data = answer.json() if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {
+        part: str(value.get("status")) for part, value in data.items() if isinstance(value, dict)
+    }
+
+
+def airflow_status(settings: Settings) -> AirflowStatus:
+    """Is the local Airflow running, and how healthy are its parts?"""
+    pid = _running_pid(settings)
+    return AirflowStatus(
+        running=pid is not None,
+        url=ui_url(settings),
+        pid=pid,
+        health=_health(settings) if pid else None,
+        password=_password(settings),
+    )
+
+
+def _run_cli(env: dict[str, str], *args: str) -> None:
+    done = subprocess.run(
+        [_bin("airflow"), *args], env=env, capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        raise AirflowError(f"`airflow {' '.join(args)}` failed: {last}")
+
+
+def start_airflow(settings: Settings) -> AirflowStatus:
+    """Start `airflow standalone` in the background and wait until every part is healthy."""
+    if _running_pid(settings) is not None:
+        return airflow_status(settings)
+    if _health(settings) is not None:
+        raise AirflowError(
+            f"something else answers on {ui_url(settings)}: stop it or set SHOPFLOW_AIRFLOW_PORT"
+        )
+    home = airflow_home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    env = airflow_environment(settings)
+    _run_cli(env, "db", "migrate")
+    for name, (slots, description) in POOLS.items():
+        _run_cli(env, "pools", "set", name, str(slots), description)
+    log = (home / "standalone.log").open("ab")
+    process = subprocess.Popen(
+        [_bin("airflow"), "standalone"],
+        env=env,
+        cwd=home,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: `down` signals every part at once
+    )
+    _pid_file(settings).write_text(str(process.pid))
+    deadline = time.monotonic() + HEALTHY_WITHIN_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _pid_file(settings).unlink(missing_ok=True)
+            raise AirflowError(
+                f"airflow standalone exited with {process.returncode}; see {home / 'standalone.log'}"
+            )
+        health = _health(settings)
+        healthy = bool(health) and all(v == "healthy" for v in (health or {}).values())
+        if healthy and _password(settings) is not None:
+            return airflow_status(settings)
+        time.sleep(1.0)
+    stop_airflow(settings)
+    raise AirflowError(
+        f"Airflow was not healthy within {HEALTHY_WITHIN_SECONDS:.0f} s; "
+        f"see {home / 'standalone.log'}"
+    )
+
+
+def stop_airflow(settings: Settings, grace_seconds: float = 30.0) -> bool:
+    """Stop every process `start_airflow` started (its process group); False if none ran."""
+    pid = _running_pid(settings)
+    if pid is None:
+        _pid_file(settings).unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.3)
+    if _group_alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+    _pid_file(settings).unlink(missing_ok=True)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

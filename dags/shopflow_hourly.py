@@ -12,6 +12,7 @@ from shopflow.orchestration.airflow_tasks import (
     OWNER,
     WRITER_POOL,
     default_args,
+    etl_task,
     inputs_sensor,
     step_task,
 )
@@ -59,7 +60,7 @@ For the run's data interval (one hour, UTC):
 ):
     chain(
         inputs_sensor(timeout=timedelta(minutes=30)),
-        step_task("etl", timeout=timedelta(minutes=45), pool=WRITER_POOL),
+        etl_task(timeout=timedelta(minutes=45)),
         step_task("quality_gate", timeout=timedelta(minutes=10)),
         step_task("load", timeout=timedelta(minutes=20), pool=WRITER_POOL),
         step_task("check_metric_views", timeout=timedelta(minutes=5)),

@@ -122,6 +122,17 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "4g"
     spark_jdbc_jar: Path = Path("/usr/share/java/postgresql.jar")
 
+    # Dataproc Serverless (gcp profile: the hourly DAG's ETL task submits a batch).
+    dataproc_region: str = "asia-south1"
+    dataproc_runtime_version: str = "2.2"
+    dataproc_artifacts_uri: str | None = Field(
+        default=None, description="gs:// folder with entrypoint.py and shopflow.whl."
+    )
+    dataproc_service_account: str | None = None
+    dataproc_executor_cores: int = Field(default=4, ge=1, le=64)
+    dataproc_executor_memory: str = "8g"
+    dataproc_max_executors: int = Field(default=10, ge=1, le=2000)
+
     # Simulator.
     seed: int = 42
 

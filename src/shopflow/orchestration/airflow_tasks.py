@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.sensors.python import PythonSensor
-from airflow.sdk import BaseNotifier
+from airflow.sdk import BaseNotifier, BaseOperator
 
-from shopflow.settings import Settings, load_settings
+from shopflow.settings import Profile, Settings, load_settings
 
 if TYPE_CHECKING:
     from shopflow.orchestration.steps import StepResult
@@ -77,7 +77,11 @@ def _run(step: str, settings: Settings, context: Any) -> StepResult:
     if step == "quality_gate":
         return steps.quality_gate(settings, _etl_dates(context))
     if step == "load":
-        return steps.load_dates(settings, _etl_dates(context))
+        from shopflow.orchestration.cloud import bigquery_load_id
+
+        ti = context["ti"]
+        load_id = bigquery_load_id(ti.dag_id, ti.task_id, *_interval(context))
+        return steps.load_dates(settings, _etl_dates(context), load_id=load_id)
     if step == "check_metric_views":
         return steps.check_metric_views(settings)
     if step == "events_freshness":
@@ -219,6 +223,24 @@ def step_task(
         execution_timeout=timeout,
         **extra,
         **kwargs,
+    )
+
+
+def etl_task(*, timeout: timedelta) -> BaseOperator:
+    """The hourly ETL: in-process on the configured engine (local profile), or a Dataproc
+    Serverless batch whose ids derive from the interval (gcp profile; Composer has the Google
+    provider)."""
+    settings = load_settings()
+    if settings.profile is not Profile.GCP:
+        return step_task(ETL_TASK, timeout=timeout, pool=WRITER_POOL)
+    from shopflow.orchestration.dataproc_etl import DataprocIntervalEtl
+
+    return DataprocIntervalEtl(
+        task_id=ETL_TASK,
+        region=settings.dataproc_region,
+        project_id=settings.gcp_project,
+        execution_timeout=timeout,
+        pool=WRITER_POOL,
     )
 
 

@@ -168,15 +168,17 @@ def quality_gate(settings: Settings, dates: Sequence[str]) -> StepResult:
     return StepResult(rows_in=rows, dates=tuple(dates), detail={"checked": list(failures)})
 
 
-def load_dates(settings: Settings, dates: Sequence[str]) -> StepResult:
+def load_dates(
+    settings: Settings, dates: Sequence[str], *, load_id: str | None = None
+) -> StepResult:
     """Load the curated partitions of `dates` (and the whole snapshot tables) into the warehouse;
-    this also re-creates the metric views."""
+    this also re-creates the metric views. `load_id`: see `load_warehouse`."""
     from shopflow.warehouse import load_warehouse
 
     days = [date.fromisoformat(d) for d in dates]
     if not days:
         return StepResult(detail={"loaded": "nothing: the ETL touched no date"})
-    report = load_warehouse(settings, dates=days)
+    report = load_warehouse(settings, dates=days, load_id=load_id)
     return StepResult(
         rows_in=report.rows,
         rows_out=report.rows,

@@ -21,11 +21,14 @@ def duckdb_path(settings: Settings) -> Path:
     return settings.home / "warehouse.duckdb"
 
 
-def open_warehouse(settings: Settings, *, must_exist: bool = False) -> Warehouse:
+def open_warehouse(
+    settings: Settings, *, must_exist: bool = False, load_id: str | None = None
+) -> Warehouse:
     """The configured warehouse: DuckDB (profile local) or BigQuery (profile gcp).
 
     With `must_exist` (readers), nothing is created: a missing local warehouse file is a one-line
-    error, and the DuckDB file is opened read-only.
+    error, and the DuckDB file is opened read-only. `load_id` (BigQuery) names the load, so its
+    job ids are the same when the same load is retried (default: a fresh id per call).
     """
     if settings.profile is Profile.GCP:
         from shopflow.warehouse.bigquery_warehouse import (
@@ -37,6 +40,7 @@ def open_warehouse(settings: Settings, *, must_exist: bool = False) -> Warehouse
             make_client(settings.gcp_project, settings.bigquery_api_endpoint),
             settings.bigquery_dataset,
             location=settings.bigquery_location,
+            load_id=load_id,
         )
         if not must_exist:
             warehouse.ensure_tables()
@@ -126,11 +130,13 @@ def load_warehouse(
     dates: Iterable[date] | None = None,
     *,
     warehouse: Warehouse | None = None,
+    load_id: str | None = None,
 ) -> LoadReport:
     """Load curated partitions (all, or those of `dates`) of `tables` (default all) and refresh
-    the metric views; all tables in one transaction (DuckDB) or one script (BigQuery)."""
+    the metric views; all tables in one transaction (DuckDB) or one script (BigQuery, whose job
+    ids derive from `load_id` when given, e.g. the scheduler's DAG, task and interval)."""
     with writer_lock(settings.lake_url, "shopflow load"):
-        return _load_warehouse(settings, tables, dates, warehouse)
+        return _load_warehouse(settings, tables, dates, warehouse, load_id)
 
 
 @contextmanager
@@ -165,6 +171,7 @@ def _load_warehouse(
     tables: Iterable[str] | None,
     dates: Iterable[date] | None,
     warehouse: Warehouse | None,
+    load_id: str | None = None,
 ) -> LoadReport:
     for name in tables or ():
         table_spec(name)  # an unknown table is the user's first problem, whatever the lake holds
@@ -185,7 +192,7 @@ def _load_warehouse(
     if warehouse is not None:
         rows = _apply(warehouse, loads)
     elif settings.profile is Profile.GCP:
-        with _closing(open_warehouse(settings)) as target:
+        with _closing(open_warehouse(settings, load_id=load_id)) as target:
             rows = _apply(target, loads)
     else:
         from shopflow.warehouse.duckdb_warehouse import DuckDBWarehouse, replaced_on_success

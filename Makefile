@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.shopflow-installed
 
-.PHONY: setup demo test lint typecheck unit services-up services-down bench faults clean
+.PHONY: setup demo test lint typecheck unit services-up services-down airflow-up airflow-down bench faults clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,15 @@ services-up: setup
 
 services-down: setup
 	$(BIN)/shopflow services down
+
+# The local Airflow 3 with the DAGs of dags/ (UI address and login printed by airflow-up).
+airflow-up: setup
+	bash scripts/ensure-postgres.sh
+	$(BIN)/shopflow services up
+	$(BIN)/shopflow airflow up
+
+airflow-down: setup
+	$(BIN)/shopflow airflow down
 
 bench: setup
 	$(BIN)/python -m bench

@@ -22,7 +22,8 @@ with DAG(
 
 `events_freshness` reads when the landing consumer last wrote a batch (the newest `ingest_ts` in
 `raw/events/`) and fails when that is older than `SHOPFLOW_EVENTS_STALE_AFTER_SECONDS` (default
-15 min). The failure sends one "stale events" alert per stall: later checks of the same stall stay
+15 min), or when the landing consumer group's lag on Kafka exceeds
+`SHOPFLOW_EVENTS_MAX_BACKLOG`. The failure sends one "stale events" alert per stall: later checks of the same stall stay
 quiet, and the first fresh check closes the incident so the next stall alerts again.
 
 * Retries 2 (a check is cheap); timeout 2 min; no catch-up (only now matters).

@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     events_stale_after_seconds: float = Field(
         default=900.0, gt=0, description="Alert when nothing has landed for this long."
     )
+    events_max_backlog: int = Field(
+        default=1_000_000, ge=0, description="Alert when more events wait on the bus (Kafka)."
+    )
 
     @classmethod
     def settings_customise_sources(

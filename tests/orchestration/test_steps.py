@@ -115,3 +115,28 @@ def test_freshness_and_landing_progress_come_from_the_newest_landed_batch(
         steps.InputsNotReadyError, match="events are stale: nothing landed for 3,600 s"
     ):
         steps.events_freshness(home, now=through + timedelta(hours=1))
+
+
+@pytest.mark.integration
+def test_a_kafka_backlog_over_the_threshold_is_reported(
+    raw_zone: RawZone, kafka_settings: Settings
+) -> None:
+    from shopflow.sources.bus.factory import ensure_event_topic, make_publisher
+
+    home = home_with(raw_zone, kafka_settings, "backlog")
+    ensure_event_topic(home)
+    publisher = make_publisher(home)
+    try:
+        publisher.publish([b'{"waiting": %d}' % n for n in range(250)])
+    finally:
+        publisher.close()
+    through = steps.landed_through(home)
+    assert through is not None
+    fresh = through + timedelta(minutes=1)
+    # The local broker (Tansu) advances its offsets per record batch, not per record, so the lag
+    # it reports is a count of batches; a Kafka cluster reports the 250 messages themselves.
+    backlog = steps.events_freshness(home, now=fresh).detail["backlog"]
+    assert 1 <= backlog <= 250
+    strict = home.model_copy(update={"events_max_backlog": backlog - 1})
+    with pytest.raises(steps.InputsNotReadyError, match=f"{backlog:,} wait on the bus"):
+        steps.events_freshness(strict, now=fresh)

@@ -196,15 +196,30 @@ def check_metric_views(settings: Settings) -> StepResult:
     return StepResult(rows_out=rows, detail={name: len(r) for name, r in metrics.items()})
 
 
-def events_freshness(settings: Settings, now: datetime | None = None) -> StepResult:
-    """How long ago the landing last wrote a batch, against `events_stale_after_seconds`.
+def events_freshness(
+    settings: Settings, now: datetime | None = None, *, with_backlog: bool = True
+) -> StepResult:
+    """How long ago the landing last wrote a batch, against `events_stale_after_seconds`, and how
+    many events wait on the bus (where it says), against `events_max_backlog`.
 
-    Raises `InputsNotReadyError` when nothing landed for longer than that (the caller alerts).
+    Raises `InputsNotReadyError` when either is over its threshold (the caller alerts).
     """
+    from shopflow.sources.bus.factory import landing_backlog
+
     now = now or datetime.now(UTC)
     through = landed_through(settings)
     age = None if through is None else (now - through).total_seconds()
-    detail = {"landed_through": through.isoformat() if through else None, "age_seconds": age}
+    backlog = landing_backlog(settings) if with_backlog else None
+    detail = {
+        "landed_through": through.isoformat() if through else None,
+        "age_seconds": age,
+        "backlog": backlog,
+    }
+    if backlog is not None and backlog > settings.events_max_backlog:
+        raise InputsNotReadyError(
+            f"events are backing up: {backlog:,} wait on the bus for the landing consumer "
+            f"(threshold SHOPFLOW_EVENTS_MAX_BACKLOG={settings.events_max_backlog:,})"
+        )
     if age is None or age > settings.events_stale_after_seconds:
         what = "nothing has landed yet" if age is None else f"nothing landed for {age:,.0f} s"
         raise InputsNotReadyError(

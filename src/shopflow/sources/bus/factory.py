@@ -39,3 +39,15 @@ def ensure_event_topic(settings: Settings) -> None:
     from shopflow.sources.bus.pubsub import ensure_topic_and_subscription
 
     ensure_topic_and_subscription(settings)
+
+
+def landing_backlog(settings: Settings) -> int | None:
+    """Events on the bus the landing consumer has not taken yet, where the bus reports it:
+    Kafka's consumer-group lag; None for Pub/Sub (its backlog is a Cloud Monitoring metric,
+    `subscription/num_undelivered_messages`, which neither the client library nor the emulator
+    serves)."""
+    if settings.bus is BusKind.KAFKA:
+        from shopflow.sources.bus.kafka import consumer_lag
+
+        return consumer_lag(settings)
+    return None

@@ -66,6 +66,38 @@ def _check_reachable(settings: Settings, client: Producer | Consumer | AdminClie
         raise _unreachable(settings, str(exc.args[0])) from None
 
 
+def consumer_lag(settings: Settings, topic: str | None = None) -> int:
+    """Messages of the events topic that the landing consumer group has not committed yet (a
+    partition the group never committed counts from its first retained offset)."""
+    name = topic or settings.events_topic
+    timeout = settings.bus_call_timeout_seconds
+    consumer = Consumer(
+        {
+            **_base_config(settings),
+            "group.id": settings.kafka_consumer_group,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        _check_reachable(settings, consumer)
+        metadata = consumer.list_topics(name, timeout=timeout).topics.get(name)
+        if metadata is None or metadata.error is not None:
+            return 0
+        partitions = [TopicPartition(name, p) for p in sorted(metadata.partitions)]
+        lag = 0
+        for committed in consumer.committed(partitions, timeout=timeout):
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(name, committed.partition), timeout=timeout, cached=False
+            )
+            start = committed.offset if committed.offset >= 0 else low
+            lag += max(0, high - start)
+        return lag
+    except KafkaException as exc:
+        raise _unreachable(settings, str(exc.args[0])) from None
+    finally:
+        consumer.close()
+
+
 def ensure_topic(
     settings: Settings, topic: str | None = None, partitions: int = DEFAULT_PARTITIONS
 ) -> None:

@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pyarrow as pa
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from bench._faults.common import warehouse_tables
 from bench.etl_engines import RawZone, write_raw_zone
 
 from shopflow.orchestration.history import record_run
@@ -49,21 +48,6 @@ def hourly_dag() -> Any:
     return dag
 
 
-def warehouse(home: Path) -> dict[str, pa.Table]:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
-        names = [
-            r[0]
-            for r in conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_type='BASE TABLE'"
-            ).fetchall()
-        ]
-        out = {}
-        for name in names:
-            table = conn.sql(f'SELECT * FROM "{name}"').to_arrow_table()
-            out[name] = table.sort_by([(c, "ascending") for c in table.column_names])
-        return out
-
-
 def states(run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
@@ -72,11 +56,11 @@ def test_the_hourly_dag_twice_for_one_hour_gives_the_same_warehouse(home: Path) 
     dag = hourly_dag()
     first = dag.test(logical_date=HOUR)
     assert str(first.state) == "success", states(first)
-    loaded = warehouse(home)
+    loaded = warehouse_tables(home)
     assert loaded["user_behavior"].num_rows > 0
     second = dag.test(logical_date=HOUR, run_after=HOUR + timedelta(minutes=1))
     assert str(second.state) == "success", states(second)
-    again = warehouse(home)
+    again = warehouse_tables(home)
     assert again.keys() == loaded.keys()
     for name, table in loaded.items():
         assert again[name].equals(table), name

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+from bench._faults.common import run as shopflow
 from bench.etl_engines import RawZone, write_raw_zone
 
 from tests.service_fixtures import free_port
@@ -32,16 +31,6 @@ RUN_ID = "simulated-2026-11-01T10"
 def raw_zone(tmp_path_factory: pytest.TempPathFactory) -> RawZone:
     lake = tmp_path_factory.mktemp("airflow-raw") / "lake"
     return write_raw_zone(lake, 4000, seed=5, days=2, initial_users=200)
-
-
-def shopflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shopflow.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def processes_of(airflow_home: Path) -> list[str]:

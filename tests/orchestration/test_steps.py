@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import shutil
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from bench._faults.common import warehouse_tables
 from bench.etl_engines import RawZone, write_raw_zone
 
 from shopflow.lake import LakeLayout, list_data_files
@@ -42,21 +41,6 @@ def home_with(zone: RawZone, settings: Settings, name: str) -> Settings:
     return settings.model_copy(update={"home": home})
 
 
-def tables(home: Path) -> dict[str, pa.Table]:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
-        names = [
-            r[0]
-            for r in conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_type='BASE TABLE'"
-            ).fetchall()
-        ]
-        out = {}
-        for name in names:
-            table = conn.sql(f'SELECT * FROM "{name}"').to_arrow_table()
-            out[name] = table.sort_by([(c, "ascending") for c in table.column_names])
-    return out
-
-
 @pytest.mark.e2e
 def test_hourly_backfill_runs_equal_shopflow_backfill_over_the_range(
     raw_zone: RawZone, settings: Settings
@@ -73,7 +57,7 @@ def test_hourly_backfill_runs_equal_shopflow_backfill_over_the_range(
     whole = home_with(raw_zone, settings, "whole")
     run_etl(open_etl_session(whole), whole, backfill_request("2026-11-01", "2026-11-02"))
     load_warehouse(whole)
-    hourly, reference = tables(by_hours.home), tables(whole.home)
+    hourly, reference = warehouse_tables(by_hours.home), warehouse_tables(whole.home)
     assert hourly.keys() == reference.keys()
     for name, table in reference.items():
         assert hourly[name].equals(table), name

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
+from shopflow.settings import Settings
 from tests.orchestration.conftest import DAGS
 
 SCHEDULES = {
@@ -79,3 +80,17 @@ def test_parsing_a_dag_file_imports_nothing_heavy(dag_file: str) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_hourly_sensor_waits_while_events_have_not_landed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shopflow.orchestration.airflow_tasks import inputs_landed
+
+    monkeypatch.setenv("SHOPFLOW_HOME", str(settings.home))
+    hour = datetime(2026, 11, 5, 10, tzinfo=UTC)
+    # An empty lake: not landed yet, so the sensor says "not yet" rather than failing the try.
+    assert (
+        inputs_landed(data_interval_start=hour, data_interval_end=hour + timedelta(hours=1))
+        is False
+    )

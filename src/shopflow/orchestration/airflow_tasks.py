@@ -8,6 +8,7 @@ fails for good sends one failure alert (`on_failure_callback`; retries before th
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 # The steps, alerts and history (pyarrow, the lake, the engines) are imported when a task runs,
 # not when a DAG file is parsed: the DAG processor parses every file every few seconds.
+
+log = logging.getLogger("shopflow.orchestration")
 
 #: The pool of tasks that write the lake or the warehouse: one slot, so two DAG runs queue
 #: instead of one of them failing on the writer lock and burning a retry.
@@ -125,7 +128,8 @@ def run_step(step: str, **context: Any) -> dict[str, Any]:
 
 def _interval_text(context: Any) -> str:
     start, end = _interval(context)
-    return f"{start.isoformat()} to {end.isoformat()}"
+    # Trigger timetables (the 10-, 30- and 5-minute DAGs) have no interval, only a time.
+    return start.isoformat() if start == end else f"{start.isoformat()} to {end.isoformat()}"
 
 
 def inputs_landed(**context: Any) -> bool:
@@ -136,7 +140,7 @@ def inputs_landed(**context: Any) -> bool:
     try:
         steps.check_inputs_landed(load_settings(), end)
     except steps.InputsNotReadyError as exc:
-        context["ti"].log.info("%s", exc)
+        log.info("%s", exc)
         return False
     return True
 

@@ -114,8 +114,10 @@ def send_alert(settings: Settings, alert: Alert, *, timeout_seconds: float = 10.
     log.error("%s", alert.text())
     if settings.alert_webhook_url is None:
         return True
+    # httpx logs each request's URL at INFO; the webhook URL is a secret.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         _post(settings.alert_webhook_url.get_secret_value(), alert.slack_payload(), timeout_seconds)
-    except httpx.HTTPError as exc:  # the URL is a secret: name the failure, not the address
+    except Exception as exc:  # an alert must never fail its task: name the failure, not the URL
         log.error("could not deliver the alert to the webhook: %s", type(exc).__name__)
     return True

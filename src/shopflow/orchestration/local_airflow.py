@@ -6,12 +6,15 @@ DAGs, bound to 127.0.0.1, started in a process group of its own so `down` stops 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -19,6 +22,7 @@ from typing import Final
 import httpx
 
 from shopflow.errors import ShopflowError
+from shopflow.services.manager import port_open
 from shopflow.settings import Settings
 
 #: The one pool the DAGs use: the lake/warehouse writers (ETL, load), one at a time.
@@ -100,22 +104,47 @@ def _pid_file(settings: Settings) -> Path:
     return airflow_home(settings) / "standalone.pid"
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (field 22 of /proc/PID/stat), None if it is gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _running_pid(settings: Settings) -> int | None:
-    try:
-        pid = int(_pid_file(settings).read_text().strip())
-    except (FileNotFoundError, ValueError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return None
-    return pid if _alive(pid) else None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of process group `pgid` (zombies excluded)."""
+    members = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(proc.name))
+    return members
+
+
+def _recorded_group(settings: Settings) -> int | None:
+    """The process group `up` recorded, if it still has members and is the one recorded.
+
+    The record is "<pid> <start time>": a pid reused by another program, or a leader that died
+    (kill -9) leaving its children, is told apart by the leader's start time and by the group's
+    members, so `down` never signals a stranger's processes and never forgets Airflow's.
+    """
+    path = _pid_file(settings)
+    try:
+        pid_text, started = path.read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if pid <= 1:
+        return None
+    leader_start = _start_time(pid)
+    if leader_start is not None and leader_start != started:
+        return None  # the pid now belongs to another program
+    return pid if _group_members(pid) else None
 
 
 def _password(settings: Settings) -> str | None:
@@ -146,7 +175,7 @@ def _health(settings: Settings) -> dict[str, str] | None:
 
 def airflow_status(settings: Settings) -> AirflowStatus:
     """Is the local Airflow running, and how healthy are its parts?"""
-    pid = _running_pid(settings)
+    pid = _recorded_group(settings)
     return AirflowStatus(
         running=pid is not None,
         url=ui_url(settings),
@@ -161,39 +190,84 @@ def _run_cli(env: dict[str, str], *args: str) -> None:
         [_bin("airflow"), *args], env=env, capture_output=True, text=True, timeout=600
     )
     if done.returncode != 0:
-        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        lines = [
+            line.strip()
+            for line in (done.stderr + done.stdout).splitlines()
+            if line.strip() and "Background on this error" not in line
+        ]
+        errors = [line for line in lines if "Error" in line or "error" in line]
+        last = (errors or lines or ["no output"])[-1][:300]
         raise AirflowError(f"`airflow {' '.join(args)}` failed: {last}")
+
+
+@contextlib.contextmanager
+def _exclusive(settings: Settings) -> Iterator[None]:
+    """One `up` or `down` of a home at a time."""
+    lock = airflow_home(settings) / "control.lock"
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def start_airflow(settings: Settings) -> AirflowStatus:
     """Start `airflow standalone` in the background and wait until every part is healthy."""
-    if _running_pid(settings) is not None:
-        return airflow_status(settings)
-    if _health(settings) is not None:
-        raise AirflowError(
-            f"something else answers on {ui_url(settings)}: stop it or set SHOPFLOW_AIRFLOW_PORT"
-        )
     home = airflow_home(settings)
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with _exclusive(settings):
+            return _start(settings, home)
+    except OSError as exc:
+        raise AirflowError(f"cannot use {home}: {exc.strerror or exc}") from None
+
+
+def _start(settings: Settings, home: Path) -> AirflowStatus:
+    if _recorded_group(settings) is not None:
+        return airflow_status(settings)
+    if port_open("127.0.0.1", settings.airflow_port):
+        raise AirflowError(
+            f"something else listens on 127.0.0.1:{settings.airflow_port}: stop it or set "
+            "SHOPFLOW_AIRFLOW_PORT"
+        )
     env = airflow_environment(settings)
+    # Airflow's log servers listen on every interface on fixed ports (8793, 8794) that another
+    # Airflow on this machine would also take: free ports of their own for this one.
+    env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(_free_port())
+    env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(_free_port())
     _run_cli(env, "db", "migrate")
     for name, (slots, description) in POOLS.items():
         _run_cli(env, "pools", "set", name, str(slots), description)
-    log = (home / "standalone.log").open("ab")
-    process = subprocess.Popen(
-        [_bin("airflow"), "standalone"],
-        env=env,
-        cwd=home,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: `down` signals every part at once
-    )
-    _pid_file(settings).write_text(str(process.pid))
+    with (home / "standalone.log").open("ab") as log:
+        process = subprocess.Popen(
+            [_bin("airflow"), "standalone"],
+            env=env,
+            cwd=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: `down` signals every part at once
+        )
+    try:
+        _pid_file(settings).write_text(f"{process.pid} {_start_time(process.pid)}")
+        return _wait_healthy(settings, process, home)
+    except BaseException:
+        _stop_group(process.pid)
+        process.wait()
+        _pid_file(settings).unlink(missing_ok=True)
+        raise
+
+
+def _wait_healthy(
+    settings: Settings, process: subprocess.Popen[bytes], home: Path
+) -> AirflowStatus:
     deadline = time.monotonic() + HEALTHY_WITHIN_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            _pid_file(settings).unlink(missing_ok=True)
             raise AirflowError(
                 f"airflow standalone exited with {process.returncode}; see {home / 'standalone.log'}"
             )
@@ -202,7 +276,6 @@ def start_airflow(settings: Settings) -> AirflowStatus:
         if healthy and _password(settings) is not None:
             return airflow_status(settings)
         time.sleep(1.0)
-    stop_airflow(settings)
     raise AirflowError(
         f"Airflow was not healthy within {HEALTHY_WITHIN_SECONDS:.0f} s; "
         f"see {home / 'standalone.log'}"
@@ -211,24 +284,26 @@ def start_airflow(settings: Settings) -> AirflowStatus:
 
 def stop_airflow(settings: Settings, grace_seconds: float = 30.0) -> bool:
     """Stop every process `start_airflow` started (its process group); False if none ran."""
-    pid = _running_pid(settings)
-    if pid is None:
-        _pid_file(settings).unlink(missing_ok=True)
+    home = airflow_home(settings)
+    if not home.is_dir():
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline and _group_alive(pid):
-        time.sleep(0.3)
-    if _group_alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    _pid_file(settings).unlink(missing_ok=True)
-    return True
-
-
-def _group_alive(pgid: int) -> bool:
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        with _exclusive(settings):
+            pgid = _recorded_group(settings)
+            if pgid is not None:
+                _stop_group(pgid, grace_seconds)
+            _pid_file(settings).unlink(missing_ok=True)
+    except OSError as exc:
+        raise AirflowError(f"cannot use {home}: {exc.strerror or exc}") from None
+    return pgid is not None
+
+
+def _stop_group(pgid: int, grace_seconds: float = 30.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and _group_members(pgid):
+        time.sleep(0.3)
+    if _group_members(pgid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)

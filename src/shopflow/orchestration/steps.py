@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from shopflow.errors import ShopflowError
-from shopflow.lake import LakeLayout, list_data_files, list_partitions, read_dataset
+from shopflow.lake import LakeLayout, list_data_files, read_dataset
 from shopflow.settings import Settings
 
 
@@ -73,13 +73,16 @@ def pull_catalog(settings: Settings) -> StepResult:
 
 
 def landed_through(settings: Settings) -> datetime | None:
-    """When the landing last wrote a batch: the newest `ingest_ts` of the newest raw event hour."""
+    """When the landing last wrote a batch: the newest `ingest_ts` in the newest raw event file.
+
+    The newest file, not the newest event hour: late events land in older hours.
+    """
     layout = LakeLayout.from_settings(settings)
-    partitions = [p for p in list_partitions(layout.events_root()) if p.date is not None]
-    if not partitions:
+    files = list_data_files(layout.events_root())
+    if not files:
         return None
-    newest = max(partitions, key=lambda p: (p.date, p.hour or 0))
-    table = read_dataset([newest.url], columns=["ingest_ts"])
+    newest = max(files, key=lambda f: f.mtime)
+    table = read_dataset([newest.url.rsplit("/", 1)[0]], columns=["ingest_ts"])
     value = pc.max(table.column("ingest_ts")).as_py() if table.num_rows else None
     return None if value is None else value.astimezone(UTC)
 

@@ -124,6 +124,8 @@ def test_the_local_scheduler_runs_the_hourly_dag_by_itself(
         tasks = client.get(f"/dags/shopflow_hourly/dagRuns/{RUN_ID}/taskInstances").json()
         states = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
         assert set(states.values()) == {"success"}, states
+        backfill_two_dates_through_airflow(client)
+    assert_same_as_shopflow_backfill(home, env)
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
         rows = conn.execute(
             "SELECT count(*), count(DISTINCT event_id) FROM user_behavior "
@@ -138,6 +140,50 @@ def test_the_local_scheduler_runs_the_hourly_dag_by_itself(
     (airflow_home / "standalone.pid").write_text(pid_file)  # `down` removed it; look again
     assert processes_of(airflow_home) == []
     assert "Airflow stopped" in shopflow(env, "airflow", "status").stdout
+
+
+def backfill_two_dates_through_airflow(client: httpx.Client) -> None:
+    """An Airflow backfill of 2026-11-01 22:00 to 2026-11-02 01:00 (three hourly runs)."""
+    created = client.post(
+        "/backfills",
+        json={
+            "dag_id": "shopflow_hourly",
+            "from_date": "2026-11-01T22:00:00Z",
+            "to_date": "2026-11-02T00:00:00Z",
+            "max_active_runs": 1,
+            "reprocess_behavior": "completed",
+        },
+    )
+    assert created.status_code == 200, created.text
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        runs = client.get("/dags/shopflow_hourly/dagRuns").json()["dag_runs"]
+        backfills = [r for r in runs if r["run_type"] == "backfill"]
+        if len(backfills) == 3 and all(r["state"] in ("success", "failed") for r in backfills):
+            assert {r["state"] for r in backfills} == {"success"}, backfills
+            return
+        time.sleep(2)
+    raise AssertionError("the Airflow backfill did not finish within 240 s")
+
+
+def assert_same_as_shopflow_backfill(home: Path, env: dict[str, str]) -> None:
+    """The backfilled dates equal `shopflow backfill` + `shopflow load` of the same lake."""
+    reference = home.parent / "reference"
+    shutil.copytree(home / "lake" / "raw", reference / "lake" / "raw")
+    ref_env = env | {"SHOPFLOW_HOME": str(reference)}
+    for args in (("backfill", "--start", "2026-11-01", "--end", "2026-11-02"), ("load",)):
+        done = shopflow(ref_env, *args)
+        assert done.returncode == 0, done.stderr[-2000:]
+    query = (
+        "SELECT * FROM {table} WHERE date BETWEEN DATE '2026-11-01' AND DATE '2026-11-02' "
+        "ORDER BY ALL"
+    )
+    for table in ("user_behavior", "events_clean", "orders_enriched", "traffic_hourly"):
+        rows = []
+        for where in (home, reference):
+            with duckdb.connect(str(where / "warehouse.duckdb"), read_only=True) as conn:
+                rows.append(conn.execute(query.format(table=table)).fetchall())
+        assert rows[0] == rows[1] and rows[0], table
 
 
 def screenshot_the_dag_list(url: str, password: str) -> None:

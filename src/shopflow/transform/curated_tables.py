@@ -1,0 +1,120 @@
+"""The ETL's tables: which curated tables it writes at which grain, how it reads its inputs
+and outputs back, and the names of its state and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any, Final
+
+import pyarrow as pa
+
+from shopflow.contracts import (
+    RAW_ORDER_SCHEMA,
+    RAW_PRODUCT_SCHEMA,
+    RAW_USER_SCHEMA,
+)
+
+#: Partition keys of a curated table: (date, hour) for hourly tables, (date, None) for daily ones.
+Keys = Sequence[tuple[date, int | None]]
+
+#: A DataFrame of either engine (pyspark's or SQLFrame's; they share the API the job uses).
+DataFrame = Any
+
+#: Curated tables with one partition per event date and hour.
+HOURLY_TABLES: Final = ("events_clean", "traffic_hourly")
+
+#: Curated tables with one partition per recomputed event date.
+DAILY_TABLES: Final = ("traffic_daily", "user_behavior")
+
+#: Curated per-date activity (`shopflow.transform.activity`), one partition per recomputed date.
+ACTIVITY_TABLES: Final = ("product_activity_daily", "user_activity_daily", "order_activity_daily")
+
+#: Curated tables partitioned by date, computed whole, rewritten where their rows changed.
+SYNCED_TABLES: Final = ("orders_enriched", "order_reconciliation")
+
+#: Curated whole-table snapshots (`curated/<table>/part-00000.parquet`).
+SNAPSHOT_TABLES: Final = ("products_clean", "users_enriched", "category_summary")
+
+#: Every curated table the ETL writes.
+CURATED_TABLES: Final = (
+    *HOURLY_TABLES,
+    *DAILY_TABLES,
+    *ACTIVITY_TABLES,
+    *SYNCED_TABLES,
+    *SNAPSHOT_TABLES,
+)
+
+#: The raw pulls and the schema each is read with.
+PULL_SCHEMAS: Final = {
+    "orders": RAW_ORDER_SCHEMA,
+    "products": RAW_PRODUCT_SCHEMA,
+    "users": RAW_USER_SCHEMA,
+}
+
+#: Where staging rejects go (`deadletter/<source>/date=D/`).
+REJECTS_SOURCE: Final = "events_etl"
+
+#: Partitions written at once (`_replace_partitions`).
+WRITE_THREADS: Final = 4
+
+#: The staging column that keeps a raw event's partition date (its rejects are filed under it).
+RAW_DATE_COLUMN: Final = "raw_date"
+
+#: The ETL's state record under `_state/`.
+STATE_NAME: Final = "etl_hourly"
+
+#: Files modified this long before the previous listing are looked at again (clock skew, writes in
+#: flight); reprocessing is idempotent, so the overlap only costs time.
+LISTING_MARGIN: Final = timedelta(minutes=5)
+
+CURATED_EVENTS_SCHEMA: Final = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event_name", pa.string()),
+        ("product_id", pa.string()),
+        ("user_id", pa.string()),
+        ("order_id", pa.string()),
+        ("price", pa.float64()),
+        ("event_ts", pa.timestamp("us", tz="UTC")),
+        ("session_id", pa.string()),
+        ("session_source", pa.string()),
+        ("ingest_ts", pa.timestamp("us", tz="UTC")),
+        ("date", pa.date32()),
+        ("hour", pa.int32()),
+    ]
+)
+
+_COUNT = pa.int64()
+
+_BEHAVIOUR_COUNTS = ("events", "views", "wishlists", "order_events", "returns")
+
+#: How the activity tables read back (`date` from the path).
+ACTIVITY_SCHEMAS: Final = {
+    "product_activity_daily": pa.schema(
+        [
+            ("product_id", pa.string()),
+            *((name, _COUNT) for name in _BEHAVIOUR_COUNTS),
+            ("date", pa.date32()),
+        ]
+    ),
+    "user_activity_daily": pa.schema(
+        [
+            ("user_id", pa.string()),
+            *((name, _COUNT) for name in _BEHAVIOUR_COUNTS),
+            ("sessions_started", _COUNT),
+            ("first_seen_ts", pa.timestamp("us", tz="UTC")),
+            ("last_seen_ts", pa.timestamp("us", tz="UTC")),
+            ("date", pa.date32()),
+        ]
+    ),
+    "order_activity_daily": pa.schema(
+        [
+            ("order_id", pa.string()),
+            ("order_events", _COUNT),
+            ("order_amount_inr", pa.float64()),
+            ("returns", _COUNT),
+            ("date", pa.date32()),
+        ]
+    ),
+}

@@ -1,6 +1,7 @@
 """Airflow on this machine: `airflow standalone` (scheduler, API server and UI, DAG processor,
 triggerer) with the project's DAGs, its metadata DB under `$SHOPFLOW_HOME/airflow`, no example
-DAGs, bound to 127.0.0.1, started in a process group of its own so `down` stops all of it.
+DAGs, the UI and API on 127.0.0.1, started in a process group of its own so `down` stops all of
+it. (Airflow's log servers bind every interface, a host Airflow hard-codes; they get free ports.)
 """
 
 from __future__ import annotations

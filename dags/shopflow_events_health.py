@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG
 
-from shopflow.orchestration.airflow_tasks import OWNER, default_args, step_task
+from shopflow.orchestration.airflow_tasks import dag_settings, step_task
 
 with DAG(
     dag_id="shopflow_events_health",
     schedule="*/5 * * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(timeout=timedelta(minutes=2)) | {"retries": 2},
+    **dag_settings(timeout=timedelta(minutes=2), retries=2),
     tags=["shopflow", "monitoring"],
-    owner_links={OWNER: "https://github.com/shopflow/shopflow"},
     doc_md="""
 ### Are events still arriving? Every 5 minutes
 

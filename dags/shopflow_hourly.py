@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, chain
 from airflow.sdk.definitions.callback import SyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from shopflow.orchestration.airflow_tasks import (
-    OWNER,
     WRITER_POOL,
-    default_args,
+    dag_settings,
     etl_task,
     inputs_sensor,
     step_task,
@@ -22,17 +21,13 @@ with DAG(
     # A data-interval timetable: each run owns the hour [logical date, +1 h) (Airflow 3's cron
     # default has no interval).
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(timeout=timedelta(minutes=45)),
+    **dag_settings(timeout=timedelta(minutes=45)),
     deadline=DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=timedelta(minutes=55),
         callback=SyncCallback("shopflow.orchestration.airflow_tasks.deadline_missed"),
     ),
     tags=["shopflow", "etl", "warehouse"],
-    owner_links={OWNER: "https://github.com/shopflow/shopflow"},
     doc_md="""
 ### The hourly batch: lake → curated zone → warehouse
 

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, Asset
 
-from shopflow.orchestration.airflow_tasks import OWNER, default_args, step_task
+from shopflow.orchestration.airflow_tasks import dag_settings, step_task
 
 with DAG(
     dag_id="shopflow_orders",
     schedule="*/10 * * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(timeout=timedelta(minutes=8)),
+    **dag_settings(timeout=timedelta(minutes=8)),
     tags=["shopflow", "ingest"],
-    owner_links={OWNER: "https://github.com/shopflow/shopflow"},
     doc_md="""
 ### Orders from the orders API, every 10 minutes
 

@@ -16,6 +16,7 @@ import pytest
 from bench._faults.common import run as shopflow
 from bench.etl_engines import RawZone, write_raw_zone
 
+from shopflow.orchestration.local_airflow import _group_members
 from tests.service_fixtures import free_port
 
 pytestmark = pytest.mark.e2e
@@ -36,16 +37,7 @@ def raw_zone(tmp_path_factory: pytest.TempPathFactory) -> RawZone:
 def processes_of(airflow_home: Path) -> list[int]:
     """Live processes of the process group `up` recorded (Airflow renames its processes and
     rewrites their environment, so the group is what identifies them all)."""
-    pgid = int((airflow_home / "standalone.pid").read_text().split()[0])
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            found.append(int(proc.name))
-    return found
+    return _group_members(int((airflow_home / "standalone.pid").read_text().split()[0]))
 
 
 @pytest.fixture

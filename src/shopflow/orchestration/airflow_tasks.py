@@ -202,6 +202,18 @@ def deadline_missed(context: Any = None, **kwargs: Any) -> None:
     )
 
 
+def dag_settings(*, timeout: timedelta, retries: int = 3) -> dict[str, Any]:
+    """What every shopflow DAG shares: start date, no catch-up (a backfill is asked for
+    explicitly), one active run, the owner and the task defaults."""
+    return {
+        "start_date": datetime(2026, 1, 1, tzinfo=UTC),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": default_args(timeout=timeout) | {"retries": retries},
+        "owner_links": {OWNER: "https://github.com/shopflow/shopflow"},
+    }
+
+
 def default_args(*, timeout: timedelta) -> dict[str, Any]:
     """Task defaults: exponential retries, a timeout, the owner and the failure alert."""
     return {

@@ -300,6 +300,18 @@ def test_dashboard_renders_five_charts_in_headless_chromium(served: str) -> None
                 for text in expected:
                     assert text in body, text
                 assert "Traceback" not in body
+                # No chart runs past the right edge of a 1400-px window (the third top-products
+                # chart once did): every drawing's right edge within its chart's container.
+                overflow = page.evaluate(
+                    """sel => [...document.querySelectorAll(sel)].flatMap(c => {
+                        const box = c.getBoundingClientRect();
+                        return [...c.querySelectorAll('canvas, svg.marks')]
+                            .map(d => d.getBoundingClientRect().right - Math.min(box.right, 1400))
+                            .filter(over => over > 1);
+                    })""",
+                    CHARTS,
+                )
+                assert overflow == [], f"charts cut off at the right by {overflow} px"
                 # Streamlit scrolls inside its own container: grow the window to fit the page.
                 height = page.evaluate(
                     "() => Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))"

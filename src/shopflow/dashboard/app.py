@@ -5,8 +5,9 @@ Run by `shopflow dashboard` (`streamlit run` on this file); settings come from `
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Final
 
 import altair as alt
 import pandas as pd
@@ -78,7 +79,7 @@ def _day_axis() -> alt.X:
     return alt.X("utcyearmonthdate(date):O", title="date (UTC)", axis=alt.Axis(labelAngle=-45))
 
 
-def _top_products(rows: list[dict[str, Any]]) -> alt.HConcatChart:
+def _top_products(rows: list[dict[str, Any]]) -> alt.VConcatChart:
     frame = _frame(rows)
     charts = []
     for measure, rank, title, colour in (
@@ -108,23 +109,38 @@ def _top_products(rows: list[dict[str, Any]]) -> alt.HConcatChart:
                     "returned",
                 ],
             )
-            .properties(width=220, height=alt.Step(26))
+            .properties(width=360, height=alt.Step(26))
         )
-    return alt.hconcat(*charts)
+    # Stacked, not side by side: three charts with 180-px product names in a row are wider
+    # than a laptop's window (the third was cut off at 1400 px).
+    return alt.vconcat(*charts)
+
+
+#: Where the spend histogram's axis is labelled.
+SPEND_TICKS_INR: Final = (0, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
 
 
 def _spend_distribution(rows: list[dict[str, Any]]) -> alt.Chart:
     users = _frame([r for r in rows if r["scope"] == "user"])
+    # Spend per session is heavily skewed (many sessions buy nothing, a few buy a lot): bins on
+    # a log scale of 1 + spend, labelled in rupees, show its shape where linear bins show one bar.
     chart: alt.Chart = (
-        alt.Chart(users, title="Users by average spend per session (INR)")
+        alt.Chart(users, title="Users by average spend per session (INR, log scale)")
+        .transform_calculate(log_spend="log(1 + datum.avg_spend_per_session_inr) / LN10")
         .mark_bar(color="#72b7b2")
         .encode(
             x=alt.X(
-                "avg_spend_per_session_inr:Q",
+                "log_spend:Q",
                 bin=alt.Bin(maxbins=30),
                 title="average spend per session (INR)",
+                # Ticks at 0, 10, 100, ... rupees (positions log10(1 + spend)).
+                axis=alt.Axis(
+                    values=[math.log10(1 + inr) for inr in SPEND_TICKS_INR],
+                    labelExpr="format(pow(10, datum.value) - 1, ',.0f')",
+                ),
             ),
             y=alt.Y("count():Q", title="users"),
+            tooltip=[alt.Tooltip("count():Q", title="users")],
         )
         .properties(height=260)
     )

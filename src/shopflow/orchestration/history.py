@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shopflow.lake import LakeLayout, resolve, write_json_atomic
+from shopflow.lake import LakeLayout, list_data_files, resolve, write_json_atomic
 from shopflow.settings import Settings
 
 _NAME = re.compile(r"[^A-Za-z0-9_.-]")
@@ -82,16 +82,13 @@ def recent_runs(
     settings: Settings, dag_id: str, task_id: str, before: datetime, limit: int
 ) -> list[TaskRun]:
     """Up to `limit` recorded runs of the task for intervals before `before`, newest last."""
-    fs, path = resolve(_folder(settings, dag_id, task_id))
-    try:
-        names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
-    except FileNotFoundError:
-        return []
     cutoff = f"{_token(before)}.json"
-    chosen = [n for n in names if n.endswith(".json") and not n.startswith(".") and n < cutoff]
+    files = list_data_files(_folder(settings, dag_id, task_id), suffix=".json")
+    chosen = [f for f in files if f.url.rsplit("/", 1)[-1] < cutoff][-limit:]
     runs = []
-    for name in chosen[-limit:]:
-        with fs.open(f"{path}/{name}", "rb") as handle:
+    for record in chosen:
+        fs, path = resolve(record.url)
+        with fs.open(path, "rb") as handle:
             runs.append(TaskRun(**json.loads(handle.read())))
     return runs
 

@@ -228,6 +228,8 @@ def replaced_on_success(path: Path) -> Iterator[Path]:
     except duckdb.Error as exc:
         message = _first_line(exc).replace(str(staging), str(path))
         raise WarehouseError(f"load failed, the warehouse is unchanged: {message}") from None
+    except WarehouseError as exc:  # raised inside the block: name the warehouse, not the copy
+        raise WarehouseError(str(exc).replace(str(staging), str(path))) from exc.__cause__
     finally:
         for leftover in (staging, _wal(staging)):
             with contextlib.suppress(OSError):

@@ -155,12 +155,6 @@ def _apply(target: Warehouse, loads: Sequence[TableLoad]) -> list[int]:
         raise
     except Exception as exc:  # a corrupt file, a full disk: one line, state already rolled back
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(target_path := getattr(target, "path", None), Path):
-            # The DuckDB load writes a private copy: name the warehouse file, not the copy.
-            live = target_path.with_name(
-                target_path.name.removeprefix(".").removesuffix(".loading")
-            )
-            first = first.replace(str(target_path), str(live))
         raise WarehouseError(f"load failed, the warehouse is unchanged: {first}") from exc
     target.create_views()
     return rows

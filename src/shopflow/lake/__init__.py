@@ -3,12 +3,7 @@
 from shopflow.lake.errors import AlreadyExistsError, LakeError, StateConflictError
 from shopflow.lake.io import (
     PARTITION_TYPES,
-    DataFile,
-    Partition,
-    list_data_files,
-    list_partitions,
     partition_values,
-    read_dataset,
     remove_stale_temp_files,
     replace_partition,
     resolve,
@@ -25,6 +20,13 @@ from shopflow.lake.layout import (
     ts_token,
 )
 from shopflow.lake.lock import LakeBusyError, writer_lock
+from shopflow.lake.reading import (
+    DataFile,
+    Partition,
+    list_data_files,
+    list_partitions,
+    read_dataset,
+)
 from shopflow.lake.state import StateStore
 
 __all__ = [

@@ -22,10 +22,10 @@ from shopflow.lake.io import (
     StorageOptions,
     partition_values,
     resolve,
-    typed_partition_value,
     write_bytes_atomic,
 )
 from shopflow.lake.layout import LakeLayout
+from shopflow.lake.reading import typed_partition_value
 
 
 @dataclass(frozen=True, slots=True)

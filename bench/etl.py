@@ -40,6 +40,7 @@ from shopflow.contracts import (
     RAW_USER_SCHEMA,
 )
 from shopflow.lake import LakeLayout, write_parquet_atomic
+from shopflow.lake.commit_log import register_files
 from shopflow.settings import Settings, load_settings
 from shopflow.simulator import ShopSimulator, SimulationConfig
 
@@ -79,6 +80,7 @@ def _pull(
 ) -> str:
     url = layout.pull_file(source, cursor_from, cursor_to)
     write_parquet_atomic(pa.Table.from_pylist(rows, schema), url)
+    register_files(layout, source, [url])
     return url
 
 

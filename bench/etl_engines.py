@@ -55,6 +55,7 @@ from shopflow.contracts import (
     RAW_USER_SCHEMA,
 )
 from shopflow.lake import LakeLayout, write_parquet_atomic
+from shopflow.lake.commit_log import register_files
 from shopflow.settings import Settings, load_settings
 from shopflow.simulator import ShopSimulator, SimulationConfig
 
@@ -152,6 +153,7 @@ def write_raw_zone(
     ):
         url = layout.pull_file(source, None, last)
         write_parquet_atomic(pa.Table.from_pylist(pulled, schema), url)
+        register_files(layout, source, [url])
     return RawZone(
         lake=str(lake),
         valid_events=simulator.truth.valid_events,

@@ -7,8 +7,6 @@ session (`etl_session`), with the same assertions.
 from __future__ import annotations
 
 import json
-import os
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import pytest
 from shopflow.contracts import RAW_EVENT_SCHEMA, RAW_ORDER_SCHEMA, RAW_PRODUCT_SCHEMA
 from shopflow.errors import ShopflowError
 from shopflow.lake import LakeLayout, list_data_files, read_dataset, write_parquet_atomic
+from shopflow.lake.commit_log import register_files
 from shopflow.settings import Settings
 from shopflow.transform.engine import ENGINES, engine_of
 from shopflow.transform.jobs import (
@@ -67,6 +66,14 @@ def land(layout: LakeLayout, name: str, rows: list[dict[str, Any]]) -> None:
             hour.date(), hour.hour, part[0]["event_ts"], [f"{name}{r['message_id']}" for r in part]
         )
         write_parquet_atomic(pa.Table.from_pylist(part, RAW_EVENT_SCHEMA), url)
+        register_files(layout, "events", [url])
+
+
+def commit_pull(layout: LakeLayout, source: str, table: pa.Table, cursor_to: datetime) -> None:
+    """Write one raw pull file and record its commit, as the pulls do."""
+    url = layout.pull_file(source, None, cursor_to)
+    write_parquet_atomic(table, url)
+    register_files(layout, source, [url])
 
 
 def land_catalogue_and_orders(layout: LakeLayout) -> None:
@@ -82,10 +89,7 @@ def land_catalogue_and_orders(layout: LakeLayout) -> None:
         "updated_at": T0,
         "ingest_ts": T0,
     }
-    write_parquet_atomic(
-        pa.Table.from_pylist([product], RAW_PRODUCT_SCHEMA),
-        layout.pull_file("products", None, T0),
-    )
+    commit_pull(layout, "products", pa.Table.from_pylist([product], RAW_PRODUCT_SCHEMA), T0)
     order = {
         "order_id": "o1",
         "product_id": "p1",
@@ -98,10 +102,7 @@ def land_catalogue_and_orders(layout: LakeLayout) -> None:
         "updated_at": T0 + HOUR,
         "ingest_ts": T0 + HOUR,
     }
-    write_parquet_atomic(
-        pa.Table.from_pylist([order], RAW_ORDER_SCHEMA),
-        layout.pull_file("orders", None, T0 + HOUR),
-    )
+    commit_pull(layout, "orders", pa.Table.from_pylist([order], RAW_ORDER_SCHEMA), T0 + HOUR)
 
 
 @pytest.fixture(params=ENGINES)
@@ -201,12 +202,7 @@ def test_incremental_runs_pick_up_late_events_and_the_day_after(
     first = run_etl(etl_session, settings, EtlRequest())
     assert first.dates == (NEXT_DAY,)
 
-    nothing = run_etl(etl_session, settings, EtlRequest())
-    assert nothing.dates == (NEXT_DAY,)  # the listing margin looks at the last minutes again
-    # Age every file past the margin: now nothing is new.
-    old = time.time() - 3600
-    for path in Path(settings.lake_url, "raw").rglob("*.parquet"):
-        os.utime(path, (old, old))
+    # Nothing committed since: nothing to do (no listing margin, no file times).
     state_path = Path(settings.lake_url, "_state", "etl_hourly.json")
     assert run_etl(etl_session, settings, EtlRequest()).dates == ()
     assert "nothing new" in run_etl(etl_session, settings, EtlRequest()).summary()
@@ -421,9 +417,7 @@ def land_users(layout: LakeLayout) -> None:
         }
         for user_id in ("u1", "u2", "u3")
     ]
-    write_parquet_atomic(
-        pa.Table.from_pylist(users, RAW_USER_SCHEMA), layout.pull_file("users", None, T0)
-    )
+    commit_pull(layout, "users", pa.Table.from_pylist(users, RAW_USER_SCHEMA), T0)
 
 
 def test_snapshots_from_the_activity_tables_equal_the_full_computation_over_every_event(
@@ -439,9 +433,6 @@ def test_snapshots_from_the_activity_tables_equal_the_full_computation_over_ever
         assert len(first.partitions[name]) == 3, name
 
     # Late events land on the middle date only: it and the day after are recomputed.
-    old = time.time() - 3600
-    for path in Path(settings.lake_url, "raw").rglob("*.parquet"):
-        os.utime(path, (old, old))
     late = [
         _event("late1", timedelta(hours=15), ingest=3600),  # continues a2..a3's session
         _event("late2", timedelta(hours=20), user_id="u3"),

@@ -13,6 +13,7 @@ from shopflow.cli import (
     demo,
     etl,
     ingest,
+    lake,
     services,
     simulate,
     stream,
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.add_typer(services.app, name="services")
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(airflow.app, name="airflow")
+app.add_typer(lake.app, name="lake")
 simulate.register(app)
 etl.register(app)
 stream.register(app)

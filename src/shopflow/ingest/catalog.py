@@ -25,6 +25,7 @@ from shopflow.errors import ServiceUnavailableError, ShopflowError
 from shopflow.ingest.report import IngestReport
 from shopflow.ingest.watermark import Watermark, row_key
 from shopflow.lake import LakeLayout, StateStore, write_parquet_atomic
+from shopflow.lake.commit_log import register_files
 from shopflow.settings import Settings
 from shopflow.sources.shop_db import connect_shop_db
 
@@ -155,8 +156,10 @@ def ingest_catalog_table(
     if new_rows.num_rows:
         updated = new_rows.column("updated_at")
         first, last = pc.min(updated).as_py(), pc.max(updated).as_py()
-        url = LakeLayout.from_settings(settings).pull_file(table.name, first, last)
+        layout = LakeLayout.from_settings(settings)
+        url = layout.pull_file(table.name, first, last)
         write_parquet_atomic(_as_raw_table(new_rows, table, datetime.now(UTC)), url)
+        register_files(layout, table.name, [url])
         report.files.append(url)
         report.written = new_rows.num_rows
         landed = [

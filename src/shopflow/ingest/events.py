@@ -33,6 +33,7 @@ from shopflow.contracts import (
 )
 from shopflow.ingest.report import IngestReport
 from shopflow.lake import LakeLayout, remove_stale_temp_files, write_parquet_atomic
+from shopflow.lake.commit_log import register_files
 from shopflow.settings import Settings
 from shopflow.sources.bus.base import EventConsumer, ReceivedMessage
 from shopflow.sources.bus.factory import ensure_event_topic, make_consumer
@@ -172,13 +173,17 @@ def write_batch(
     by_hour: dict[tuple[date, int], list[tuple[Event, ReceivedMessage]]] = defaultdict(list)
     for event, message in staged.events:
         by_hour[(event.date, event.hour)].append((event, message))
+    event_files = []
     for (day, hour), events in sorted(by_hour.items()):
         messages = [m for _, m in events]
         first_ts = _first_ts(messages, min(e.event_ts for e, _ in events))
         url = layout.event_batch_file_in(day, hour, first_ts, (m.message_id for m in messages))
         write_parquet_atomic(events_table(events, ingest_ts), url)
+        event_files.append(url)
         report.files.append(url)
         report.written += len(events)
+    # After the files are durable, before anything is acknowledged: the ETL reads what is recorded.
+    register_files(layout, "events", event_files)
     if staged.dead_letters:
         messages = [m for m, _ in staged.dead_letters]
         first_ts = _first_ts(messages, ingest_ts)

@@ -24,6 +24,7 @@ from shopflow.errors import ShopflowError
 from shopflow.ingest.report import IngestReport
 from shopflow.ingest.watermark import RowKey, Watermark, row_key
 from shopflow.lake import LakeLayout, StateStore, write_parquet_atomic
+from shopflow.lake.commit_log import register_files
 from shopflow.settings import Settings
 from shopflow.sources.orders_api.client import (
     ApiOrderLine,
@@ -158,6 +159,7 @@ def ingest_orders(
             max(line.updated_at for line in new_lines),
         )
         write_parquet_atomic(order_lines_table(new_lines, datetime.now(UTC)), url)
+        register_files(layout, "orders", [url])
         report.files.append(url)
         report.written = len(new_lines)
         watermark.advance(state, ((_key(line), line.updated_at) for line in new_lines))

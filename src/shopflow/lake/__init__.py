@@ -3,6 +3,7 @@
 from shopflow.lake.errors import AlreadyExistsError, LakeError, StateConflictError
 from shopflow.lake.io import (
     PARTITION_TYPES,
+    delete_partition,
     partition_values,
     remove_stale_temp_files,
     replace_partition,
@@ -41,6 +42,7 @@ __all__ = [
     "StateConflictError",
     "StateStore",
     "batch_file_name",
+    "delete_partition",
     "list_data_files",
     "list_partitions",
     "parse_ts_token",

@@ -252,6 +252,30 @@ def replace_partition(
     return target
 
 
+def delete_partition(partition_url: str, *, storage_options: StorageOptions | None = None) -> bool:
+    """Remove a partition's data files (and the folder, once empty); True if there was one.
+
+    A reader sees the partition whole or not at all: it holds one data file (`replace_partition`).
+    """
+    fs, path = resolve(partition_url, storage_options)
+    fs.invalidate_cache(path)
+    try:
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return False
+    removed = False
+    for entry in entries:
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if entry["type"] == "file" and not is_hidden(name):
+            fs.rm_file(entry["name"])
+            removed = True
+    if is_local(fs):
+        with contextlib.suppress(OSError):  # not empty: hidden files of a writer in flight
+            Path(path).rmdir()
+    fs.invalidate_cache(path)
+    return removed
+
+
 # ---------------------------------------------------------------------------------------------
 # Listing
 

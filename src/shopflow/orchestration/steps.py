@@ -181,7 +181,7 @@ def load_dates(
     days = [date.fromisoformat(d) for d in dates]
     if not days:
         return StepResult(detail={"loaded": "nothing: the ETL touched no date"})
-    report = load_warehouse(settings, dates=days, load_id=load_id)
+    report = load_warehouse(settings, dates=days, load_id=load_id, recomputed=True)
     return StepResult(
         rows_in=report.rows,
         rows_out=report.rows,

@@ -4,7 +4,7 @@ and outputs back, and the names of its state and dead letters."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, Final
 
 import pyarrow as pa
@@ -63,10 +63,6 @@ RAW_DATE_COLUMN: Final = "raw_date"
 
 #: The ETL's state record under `_state/`.
 STATE_NAME: Final = "etl_hourly"
-
-#: Files modified this long before the previous listing are looked at again (clock skew, writes in
-#: flight); reprocessing is idempotent, so the overlap only costs time.
-LISTING_MARGIN: Final = timedelta(minutes=5)
 
 CURATED_EVENTS_SCHEMA: Final = pa.schema(
     [

@@ -5,12 +5,13 @@ file (`python -m shopflow.transform.entrypoint`, hence Dataproc).
 
 What a run recomputes (`EtlRequest`):
 
-* `etl` (incremental): every event date whose raw partitions received a file since the last run
-  (file modification times from the lake listing, minus `LISTING_MARGIN` for clock skew and writes
-  in flight), each such date's next date when it has events (a late event before midnight can
-  move the start of a session that crosses into it), plus the dates of `--hour` or
-  `--since/--until` when given. The state record `_state/etl_hourly.json` keeps the time of the
-  listing; it advances only after every output is written. The first run processes everything.
+* `etl` (incremental): every event date of the raw event files committed since the last run (the
+  lake's commit logs, `shopflow.transform.changes`: no file times, no listing of the raw zone),
+  each such date's next date when it has events (a late event before midnight can move the start
+  of a session that crosses into it), plus the dates of `--hour` or `--since/--until` when given.
+  The state record `_state/etl_hourly.json` keeps the last commit record read per raw source; it
+  advances only after every output is written. The first run processes everything. A date's raw
+  events are the files its manifest names; other files found in its folders are reported.
 * `backfill`: exactly the given dates, whatever the state (which it leaves alone).
 
 The unit of recomputation is a whole event date, read with the previous date as session context
@@ -22,7 +23,8 @@ Curated layout (`curated/<table>/...`, one `part-00000.parquet` per partition, r
 through `replace_partition`; partition columns live in the path only, as Spark writes them):
 
 * `events_clean/date=D/hour=HH/`, `traffic_hourly/date=D/hour=HH/`: the hours of each recomputed
-  date that have events.
+  date that have events; an hour or date a recompute leaves without events is deleted (in the
+  warehouse too, when the load is given the recomputed dates).
 * `traffic_daily/date=D/`, `user_behavior/date=D/`: each recomputed date.
 * `product_activity_daily/date=D/`, `user_activity_daily/date=D/`, `order_activity_daily/date=D/`:
   per event date, what each product, user and order did (`shopflow.transform.activity`), written
@@ -78,6 +80,7 @@ from shopflow.lake import (
 )
 from shopflow.settings import Settings
 from shopflow.transform import engine
+from shopflow.transform.changes import raw_event_files
 from shopflow.transform.curated_tables import (
     ACTIVITY_TABLES,
     CURATED_TABLES,
@@ -92,6 +95,7 @@ from shopflow.transform.engine import Transforms, transforms
 from shopflow.transform.events import STAGED_EVENT_COLUMNS
 from shopflow.transform.lake_io import (
     BackgroundCommits,
+    existing_partition_keys,
     extract_activity,
     extract_curated_events,
     extract_pulls,
@@ -188,10 +192,14 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
     started = time.monotonic()
     state = StateStore(settings)
     plan = plan_run(layout, state, request, accepted_event_dates(settings))
-    run = EtlRun(label=request.label, dates=plan.dates, since=plan.since, skipped=[*plan.skipped])
+    run = EtlRun(label=request.label, dates=plan.dates, skipped=[*plan.skipped])
     context = sorted({d - timedelta(days=1) for d in plan.dates} | set(plan.dates))
-    run.quarantined += screen_raw_events(layout, context)
+    raw_files = raw_event_files(layout, context)
+    run.uncommitted = list(raw_files.uncommitted)
+    run.quarantined += screen_raw_events(layout, raw_files.committed)
     run.quarantined += screen_pulls(layout)
+    moved = {q.url for q in run.quarantined}
+    event_files = [url for url in raw_files.committed if url not in moved]
     if not plan.dates and not plan.new_pulls:
         run.seconds = time.monotonic() - started
         return run
@@ -202,16 +210,31 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
         run.partitions[name] = [*run.partitions.get(name, []), *urls]
         run.rows[name] = run.rows.get(name, 0) + rows
 
-    def write_later(commits: BackgroundCommits, name: str, table: pa.Table, keys: Keys) -> None:
-        commits.submit(name, table.num_rows, lambda: write_partitions(table, name, layout, keys))
+    def write_later(
+        commits: BackgroundCommits, name: str, table: pa.Table, keys: Keys, *, delete: bool = False
+    ) -> None:
+        # `delete`: a partition left without rows is deleted rather than written empty.
+        commits.submit(
+            name,
+            table.num_rows,
+            lambda: write_partitions(table, name, layout, keys, delete_empty=delete),
+        )
 
     def write_activity(
-        commits: BackgroundCommits, activity: dict[str, DataFrame], dates: Sequence[date]
+        commits: BackgroundCommits,
+        activity: dict[str, DataFrame],
+        dates: Sequence[date],
+        with_events: set[date],
     ) -> None:
-        # Every date's partition is replaced, an empty one too (its events may all be gone).
+        # Every date's partition is replaced, an empty one too (a date with events but no order
+        # has an empty order activity); a date left without events loses its partitions.
         keys = [(day, None) for day in dates]
         for name, df in activity.items():
-            write_later(commits, name, engine.to_arrow(df), keys)
+            table = engine.to_arrow(df)
+            write_later(commits, name, table, [k for k in keys if k[0] in with_events])
+            gone = [k for k in keys if k[0] not in with_events]
+            if gone:
+                write_later(commits, name, table.slice(0, 0), gone, delete=True)
 
     # Released however the run ends: a failed run must not leave tables in a long-lived session.
     cached: list[DataFrame] = []
@@ -235,7 +258,7 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
 
                 # Staged once: both the dead letters and the clean events come from it.
                 def stage() -> DataFrame:
-                    raw = extract_raw_events(session, layout, context)
+                    raw = extract_raw_events(session, layout, event_files)
                     return engine.materialize(_staged_events(t, raw))
 
                 try:
@@ -243,10 +266,12 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
                 except Exception:
                     # A file whose footer is fine but whose pages are not: find it, move it
                     # aside and read again; with none to blame, the failure is not the data's.
-                    damaged = screen_raw_events(layout, context, deep=True)
+                    damaged = screen_raw_events(layout, event_files, deep=True)
                     if not damaged:
                         raise
                     run.quarantined += damaged
+                    gone = {q.url for q in damaged}
+                    event_files = [url for url in event_files if url not in gone]
                     staged = stage()
                 cached.append(staged)
                 rejects = engine.to_arrow(_rejects(t, staged, dates))
@@ -269,17 +294,29 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
                     "traffic_daily": t.traffic.traffic_daily(clean),
                     "user_behavior": t.user_behavior.user_behavior(clean, products, users),
                 }
+                with_rows: set[date] = set()
                 for name, df in outputs.items():
                     table = engine.to_arrow(df)
-                    write_later(commits, name, table, partition_keys(table, name in HOURLY_TABLES))
-                write_activity(commits, activity, dates)
+                    hourly = name in HOURLY_TABLES
+                    # Every partition of a recomputed date: the new ones, and the old ones a
+                    # recompute left without rows (deleted, not kept with stale rows).
+                    keys = sorted(
+                        set(partition_keys(table, hourly))
+                        | set(existing_partition_keys(layout, name, dates))
+                        | ({(d, None) for d in dates} if not hourly else set())
+                    )
+                    if name == "events_clean":
+                        with_rows = {d for d, _ in partition_keys(table, hourly)}
+                    write_later(commits, name, table, keys, delete=True)
+                write_activity(commits, activity, dates, with_rows)
 
         missing = _dates_without_activity(layout)
         if missing:
             stored = engine.materialize(extract_curated_events(session, layout, missing))
             cached.append(stored)
             with BackgroundCommits(record) as commits:
-                write_activity(commits, _activity(t, session, layout, stored, missing), missing)
+                activity = _activity(t, session, layout, stored, missing)
+                write_activity(commits, activity, missing, set(missing))
 
         orders = engine.materialize(
             t.orders.orders_enriched(
@@ -330,7 +367,7 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
         state.put(
             STATE_NAME,
             {
-                "listed_at": plan.listed_at.isoformat(),
+                "commits": plan.cursors,
                 "dates": [d.isoformat() for d in plan.dates],
                 "finished_at": datetime.now(UTC).isoformat(),
             },

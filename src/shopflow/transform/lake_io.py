@@ -17,6 +17,7 @@ from shopflow.contracts import (
 )
 from shopflow.lake import (
     LakeLayout,
+    delete_partition,
     list_data_files,
     list_partitions,
     read_dataset,
@@ -39,13 +40,10 @@ def _read_parquet(
     return engine.read_parquet(session, paths, schema, base_path=base_path)
 
 
-def extract_raw_events(session: Any, layout: LakeLayout, dates: Iterable[date]) -> DataFrame:
-    """Raw events of the given event dates (with `date` and `hour` from the path)."""
-    wanted = set(dates)
-    root = layout.events_root()
-    urls = [p.url for p in list_partitions(root) if p.date in wanted]
+def extract_raw_events(session: Any, layout: LakeLayout, urls: Sequence[str]) -> DataFrame:
+    """The given raw event files (with `date` and `hour` from their paths)."""
     schema = pa.schema([*RAW_EVENT_SCHEMA, ("date", pa.date32()), ("hour", pa.int32())])
-    return _read_parquet(session, urls, schema, base_path=root)
+    return _read_parquet(session, list(urls), schema, base_path=layout.events_root())
 
 
 def extract_pulls(session: Any, layout: LakeLayout, source: str, schema: pa.Schema) -> DataFrame:
@@ -90,30 +88,55 @@ def _part(table: pa.Table, day: date, hour: int | None = None) -> pa.Table:
 
 
 def write_partitions(
-    table: pa.Table, name: str, layout: LakeLayout, keys: Iterable[tuple[date, int | None]]
+    table: pa.Table,
+    name: str,
+    layout: LakeLayout,
+    keys: Iterable[tuple[date, int | None]],
+    *,
+    delete_empty: bool = False,
 ) -> list[str]:
-    """Replace the given partitions of a curated table with their rows of `table`."""
+    """Replace the given partitions of a curated table with their rows of `table`; with
+    `delete_empty`, a partition left without rows is deleted instead of written empty."""
     keys = list(keys)
     parts = _split(table, hourly=any(hour is not None for _, hour in keys))
     empty = table.slice(0, 0)
-    return _replace_partitions(
-        [
-            (parts.get((day, hour), empty), layout.curated_partition(name, day, hour))
-            for day, hour in keys
-        ]
-    )
+    writes: list[tuple[pa.Table | None, str]] = []
+    for day, hour in keys:
+        part = parts.get((day, hour), empty)
+        deleted = delete_empty and part.num_rows == 0
+        writes.append((None if deleted else part, layout.curated_partition(name, day, hour)))
+    return _replace_partitions(writes)
 
 
-def _replace_partitions(writes: Sequence[tuple[pa.Table, str]]) -> list[str]:
-    """`replace_partition` of each (table, partition URL), a few at a time; URLs in input order.
+def existing_partition_keys(
+    layout: LakeLayout, name: str, dates: Iterable[date]
+) -> list[tuple[date, int | None]]:
+    """The partitions a curated table has now for `dates` (lists those dates only)."""
+    keys: list[tuple[date, int | None]] = []
+    for day in sorted(set(dates)):
+        for partition in list_partitions(layout.curated_partition(name, day)):
+            keys.append((day, partition.hour))
+    return keys
+
+
+def _replace_or_delete(table: pa.Table | None, url: str) -> str:
+    if table is None:
+        delete_partition(url)
+        return f"{url} (deleted)"
+    return replace_partition(table, url)
+
+
+def _replace_partitions(writes: Sequence[tuple[pa.Table | None, str]]) -> list[str]:
+    """`replace_partition` of each (table, partition URL), or its deletion for a None table, a
+    few at a time; URLs in input order.
 
     Parquet encoding and the uploads release the GIL, so a small pool overlaps them; each
     partition is still committed atomically on its own, as in a serial loop.
     """
     if len(writes) <= 1:
-        return [replace_partition(table, url) for table, url in writes]
+        return [_replace_or_delete(table, url) for table, url in writes]
     with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(writes))) as pool:
-        return list(pool.map(lambda write: replace_partition(*write), writes))
+        return list(pool.map(lambda write: _replace_or_delete(*write), writes))
 
 
 def _split(table: pa.Table, hourly: bool) -> dict[tuple[date, int | None], pa.Table]:
@@ -149,7 +172,11 @@ def write_changed_partitions(table: pa.Table, name: str, layout: LakeLayout) -> 
     root = layout.curated_root(name)
     stored = read_dataset(root) if list_data_files(root) else None
     columns = [c for c in table.column_names if c != "date"]
-    changed = []
+    changed: list[tuple[pa.Table | None, str]] = []
+    if stored is not None and "date" in stored.column_names:
+        # Dates that no longer have rows (their orders or events are gone) are deleted.
+        gone = set(stored["date"].to_pylist()) - set(table["date"].to_pylist())
+        changed += [(None, layout.curated_partition(name, day)) for day in sorted(gone)]
     for day, _ in partition_keys(table, hourly=False):
         new = _part(table, day)
         if stored is not None and stored.num_rows and set(columns) <= set(stored.column_names):
@@ -169,7 +196,7 @@ def write_snapshot(table: pa.Table, name: str, layout: LakeLayout) -> str:
 
 def write_rejects(table: pa.Table, layout: LakeLayout, dates: Iterable[date]) -> list[str]:
     """Replace the ETL dead letters of each date (an empty date clears an older file)."""
-    writes = []
+    writes: list[tuple[pa.Table | None, str]] = []
     for day in dates:
         part = _part(table, day)
         url = layout.deadletter_partition(REJECTS_SOURCE, day)

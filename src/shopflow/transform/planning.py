@@ -10,26 +10,27 @@ from shopflow.contracts import (
     RAW_EVENT_SCHEMA,
 )
 from shopflow.errors import ShopflowError
-from shopflow.lake import (
-    LakeLayout,
-    Partition,
-    StateStore,
-    list_data_files,
-    list_partitions,
-)
+from shopflow.lake import LakeLayout, StateStore, list_data_files
 from shopflow.lake.quarantine import Quarantined, screen_files
 from shopflow.settings import Settings
-from shopflow.transform.curated_tables import LISTING_MARGIN, PULL_SCHEMAS, STATE_NAME
+from shopflow.transform.changes import (
+    adopt_uncommitted_lake,
+    fold_into_manifests,
+    has_manifest,
+    raw_event_files,
+    read_pending,
+)
+from shopflow.transform.curated_tables import PULL_SCHEMAS, STATE_NAME
 from shopflow.transform.requests import EtlRequest
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
     dates: tuple[date, ...]
-    listed_at: datetime
-    since: datetime | None
+    #: Per raw source, the last commit record this run covers (stored when it succeeds).
+    cursors: dict[str, int]
     new_pulls: bool
-    #: Raw partitions left alone: their date is not a date, or is outside the accepted range.
+    #: Committed raw files left alone: their date is not a date, or is outside the accepted range.
     skipped: tuple[str, ...] = ()
 
 
@@ -39,11 +40,10 @@ def accepted_event_dates(settings: Settings) -> tuple[date, date]:
     return settings.event_min_ts.astimezone(UTC).date(), latest.date()
 
 
-def _partition_date(partition: Partition) -> date | None:
-    try:
-        return partition.date
-    except ValueError:
-        return None
+def _curated_dates(layout: LakeLayout, dates: Iterable[date]) -> set[date]:
+    """Those of `dates` that have a curated `events_clean` partition."""
+    root = layout.curated_root("events_clean")
+    return {d for d in dates if list_data_files(f"{root}/date={d.isoformat()}")}
 
 
 def plan_run(
@@ -52,50 +52,53 @@ def plan_run(
     request: EtlRequest,
     accepted: tuple[date, date],
 ) -> _Plan:
-    """The event dates to recompute, from the request and (incremental) the lake listing.
+    """The event dates to recompute, from the request and (incremental) the commit logs.
 
-    Raw partitions whose date is not a date, or is outside `accepted` (landed before landing
-    bounded event times, or a range narrowed by settings since), are skipped and reported, never
-    read: no date can push the run past the calendar, and no data is moved for a setting.
+    Every commit record after the previous run's cursors is read and its event files folded into
+    their dates' manifests (`shopflow.transform.changes`); an incremental run adds the dates of
+    those files (and the next date of each: a late event before midnight can move the start of a
+    session that crosses into it). Committed files whose date is not a date, or is outside
+    `accepted`, are skipped and reported, never read. A requested date with no committed raw
+    events left but with curated rows is recomputed too, to empty: its curated partitions go.
     """
-    listed_at = datetime.now(UTC)
     first, last = accepted
-    events = []
-    skipped: list[str] = []
-    for partition in list_partitions(layout.events_root()):
-        day = _partition_date(partition)
-        if day is not None and first <= day <= last:
-            events.append(partition)
+    record = state.get(STATE_NAME)
+    cursors = {str(k): int(v) for k, v in ((record or {}).get("commits") or {}).items()}
+    adopt_uncommitted_lake(layout)
+    pending = read_pending(layout, cursors)
+    fold_into_manifests(layout, pending.event_files)
+    skipped = [f"{layout.root}/{path}" for path in pending.undated]
+    changed: set[date] = set()
+    for day, files in pending.event_files.items():
+        if first <= day <= last:
+            changed.add(day)
         else:
-            skipped.append(partition.url)
-    if not events:
-        outside = (
-            f" ({len(skipped)} partitions outside the accepted event dates {first} to {last})"
-            if skipped
-            else ""
-        )
+            skipped += sorted(f"{layout.root}/{path}" for path in files)
+    if not pending.cursors.get("events"):
         raise ShopflowError(
-            f"the lake at {layout.root} has no raw events yet{outside}: land some with "
+            f"the lake at {layout.root} has no raw events yet: land some with "
             "`shopflow ingest events` (or run `shopflow demo`)"
         )
-    with_events = {p.date for p in events if p.date is not None}
     wanted = {d for d in request.dates if first <= d <= last}
-    since: datetime | None = None
     new_pulls = False
     if request.incremental:
-        record = state.get(STATE_NAME)
-        if record is not None and record.get("listed_at"):
-            since = datetime.fromisoformat(str(record["listed_at"])) - LISTING_MARGIN
-        changed = {p.date for p in events if p.date and (since is None or p.latest_mtime > since)}
         wanted |= changed | {d + timedelta(days=1) for d in changed}
-        new_pulls = any(
-            list_partitions(layout.pull_root(source), since=since)
-            for source in ("orders", "products", "users")
-        )
-    elif not wanted & with_events:
+        new_pulls = pending.new_pulls
+    with_events = {d for d in wanted if has_manifest(layout, d)}
+    # A date whose raw events are all gone, or a next date without events, but with curated rows.
+    emptied = {
+        d
+        for d in _curated_dates(layout, wanted - with_events)
+        if not raw_event_files(layout, [d]).committed
+    }
+    dates = wanted & with_events | emptied
+    if not request.incremental and not dates:
         days = _date_span(request.dates)
         raise ShopflowError(f"no raw events on {days}: nothing to backfill in {layout.root}")
-    return _Plan(tuple(sorted(wanted & with_events)), listed_at, since, new_pulls, tuple(skipped))
+    # A backfill leaves the cursors where they were: the next incremental run still covers the
+    # records read here (recomputing their dates again is harmless).
+    kept = pending.cursors if request.incremental else cursors
+    return _Plan(tuple(sorted(dates)), kept, new_pulls, tuple(skipped))
 
 
 def _date_span(dates: Sequence[date]) -> str:
@@ -106,18 +109,13 @@ def _date_span(dates: Sequence[date]) -> str:
 
 
 def screen_raw_events(
-    layout: LakeLayout, dates: Iterable[date], *, deep: bool = False
+    layout: LakeLayout, urls: Sequence[str], *, deep: bool = False
 ) -> list[Quarantined]:
-    """Quarantine the raw event files of `dates` that cannot be read, or that lie outside a
+    """Quarantine those raw event files that cannot be read, or that lie outside a
     `date=/hour=` folder (`shopflow.lake.quarantine`); `deep` decodes every page too."""
-    wanted = set(dates)
-    urls = [
-        f.url
-        for p in list_partitions(layout.events_root())
-        if _partition_date(p) in wanted
-        for f in p.files
-    ]
-    return screen_files(layout, urls, RAW_EVENT_SCHEMA, partition_keys=("date", "hour"), deep=deep)
+    return screen_files(
+        layout, list(urls), RAW_EVENT_SCHEMA, partition_keys=("date", "hour"), deep=deep
+    )
 
 
 def screen_pulls(layout: LakeLayout) -> list[Quarantined]:

@@ -34,9 +34,10 @@ class EtlRun:
     rows: dict[str, int] = field(default_factory=dict)
     rejected_events: int = 0
     seconds: float = 0.0
-    since: datetime | None = None
     quarantined: list[Quarantined] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: Raw event files of the dates read that no commit record names: reported, not read.
+    uncommitted: list[str] = field(default_factory=list)
 
     @property
     def partitions_written(self) -> int:
@@ -49,14 +50,19 @@ class EtlRun:
         if self.skipped:
             example = "/".join(self.skipped[0].rsplit("/", 2)[-2:])
             moved.append(
-                f"  skipped {len(self.skipped)} raw partitions outside the accepted event dates "
+                f"  skipped {len(self.skipped)} raw files outside the accepted event dates "
                 f"(SHOPFLOW_EVENT_MIN_TS, SHOPFLOW_EVENT_MAX_FUTURE_SECONDS), e.g. {example}"
             )
+        if self.uncommitted:
+            example = "/".join(self.uncommitted[0].rsplit("/", 3)[-3:])
+            moved.append(
+                f"  not read: {len(self.uncommitted)} raw event files no commit record names "
+                f"(register them with `shopflow lake register` if they belong), e.g. {example}"
+            )
         if not self.dates and not self.partitions:
-            since = f" since {self.since.isoformat()}" if self.since else ""
             return "\n".join(
                 [
-                    f"etl ({self.label}): nothing new in the raw zone{since}; "
+                    f"etl ({self.label}): nothing new in the raw zone; "
                     f"{len(self.quarantined)} files quarantined; {self.seconds:.1f}s",
                     *moved,
                 ]

@@ -90,13 +90,18 @@ class LoadReport:
 
 
 def plan_loads(
-    layout: LakeLayout, tables: Iterable[str] | None = None, dates: Iterable[date] | None = None
+    layout: LakeLayout,
+    tables: Iterable[str] | None = None,
+    dates: Iterable[date] | None = None,
+    *,
+    recomputed: bool = False,
 ) -> tuple[list[TableLoad], dict[str, str]]:
     """The loads that mirror the lake's curated zone into the warehouse, and what was skipped.
 
     Partitioned tables are replaced per date (an hourly table's whole date, all its hours); only
-    dates the lake has for that table, so a mistyped date deletes nothing. Unpartitioned tables
-    are replaced whole, unless the lake has none of their data.
+    dates the lake has for that table, so a mistyped date deletes nothing, unless `recomputed`
+    says the ETL just recomputed `dates`: then a date the lake no longer has is emptied in the
+    warehouse too. Unpartitioned tables are replaced whole, unless the lake has none of their data.
     """
     names = list(TABLES) if tables is None else [table_spec(t).name for t in tables]
     wanted = None if dates is None else set(dates)
@@ -113,7 +118,9 @@ def plan_loads(
             continue
         present = {p.date for p in list_partitions(root) if p.date is not None}
         chosen = present if wanted is None else present & wanted
-        if wanted is not None and wanted - present:
+        if recomputed and wanted is not None:
+            chosen = set(wanted)
+        elif wanted is not None and wanted - present:
             missing = ", ".join(d.isoformat() for d in sorted(wanted - present))
             skipped[name] = f"no curated partition for {missing}"
         if not chosen:
@@ -131,12 +138,14 @@ def load_warehouse(
     *,
     warehouse: Warehouse | None = None,
     load_id: str | None = None,
+    recomputed: bool = False,
 ) -> LoadReport:
     """Load curated partitions (all, or those of `dates`) of `tables` (default all) and refresh
     the metric views; all tables in one transaction (DuckDB) or one script (BigQuery, whose job
-    ids derive from `load_id` when given, e.g. the scheduler's DAG, task and interval)."""
+    ids derive from `load_id` when given, e.g. the scheduler's DAG, task and interval).
+    `recomputed`: `dates` are the dates an ETL run just recomputed (see `plan_loads`)."""
     with writer_lock(settings.lake_url, "shopflow load"):
-        return _load_warehouse(settings, tables, dates, warehouse, load_id)
+        return _load_warehouse(settings, tables, dates, warehouse, load_id, recomputed)
 
 
 @contextmanager
@@ -166,6 +175,7 @@ def _load_warehouse(
     dates: Iterable[date] | None,
     warehouse: Warehouse | None,
     load_id: str | None = None,
+    recomputed: bool = False,
 ) -> LoadReport:
     for name in tables or ():
         table_spec(name)  # an unknown table is the user's first problem, whatever the lake holds
@@ -174,7 +184,7 @@ def _load_warehouse(
     if not list_data_files(curated):
         raise WarehouseError(f"no curated data under {curated}: run `shopflow etl` first")
     dates = None if dates is None else sorted(set(dates))
-    loads, skipped = plan_loads(layout, tables, dates)
+    loads, skipped = plan_loads(layout, tables, dates, recomputed=recomputed)
     nothing_dated = not any(load.partitions for load in loads)
     if (
         dates is not None

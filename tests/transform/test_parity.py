@@ -258,9 +258,13 @@ CASES: dict[str, Case] = {
     ),
     "user_behavior": lambda t, raw: t.user_behavior.user_behavior(
         _events_clean(t, raw, CATALOGUE_EVENTS),
-        _products(t, raw),
-        t.users.users_clean(raw.users(USERS, nullable=True)),
+        t.products.products_history(raw.products(PRODUCTS, nullable=True)),
+        t.users.users_history(raw.users(USERS, nullable=True)),
     ),
+    "products_history": lambda t, raw: t.products.products_history(
+        raw.products(PRODUCTS, nullable=True)
+    ),
+    "users_history": lambda t, raw: t.users.users_history(raw.users(USERS, nullable=True)),
     "order_reconciliation": lambda t, raw: t.reconciliation.order_reconciliation(
         _events_clean(t, raw, CATALOGUE_EVENTS), _orders(t, raw)
     ),

@@ -7,9 +7,9 @@ from datetime import timedelta
 from pyspark.sql import SparkSession
 
 from shopflow.transform.events import events_clean
-from shopflow.transform.products import products_clean
+from shopflow.transform.products import products_history
 from shopflow.transform.user_behavior import USER_BEHAVIOR_COLUMNS, user_behavior
-from shopflow.transform.users import users_clean
+from shopflow.transform.users import users_history
 from tests.transform.builders import DAY, T0, by_key, raw_events, raw_products, raw_users
 
 HOUR = timedelta(hours=1)
@@ -32,11 +32,12 @@ def test_one_row_per_distinct_event_including_unknown_products_and_users(
                 {"event_id": "e2", "product_id": "p9"},
                 {"event_id": "e3", "user_id": "u9", "session_id": "s-9"},
                 {"event_id": "e4", "event_name": "order", "order_id": "o1", "price": 300.0},
+                {"event_id": "e5", "event_ts": T0 + 2 * HOUR},
             ],
         )
     )
     # The catalogue and user table hold duplicates too; they must not multiply events.
-    products = products_clean(
+    products = products_history(
         raw_products(
             spark,
             [
@@ -45,7 +46,7 @@ def test_one_row_per_distinct_event_including_unknown_products_and_users(
             ],
         )
     )
-    users = users_clean(
+    users = users_history(
         raw_users(
             spark,
             [{"user_id": "u1", "updated_at": T0}, {"user_id": "u1", "updated_at": T0 + HOUR}],
@@ -54,13 +55,14 @@ def test_one_row_per_distinct_event_including_unknown_products_and_users(
     behavior = user_behavior(events, products, users)
     assert tuple(behavior.columns) == USER_BEHAVIOR_COLUMNS
     collected = behavior.collect()
-    assert len(collected) == 4
+    assert len(collected) == 5
     rows = by_key(collected, "event_id")
-    assert set(rows) == {"e1", "e2", "e3", "e4"}
+    assert set(rows) == {"e1", "e2", "e3", "e4", "e5"}
     e1 = rows["e1"]
+    # e1 happened at T0, when p1 was still called "Old" (renamed at T0 + 1 h): names as of then.
     assert (e1.date, e1.product_name, e1.user_name, e1.category) == (
         DAY,
-        "Shirt",
+        "Old",
         "Asha Rao",
         "Clothing",
     )
@@ -71,7 +73,8 @@ def test_one_row_per_distinct_event_including_unknown_products_and_users(
     )
     assert (rows["e3"].user_name, rows["e3"].product_name, rows["e3"].session_id) == (
         None,
-        "Shirt",
+        "Old",
         "s-9",
     )
+    assert rows["e5"].product_name == "Shirt"  # after the rename
     assert (rows["e4"].order_id, rows["e4"].price, rows["e4"].event_name) == ("o1", 300.0, "order")

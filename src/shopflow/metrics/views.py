@@ -38,8 +38,6 @@ _TOP_PRODUCTS: Final = """
 WITH per_product AS (
   SELECT
     product_id,
-    MAX(product_name) AS product_name,
-    MAX(category) AS category,
     COUNTIF(event_name = 'order') AS sold,
     COUNTIF(event_name = 'wishlist') AS wishlisted,
     COUNTIF(event_name = 'return') AS returned,
@@ -48,24 +46,27 @@ WITH per_product AS (
   GROUP BY product_id
 )
 SELECT
-  product_id,
-  product_name,
-  category,
-  sold,
-  wishlisted,
-  returned,
-  viewed,
-  ROW_NUMBER() OVER (ORDER BY sold DESC, product_id) AS sold_rank,
-  ROW_NUMBER() OVER (ORDER BY wishlisted DESC, product_id) AS wishlisted_rank,
-  ROW_NUMBER() OVER (ORDER BY returned DESC, product_id) AS returned_rank
+  per_product.product_id,
+  products_clean.product_name,
+  products_clean.category,
+  per_product.sold,
+  per_product.wishlisted,
+  per_product.returned,
+  per_product.viewed,
+  ROW_NUMBER() OVER (ORDER BY per_product.sold DESC, per_product.product_id) AS sold_rank,
+  ROW_NUMBER() OVER (ORDER BY per_product.wishlisted DESC, per_product.product_id)
+    AS wishlisted_rank,
+  ROW_NUMBER() OVER (ORDER BY per_product.returned DESC, per_product.product_id)
+    AS returned_rank
 FROM per_product
+-- Named by its latest name (user_behavior keeps the name each event saw).
+LEFT JOIN products_clean ON products_clean.product_id = per_product.product_id
 """
 
 _AVG_SPEND_PER_SESSION: Final = """
 WITH per_user AS (
   SELECT
     user_id,
-    MAX(user_name) AS user_name,
     COUNT(DISTINCT session_id) AS sessions,
     COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
     COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr
@@ -81,14 +82,17 @@ overall AS (
 )
 SELECT
   'user' AS scope,
-  user_id,
-  user_name,
-  sessions,
-  order_amount_inr,
-  return_amount_inr,
-  order_amount_inr - return_amount_inr AS spend_inr,
-  SAFE_DIVIDE(order_amount_inr - return_amount_inr, sessions) AS avg_spend_per_session_inr
+  per_user.user_id,
+  users_enriched.user_name,
+  per_user.sessions,
+  per_user.order_amount_inr,
+  per_user.return_amount_inr,
+  per_user.order_amount_inr - per_user.return_amount_inr AS spend_inr,
+  SAFE_DIVIDE(per_user.order_amount_inr - per_user.return_amount_inr, per_user.sessions)
+    AS avg_spend_per_session_inr
 FROM per_user
+-- Named by the latest name.
+LEFT JOIN users_enriched ON users_enriched.user_id = per_user.user_id
 UNION ALL
 SELECT
   'overall' AS scope,

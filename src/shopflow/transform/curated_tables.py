@@ -34,7 +34,13 @@ ACTIVITY_TABLES: Final = ("product_activity_daily", "user_activity_daily", "orde
 SYNCED_TABLES: Final = ("orders_enriched", "order_reconciliation")
 
 #: Curated whole-table snapshots (`curated/<table>/part-00000.parquet`).
-SNAPSHOT_TABLES: Final = ("products_clean", "users_enriched", "category_summary")
+SNAPSHOT_TABLES: Final = (
+    "products_clean",
+    "products_history",
+    "users_history",
+    "users_enriched",
+    "category_summary",
+)
 
 #: Every curated table the ETL writes.
 CURATED_TABLES: Final = (

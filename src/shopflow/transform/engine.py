@@ -38,6 +38,7 @@ TRANSFORM_MODULES: Final = (
     "activity",
     "traffic",
     "orders",
+    "history",
     "products",
     "users",
     "user_behavior",
@@ -73,6 +74,7 @@ class Transforms:
     orders: ModuleType
     products: ModuleType
     users: ModuleType
+    history: ModuleType
     user_behavior: ModuleType
     reconciliation: ModuleType
 

@@ -35,6 +35,8 @@ through `replace_partition`; partition columns live in the path only, as Spark w
   orders, the reconciliation with every date of `order_activity_daily` (one row per order and
   date, not every event); only the partitions whose rows changed are rewritten, so a status update
   of an old order reaches its date without rewriting every date.
+* `products_history/`, `users_history/`: every version of each product and user the catalogue
+  pulls saw (valid from/to, `shopflow.transform.history`), what `user_behavior` takes names from.
 * `products_clean/`, `users_enriched/`, `category_summary/`: whole-table snapshots, one file
   `curated/<table>/part-00000.parquet` at the table root, rewritten every run; the last two sum
   every date of `user_activity_daily` / `product_activity_daily` (not every event), so their cost
@@ -239,16 +241,17 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
     # Released however the run ends: a failed run must not leave tables in a long-lived session.
     cached: list[DataFrame] = []
     try:
-        products = engine.materialize(
-            t.products.products_clean(
-                extract_pulls(session, layout, "products", RAW_PRODUCT_SCHEMA)
-            )
-        )
+        raw_products = extract_pulls(session, layout, "products", RAW_PRODUCT_SCHEMA)
+        products = engine.materialize(t.products.products_clean(raw_products))
         cached.append(products)
-        users = engine.materialize(
-            t.users.users_clean(extract_pulls(session, layout, "users", RAW_USER_SCHEMA))
-        )
+        raw_users = extract_pulls(session, layout, "users", RAW_USER_SCHEMA)
+        users = engine.materialize(t.users.users_clean(raw_users))
         cached.append(users)
+        # Names as of each event's time (type-2 history from every pull).
+        products_history = engine.materialize(t.products.products_history(raw_products))
+        cached.append(products_history)
+        users_history = engine.materialize(t.users.users_history(raw_users))
+        cached.append(users_history)
 
         # Each output is written while the engine computes the next; the block waits for the writes
         # before anything below reads the curated zone.
@@ -292,7 +295,9 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
                     "events_clean": clean,
                     "traffic_hourly": t.traffic.traffic_hourly(clean),
                     "traffic_daily": t.traffic.traffic_daily(clean),
-                    "user_behavior": t.user_behavior.user_behavior(clean, products, users),
+                    "user_behavior": t.user_behavior.user_behavior(
+                        clean, products_history, users_history
+                    ),
                 }
                 with_rows: set[date] = set()
                 for name, df in outputs.items():
@@ -348,6 +353,8 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
         )
         snapshots = {
             "products_clean": products,
+            "products_history": products_history,
+            "users_history": users_history,
             "users_enriched": t.users.users_enriched_from_daily(
                 users, activity["user_activity_daily"], orders
             ),

@@ -8,6 +8,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from shopflow.transform._common import clean_id, fill_nulls, latest_per_key, normalise_text
+from shopflow.transform.history import PRODUCTS_HISTORY_COLUMNS, versions
 
 #: Columns of `products_clean`, in order.
 PRODUCTS_CLEAN_COLUMNS: Final = (
@@ -62,8 +63,8 @@ def _price_band(price: Column) -> Column:
     )
 
 
-def products_clean(raw_products: DataFrame) -> DataFrame:
-    """One row per product_id (latest `updated_at`), text normalised, category levels parsed.
+def staged_products(raw_products: DataFrame) -> DataFrame:
+    """Every raw product row, text normalised and category levels parsed (with `ingest_ts`).
 
     `category_l1`/`category_l2` are the first two levels of `category_path`; `category` is the
     database's category, else `category_l1`. `price_band` is under_500, 500_to_1999, 2000_to_9999
@@ -83,20 +84,32 @@ def products_clean(raw_products: DataFrame) -> DataFrame:
         F.col("updated_at").cast("timestamp").alias("updated_at"),
         F.col("ingest_ts").cast("timestamp").alias("ingest_ts"),
     )
-    latest = latest_per_key(
-        typed,
-        ["product_id"],
-        [F.col("updated_at").desc_nulls_last(), F.col("ingest_ts").desc_nulls_last()],
-    )
     levels = F.split(F.col("category_path"), _PATH_SEPARATOR)
     level_1 = normalise_text(F.when(F.size(levels) >= 1, levels.getItem(0)))
     level_2 = normalise_text(F.when(F.size(levels) >= 2, levels.getItem(1)))
     return (
-        latest.withColumn("category_l1", F.coalesce(level_1, F.col("category")))
+        typed.withColumn("category_l1", F.coalesce(level_1, F.col("category")))
         .withColumn("category_l2", level_2)
         .withColumn("category", F.coalesce(F.col("category"), F.col("category_l1")))
         .withColumn("price_band", _price_band(F.col("price")))
-        .select(*PRODUCTS_CLEAN_COLUMNS)
+    )
+
+
+def products_clean(raw_products: DataFrame) -> DataFrame:
+    """One row per product_id (latest `updated_at`, then latest pull), as `staged_products`."""
+    latest = latest_per_key(
+        staged_products(raw_products),
+        ["product_id"],
+        [F.col("updated_at").desc_nulls_last(), F.col("ingest_ts").desc_nulls_last()],
+    )
+    return latest.select(*PRODUCTS_CLEAN_COLUMNS)
+
+
+def products_history(raw_products: DataFrame) -> DataFrame:
+    """Every version of every product the pulls saw, type-2 style (`shopflow.transform.history`)."""
+    staged = staged_products(raw_products)
+    return versions(staged, "product_id", ("product_name", "category")).select(
+        *PRODUCTS_HISTORY_COLUMNS
     )
 
 

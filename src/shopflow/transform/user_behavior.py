@@ -1,10 +1,12 @@
-"""The unified table: every distinct event with its product's and user's names."""
+"""The unified table: every distinct event with its product's and user's names at its time."""
 
 from __future__ import annotations
 
 from typing import Final
 
 from pyspark.sql import DataFrame
+
+from shopflow.transform.history import as_of_event
 
 #: Columns of `user_behavior`, in order (the first nine are the seed's unified table).
 USER_BEHAVIOR_COLUMNS: Final = (
@@ -24,18 +26,16 @@ USER_BEHAVIOR_COLUMNS: Final = (
 
 
 def user_behavior(
-    events_clean: DataFrame, products_clean: DataFrame, users_clean: DataFrame
+    events_clean: DataFrame, products_history: DataFrame, users_history: DataFrame
 ) -> DataFrame:
-    """One row per event of `events_clean`; product and user names are null when unknown.
+    """One row per event of `events_clean`, with the product's name and category and the user's
+    name as they were at the event's time (`shopflow.transform.history`: an event before a key's
+    first known version takes that first version); null when the product or user is unknown.
 
-    `products_clean` and `users_clean` hold one row per key, so the left joins cannot add rows.
+    The histories' versions of a key do not overlap, so the joins cannot add rows.
     """
-    products = products_clean.select(
-        products_clean["product_id"].alias("_pid"), "product_name", "category"
+    with_product = as_of_event(
+        events_clean, products_history, "product_id", ("product_name", "category")
     )
-    users = users_clean.select(users_clean["user_id"].alias("_uid"), "user_name")
-    return (
-        events_clean.join(products, events_clean["product_id"] == products["_pid"], "left")
-        .join(users, events_clean["user_id"] == users["_uid"], "left")
-        .select(*USER_BEHAVIOR_COLUMNS)
-    )
+    with_user = as_of_event(with_product, users_history, "user_id", ("user_name",))
+    return with_user.select(*USER_BEHAVIOR_COLUMNS)

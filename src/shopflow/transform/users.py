@@ -8,6 +8,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from shopflow.transform._common import clean_id, fill_nulls, latest_per_key, normalise_text
+from shopflow.transform.history import USERS_HISTORY_COLUMNS, versions
 
 #: Columns of `users_clean`, in order (`date` is the sign-up date).
 USERS_CLEAN_COLUMNS: Final = ("user_id", "user_name", "email", "city", "date", "updated_at")
@@ -28,9 +29,9 @@ USERS_ENRICHED_COLUMNS: Final = (
 )
 
 
-def users_clean(raw_users: DataFrame) -> DataFrame:
-    """One row per user_id (latest `updated_at`, then latest pull), names and emails normalised."""
-    typed = raw_users.select(
+def staged_users(raw_users: DataFrame) -> DataFrame:
+    """Every raw user row, names and emails normalised (with `ingest_ts`)."""
+    return raw_users.select(
         clean_id(F.col("user_id").cast("string")).alias("user_id"),
         normalise_text(F.col("user_name").cast("string")).alias("user_name"),
         F.lower(clean_id(F.col("email").cast("string"))).alias("email"),
@@ -39,12 +40,23 @@ def users_clean(raw_users: DataFrame) -> DataFrame:
         F.col("updated_at").cast("timestamp").alias("updated_at"),
         F.col("ingest_ts").cast("timestamp").alias("ingest_ts"),
     )
+
+
+def users_clean(raw_users: DataFrame) -> DataFrame:
+    """One row per user_id (latest `updated_at`, then latest pull), as `staged_users`."""
     latest = latest_per_key(
-        typed,
+        staged_users(raw_users),
         ["user_id"],
         [F.col("updated_at").desc_nulls_last(), F.col("ingest_ts").desc_nulls_last()],
     )
     return latest.select(*USERS_CLEAN_COLUMNS)
+
+
+def users_history(raw_users: DataFrame) -> DataFrame:
+    """Every version of every user the pulls saw, type-2 style (`shopflow.transform.history`)."""
+    return versions(staged_users(raw_users), "user_id", ("user_name",)).select(
+        *USERS_HISTORY_COLUMNS
+    )
 
 
 def _event_count(event_name: str) -> Column:

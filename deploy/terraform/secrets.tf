@@ -31,3 +31,12 @@ resource "google_secret_manager_secret" "alert_webhook_url" {
 
   depends_on = [google_project_service.apis]
 }
+
+# The gcp profile refuses to start without its own SHOPFLOW_ORDERS_API_TOKEN (the local default
+# is rejected), the landing consumer included: its runtime (e.g. Cloud Run's secret environment
+# variables) reads the token as this account. Composer gets the token from the deploy step.
+resource "google_secret_manager_secret_iam_member" "landing_orders_api_token" {
+  secret_id = google_secret_manager_secret.orders_api_token.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.landing.member
+}

@@ -113,7 +113,7 @@ variable "composer_environment_name" {
 }
 
 variable "composer_image_version" {
-  description = "Composer 3 image with Airflow 3.1 or later (the DAGs use Airflow 3's Deadline Alerts), e.g. composer-3-airflow-3.1.0; see `gcloud composer environments list-images`."
+  description = "Composer 3 image with Airflow 3.1 or later (the DAGs use Airflow 3's Deadline Alerts), e.g. composer-3-airflow-3.1.0, from Cloud Composer's version list for the region."
   type        = string
 
   validation {

@@ -154,6 +154,12 @@ def _rendered_outputs(config: TerraformConfig) -> dict[str, str]:
     return {name: render(body["value"], SAMPLE_VALUES) for name, body in config.outputs.items()}
 
 
+def test_docs_deploy_lists_every_output(config: TerraformConfig) -> None:
+    guide = (TERRAFORM_DIR.parents[1] / "docs" / "deploy.md").read_text(encoding="utf-8")
+    missing = [name for name in config.outputs if f"`{name}`" not in guide]
+    assert not missing, f"docs/deploy.md does not list the outputs {missing}"
+
+
 def test_the_outputs_are_a_valid_gcp_environment(
     config: TerraformConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -304,5 +310,16 @@ def test_secret_values_never_enter_the_terraform_state(config: TerraformConfig) 
     }
     assert secrets == {"shopflow-orders-api-token", "shopflow-alert-webhook-url"}
     assert not config.resources_of("google_secret_manager_secret_version")
+    readers = {
+        (grant["secret_id"], grant["role"], grant["member"])
+        for grant in config.resources_of("google_secret_manager_secret_iam_member").values()
+    }
+    assert readers == {
+        (
+            "${google_secret_manager_secret.orders_api_token.id}",
+            "roles/secretmanager.secretAccessor",
+            "${google_service_account.landing.member}",
+        )
+    }
     text = "\n".join(path.read_text(encoding="utf-8") for path in TERRAFORM_DIR.glob("*.tf"))
     assert 'data "google_secret_manager_secret_version"' not in text

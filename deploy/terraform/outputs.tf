@@ -21,7 +21,7 @@ output "SHOPFLOW_GCS_BUCKET" {
 }
 
 output "SHOPFLOW_LAKE_ROOT" {
-  description = "The lake root (the raw-zone lifecycle rule matches lake/raw/ under it)."
+  description = "The lake root (the raw-zone lifecycle rules match lake/raw/events/ under it)."
   value       = "gs://${google_storage_bucket.lake.name}/lake"
 }
 

@@ -17,12 +17,15 @@ resource "google_storage_bucket" "lake" {
     enabled = true
   }
 
-  # The raw zone (lake/raw/: landed events, orders and catalogue pulls) is re-read only by
-  # late-event re-runs and backfills: colder storage after a month, deleted after a retention.
+  # The raw zone's events (lake/raw/events/date=/hour=/) are read by date: the hour's dates, dates
+  # with late events, backfills. Colder storage after a month, deleted after a retention. The raw
+  # pulls (lake/raw/orders|products|users/) are NOT aged: every ETL run reads all of them to
+  # rebuild the orders, products and users snapshots, so deleting one would lose rows and
+  # Nearline would bill a retrieval every hour.
   lifecycle_rule {
     condition {
       age                   = var.raw_zone_nearline_after_days
-      matches_prefix        = ["lake/raw/"]
+      matches_prefix        = ["lake/raw/events/"]
       matches_storage_class = ["STANDARD"]
     }
     action {
@@ -34,7 +37,7 @@ resource "google_storage_bucket" "lake" {
   lifecycle_rule {
     condition {
       age            = var.raw_zone_delete_after_days
-      matches_prefix = ["lake/raw/"]
+      matches_prefix = ["lake/raw/events/"]
     }
     action {
       type = "Delete"

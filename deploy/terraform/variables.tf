@@ -33,7 +33,7 @@ variable "composer_bucket_name" {
 }
 
 variable "raw_zone_nearline_after_days" {
-  description = "Days after which raw-zone objects (lake/raw/) move to Nearline storage."
+  description = "Days after which raw events (lake/raw/events/) move to Nearline storage."
   type        = number
   default     = 30
 
@@ -44,7 +44,7 @@ variable "raw_zone_nearline_after_days" {
 }
 
 variable "raw_zone_delete_after_days" {
-  description = "Days after which raw-zone objects are deleted; a backfill of older hours needs them restored first."
+  description = "Days after which raw events are deleted; a backfill of older hours needs them restored first (raw pulls are never aged: every ETL run reads them all)."
   type        = number
   default     = 400
 

@@ -190,7 +190,7 @@ def test_the_outputs_are_a_valid_gcp_environment(
     assert account == SAMPLE_VALUES["google_service_account.etl.email"]
 
 
-def test_the_lake_bucket_is_private_versioned_and_ages_the_raw_zone(
+def test_the_lake_bucket_is_private_versioned_and_ages_only_raw_events(
     config: TerraformConfig,
 ) -> None:
     lake = config.resources[("google_storage_bucket", "lake")]
@@ -198,29 +198,26 @@ def test_the_lake_bucket_is_private_versioned_and_ages_the_raw_zone(
     assert lake["public_access_prevention"] == "enforced"
     assert single(lake["versioning"])["enabled"] is True
 
-    rules = lake["lifecycle_rule"]
-    raw_prefixes = {
-        prefix for rule in rules for prefix in single(rule["condition"]).get("matches_prefix", [])
-    }
-    assert raw_prefixes == {"lake/raw/"}
-    actions = {
-        single(rule["action"])["type"]
-        for rule in rules
-        if single(rule["condition"]).get("matches_prefix")
-    }
-    assert actions == {"SetStorageClass", "Delete"}
-    # The prefix is where the code writes the raw zone under the lake root the outputs give.
+    aged = [rule for rule in lake["lifecycle_rule"] if single(rule["condition"]).get("age")]
+    assert {single(rule["action"])["type"] for rule in aged} == {"SetStorageClass", "Delete"}
+    prefixes = {p for rule in aged for p in single(rule["condition"]).get("matches_prefix", [])}
+    assert prefixes, "an age rule without a prefix would age the whole lake"
+
+    # Where the code writes, under the lake root the outputs give.
     root = render(config.outputs["SHOPFLOW_LAKE_ROOT"]["value"], SAMPLE_VALUES)
     bucket = f"gs://{SAMPLE_VALUES['google_storage_bucket.lake.name']}/"
     layout = LakeLayout(root)
-    for raw in (layout.events_root(), layout.pull_root("orders"), layout.pull_root("products")):
-        assert raw.removeprefix(bucket).startswith("lake/raw/"), raw
-    for other in (
-        layout.curated_root("events_clean"),
-        layout.state_root(),
-        layout.deadletter_root("events"),
-    ):
-        assert not other.removeprefix(bucket).startswith("lake/raw/"), other
+
+    def aged_by_lifecycle(url: str) -> bool:
+        return any(f"{url.removeprefix(bucket)}/".startswith(prefix) for prefix in prefixes)
+
+    assert aged_by_lifecycle(layout.events_root()), "the raw events are not aged"
+    # Every ETL run reads every raw pull (orders, products, users snapshots): never aged, nor
+    # the curated zone, the dead letters or the state.
+    kept = [layout.pull_root(source) for source in ("orders", "products", "users")]
+    kept += [layout.curated_root("events_clean"), layout.deadletter_root("events")]
+    kept += [layout.state_root()]
+    assert not [url for url in kept if aged_by_lifecycle(url)]
 
 
 def test_no_resource_is_public(config: TerraformConfig) -> None:

@@ -2,14 +2,24 @@
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.shopflow-installed
+# Tools that must not share the project's virtualenv (checkov), pinned in scripts/tools-constraints.txt.
+TOOLS_VENV  ?= .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.shopflow-tools-installed
+export SHOPFLOW_TEST_CHECKOV := $(abspath $(TOOLS_VENV))/bin/checkov
 
-.PHONY: setup demo test lint typecheck unit services-up services-down airflow-up airflow-down bench faults clean
+.PHONY: setup tools demo test lint typecheck unit services-up services-down airflow-up airflow-down bench faults clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
 	touch $(STAMP)
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): scripts/tools-constraints.txt scripts/setup-tools.sh
+	bash scripts/setup-tools.sh $(TOOLS_VENV)
+	touch $(TOOLS_STAMP)
 
 demo: setup
 	bash scripts/ensure-postgres.sh
@@ -26,12 +36,12 @@ typecheck: setup
 # Three pytest-xdist workers: the suite mostly waits on services and child processes (about 7 CPU
 # minutes in a 16-minute serial run), so three workers fit two cores; each test has its own home,
 # topics and database, and each worker its own Spark session.
-test: lint typecheck
+test: lint typecheck tools
 	bash scripts/ensure-postgres.sh
 	$(BIN)/shopflow services up
 	$(BIN)/pytest -n 3 --dist worksteal
 
-unit: setup
+unit: setup tools
 	$(BIN)/pytest -m "not integration and not e2e"
 
 services-up: setup

@@ -6,8 +6,16 @@ from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -112,6 +120,10 @@ class Settings(BaseSettings):
     bigquery_api_endpoint: str | None = Field(
         default=None, description="Only for a BigQuery emulator, e.g. http://127.0.0.1:9050."
     )
+    reporting_timezone: str = Field(
+        default="UTC",
+        description="IANA time zone of the daily metrics and the dashboard, e.g. Asia/Kolkata.",
+    )
 
     # ETL engine: the same PySpark-API transforms on Spark, or on DuckDB through SQLFrame.
     etl_engine: EtlEngine = "duckdb"
@@ -173,6 +185,16 @@ class Settings(BaseSettings):
                 "SHOPFLOW_EVENT_MIN_TS is in the future: every event would be dead-lettered"
             )
         return self
+
+    @field_validator("reporting_timezone")
+    @classmethod
+    def _check_reporting_timezone(cls, value: str) -> str:
+        try:
+            return ZoneInfo(value.strip()).key
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone name (e.g. UTC, Asia/Kolkata)"
+            ) from None
 
     @model_validator(mode="after")
     def _check_profile(self) -> Settings:

@@ -24,9 +24,9 @@ from streamlit.testing.v1 import AppTest
 from shopflow.dashboard import APP_PATH, DashboardUnavailable, read_snapshot, streamlit_command
 from shopflow.dashboard.server import dashboard_environment
 from shopflow.lake import LakeLayout
-from shopflow.metrics import METRIC_VIEWS, select_sql
+from shopflow.metrics import METRIC_VIEWS, load_warehouse, select_sql
 from shopflow.settings import Settings, load_settings
-from shopflow.warehouse import duckdb_path, load_warehouse, open_warehouse
+from shopflow.warehouse import duckdb_path, open_warehouse
 from tests.warehouse.tiny_lake import DAY1, DAY2
 
 REPO = Path(__file__).resolve().parents[2]

@@ -22,10 +22,11 @@ from bench.etl_engines import RawZone, fresh_lake, write_raw_zone
 from pyspark.sql import SparkSession
 
 from shopflow.lake import LakeLayout, list_data_files, read_dataset
+from shopflow.metrics import load_warehouse
 from shopflow.settings import Settings
 from shopflow.transform.engine import engine_of
 from shopflow.transform.jobs import CURATED_TABLES, REJECTS_SOURCE, EtlRequest, EtlRun, run_etl
-from shopflow.warehouse import duckdb_path, load_warehouse
+from shopflow.warehouse import duckdb_path
 
 pytestmark = pytest.mark.integration
 

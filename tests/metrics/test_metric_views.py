@@ -8,12 +8,20 @@ from typing import Any
 import pytest
 
 from shopflow.lake import LakeLayout
-from shopflow.metrics import METRIC_NAMES, METRIC_VIEWS, create_view_sql, metric_view, select_sql
+from shopflow.metrics import (
+    METRIC_NAMES,
+    METRIC_VIEWS,
+    create_view_sql,
+    load_warehouse,
+    metric_view,
+    select_sql,
+)
 from shopflow.settings import Settings
-from shopflow.warehouse import Warehouse, load_warehouse, open_warehouse
+from shopflow.warehouse import Warehouse, open_warehouse
 from tests.warehouse.tiny_lake import (
     EXPECTED_AVG_SPEND,
     EXPECTED_DAILY_TRAFFIC,
+    EXPECTED_DAILY_TRAFFIC_KOLKATA_CHANGES,
     EXPECTED_ORDERS_BY_DATE,
     EXPECTED_TOP_PRODUCTS,
     EXPECTED_UNIQUE_VISITORS,
@@ -90,6 +98,26 @@ def test_orders_by_date(loaded: Warehouse) -> None:
 def test_daily_traffic(loaded: Warehouse) -> None:
     rows = _rows(loaded, "metric_daily_traffic")
     assert [tuple(r.values()) for r in rows] == EXPECTED_DAILY_TRAFFIC
+
+
+def test_daily_metrics_follow_the_reporting_time_zone(loaded: Warehouse) -> None:
+    view = metric_view("metric_daily_traffic")
+    dataset = getattr(loaded, "dataset_ref", None)
+    kolkata = loaded.query(select_sql(view, loaded.dialect, dataset, "Asia/Kolkata"))
+    by_key = {(r["date"], r["event_name"]): (r["events"], r["unique_visitors"]) for r in kolkata}
+    expected = {(d, name): (events, users) for d, name, events, users in EXPECTED_DAILY_TRAFFIC}
+    expected.update(EXPECTED_DAILY_TRAFFIC_KOLKATA_CHANGES)
+    assert by_key == expected
+    visitors = metric_view("metric_unique_visitors")
+    days = loaded.query(select_sql(visitors, loaded.dialect, dataset, "Asia/Kolkata"))
+    assert len([r for r in days if r["scope"] == "day"]) == 3  # DAY3 appears
+
+
+def test_a_reporting_time_zone_must_be_a_real_zone(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="not an IANA time zone"):
+        select_sql(metric_view("metric_daily_traffic"), "duckdb", None, "Mars/Olympus")
+    with pytest.raises(ValueError, match="not an IANA time zone name"):
+        Settings(home=settings.home, reporting_timezone="IST+5:30")
 
 
 def test_views_are_written_once_and_transpiled() -> None:

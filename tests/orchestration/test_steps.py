@@ -13,11 +13,11 @@ from bench._faults.common import warehouse_tables
 from bench.etl_engines import RawZone, write_raw_zone
 
 from shopflow.lake import LakeLayout, list_data_files
+from shopflow.metrics import load_warehouse
 from shopflow.orchestration import steps
 from shopflow.settings import Settings
 from shopflow.transform.engine import open_etl_session
 from shopflow.transform.jobs import backfill_request, run_etl
-from shopflow.warehouse import load_warehouse
 
 DAY1 = date(2026, 11, 1)
 

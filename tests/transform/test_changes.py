@@ -23,9 +23,9 @@ import pytest
 from shopflow.contracts import RAW_EVENT_SCHEMA
 from shopflow.lake import LakeError, LakeLayout, list_partitions, read_dataset, write_parquet_atomic
 from shopflow.lake.commit_log import CommitLog, register_files
+from shopflow.metrics import load_warehouse
 from shopflow.settings import Settings
 from shopflow.transform.jobs import CURATED_TABLES, EtlRequest, backfill_request, run_etl
-from shopflow.warehouse import load_warehouse
 from shopflow.warehouse.load import duckdb_path
 from tests.transform.builders import DAY
 from tests.transform.test_jobs import HOUR, _event, land, land_catalogue_and_orders

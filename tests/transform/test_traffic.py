@@ -18,7 +18,7 @@ def _minutes(n: int) -> timedelta:
 
 @pytest.fixture(scope="module")
 def events(spark: SparkSession) -> DataFrame:
-    """Two hours of traffic: 3 users, 5 sessions, 9 distinct events (one landed twice)."""
+    """Two hours of traffic: 3 users, 5 sessions, 10 distinct events (one landed twice)."""
     rows = [
         # 10:00 hour. u1: one derived session view → wishlist → order.
         {"event_id": "e1", "user_id": "u1", "event_ts": T0},
@@ -29,6 +29,15 @@ def events(spark: SparkSession) -> DataFrame:
             "event_name": "order",
             "order_id": "o1",
             "event_ts": T0 + _minutes(10),
+        },
+        # A second line of the same order: two order events after one wishlist.
+        {
+            "event_id": "e3b",
+            "user_id": "u1",
+            "event_name": "order",
+            "order_id": "o1",
+            "product_id": "p2",
+            "event_ts": T0 + _minutes(11),
         },
         # u2: two views in one derived session; u3: one view in a client session.
         {"event_id": "e4", "user_id": "u2", "event_ts": T0 + _minutes(20)},
@@ -58,18 +67,19 @@ def test_traffic_hourly_matches_hand_computed_numbers(events: DataFrame) -> None
     assert rows[10] == {
         "date": DAY,
         "hour": 10,
-        "events": 6,
+        "events": 7,
         "views": 4,
         "wishlists": 1,
-        "orders": 1,
+        "orders": 2,
         "returns": 0,
         "unique_visitors": 3,
         "sessions": 3,
-        "view_to_wishlist_rate": 0.25,
-        "wishlist_to_order_rate": 1.0,
-        "view_to_order_rate": 0.25,
+        # Of 3 sessions with a view, 1 wishlisted and ordered; the wishlisting one ordered.
+        "view_to_wishlist_rate": pytest.approx(1 / 3),
+        "wishlist_to_order_rate": 1.0,  # not 2.0: two order lines are one converted session
+        "view_to_order_rate": pytest.approx(1 / 3),
         "return_rate": 0.0,
-        "events_per_session": 2.0,
+        "events_per_session": pytest.approx(7 / 3),
     }
     assert rows[11] == {
         "date": DAY,
@@ -95,16 +105,16 @@ def test_traffic_daily_matches_hand_computed_numbers(events: DataFrame) -> None:
     [row] = daily.collect()
     assert row.asDict() == {
         "date": DAY,
-        "events": 9,
+        "events": 10,
         "views": 6,
         "wishlists": 1,
-        "orders": 1,
+        "orders": 2,
         "returns": 1,
         "unique_visitors": 3,
         "sessions": 5,
-        "view_to_wishlist_rate": pytest.approx(1 / 6),
+        "view_to_wishlist_rate": pytest.approx(1 / 5),
         "wishlist_to_order_rate": 1.0,
-        "view_to_order_rate": pytest.approx(1 / 6),
-        "return_rate": 1.0,
-        "events_per_session": pytest.approx(1.8),
+        "view_to_order_rate": pytest.approx(1 / 5),
+        "return_rate": 0.5,
+        "events_per_session": 2.0,
     }

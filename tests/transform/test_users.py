@@ -85,8 +85,14 @@ def test_users_enriched(spark: SparkSession) -> None:
     assert set(rows) == {"u1", "u2"}
     u1 = rows["u1"]
     assert (u1.events, u1.views, u1.wishlists, u1.order_events, u1.returns) == (5, 2, 1, 1, 1)
-    assert (u1.sessions, u1.orders, u1.spend_inr) == (2, 1, 250.0)
+    assert (u1.sessions, u1.orders, u1.ordered_amount_inr) == (2, 1, 250.0)
     assert (utc(u1.first_seen_ts), utc(u1.last_seen_ts)) == (T0, T0 + 2 * HOUR)
     u2 = rows["u2"]
-    assert (u2.user_name, u2.events, u2.sessions, u2.orders, u2.spend_inr) == ("Ravi", 0, 0, 0, 0.0)
+    assert (u2.user_name, u2.events, u2.sessions, u2.orders, u2.ordered_amount_inr) == (
+        "Ravi",
+        0,
+        0,
+        0,
+        0.0,
+    )
     assert (u2.first_seen_ts, u2.last_seen_ts) == (None, None)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from shopflow.lake import LakeLayout, write_bytes_atomic
+from shopflow.metrics import load_warehouse
 from shopflow.settings import Settings
 from shopflow.warehouse import (
     TABLES,
@@ -16,7 +17,6 @@ from shopflow.warehouse import (
     WarehouseError,
     lake_reader,
     load_from_lake,
-    load_warehouse,
 )
 from shopflow.warehouse.bigquery_warehouse import BigQueryWarehouse, make_client
 from shopflow.warehouse.bq_emulator import BigQueryEmulator, EmulatorError

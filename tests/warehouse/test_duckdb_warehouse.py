@@ -14,6 +14,7 @@ import pytest
 
 import shopflow.warehouse.load as warehouse_load
 from shopflow.lake import LakeLayout, replace_partition, write_bytes_atomic
+from shopflow.metrics import load_warehouse
 from shopflow.settings import Settings
 from shopflow.warehouse import (
     SEED_USER_BEHAVIOR_COLUMNS,
@@ -23,7 +24,6 @@ from shopflow.warehouse import (
     WarehouseError,
     duckdb_path,
     load_from_lake,
-    load_warehouse,
     open_warehouse,
 )
 from shopflow.warehouse.base import lake_reader

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import pyarrow as pa
@@ -53,20 +53,23 @@ EVENTS: Final[tuple[tuple[str, date, str, str, str, str, str | None, float, str]
     ("e13", DAY2, "12:02", "order", "p3", "u2", "o2", 400.0, "s5"),
     ("e14", DAY2, "13:00", "wishlist", "p1", "u4", None, 100.0, "s6"),
     ("e15", DAY2, "13:05", "order", "p3", "u4", "o3", 400.0, "s6"),
-    ("e16", DAY2, "18:00", "view", "p2", "u4", None, 50.0, "s7"),
+    # 00:30 on DAY3 in Asia/Kolkata (UTC+05:30): the reporting time zone moves it a date.
+    ("e16", DAY2, "19:00", "view", "p2", "u4", None, 50.0, "s7"),
+    # A session of nothing but a return: not a session of the average spend's denominator.
+    ("e17", DAY2, "14:00", "return", "p3", "u2", "o2", 400.0, "s8"),
 )
 
 EXPECTED_TOP_PRODUCTS: Final = [
     # product_id, sold, wishlisted, returned, viewed, sold_rank, wishlisted_rank, returned_rank
-    ("p3", 2, 1, 0, 2, 1, 3, 3),
+    ("p3", 2, 1, 1, 2, 1, 3, 2),
     ("p1", 1, 2, 1, 2, 2, 1, 1),
-    ("p2", 1, 1, 0, 3, 3, 2, 2),
+    ("p2", 1, 1, 0, 3, 3, 2, 3),
 ]
 EXPECTED_AVG_SPEND: Final = [
     # scope, user_id, sessions, order_amount, return_amount, spend, avg_spend_per_session
-    ("overall", None, 7, 1050.0, 200.0, 850.0, 850.0 / 7),
+    ("overall", None, 7, 1050.0, 600.0, 450.0, 450.0 / 7),
     ("user", "u1", 2, 250.0, 200.0, 50.0, 25.0),
-    ("user", "u2", 2, 400.0, 0.0, 400.0, 200.0),
+    ("user", "u2", 2, 400.0, 400.0, 0.0, 0.0),
     ("user", "u3", 1, 0.0, 0.0, 0.0, 0.0),
     ("user", "u4", 2, 400.0, 0.0, 400.0, 200.0),
 ]
@@ -74,15 +77,20 @@ EXPECTED_UNIQUE_VISITORS: Final = [("overall", None, 4), ("day", DAY1, 3), ("day
 EXPECTED_ORDERS_BY_DATE: Final = [
     # date, orders, order_lines, order_amount, returns, return_amount, net_amount
     (DAY1, 1, 2, 250.0, 0, 0.0, 250.0),
-    (DAY2, 2, 2, 800.0, 1, 200.0, 600.0),
+    (DAY2, 2, 2, 800.0, 2, 600.0, 200.0),
 ]
+#: Daily traffic by the date in Asia/Kolkata: e16 moves to DAY3.
+EXPECTED_DAILY_TRAFFIC_KOLKATA_CHANGES: Final = {
+    (DAY2, "view"): (2, 2),
+    (DAY2 + timedelta(days=1), "view"): (1, 1),
+}
 EXPECTED_DAILY_TRAFFIC: Final = [
     # date, event_name, events, unique_visitors
     (DAY1, "order", 2, 1),
     (DAY1, "view", 4, 3),
     (DAY1, "wishlist", 2, 2),
     (DAY2, "order", 2, 2),
-    (DAY2, "return", 1, 1),
+    (DAY2, "return", 2, 2),
     (DAY2, "view", 3, 3),
     (DAY2, "wishlist", 2, 2),
 ]

@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from shopflow.errors import ShopflowError
-from shopflow.metrics import METRIC_VIEWS
+from shopflow.metrics import METRIC_VIEWS, load_warehouse
 from shopflow.metrics.results import fetch_metrics
 from shopflow.settings import load_settings
-from shopflow.warehouse import TABLES, load_warehouse
+from shopflow.warehouse import TABLES
 
 _DATE_HELP = "Load only this UTC date (YYYY-MM-DD); repeat for more. Default: every curated date."
 _TABLE_HELP = f"Load only this table; repeat for more. Default: all ({', '.join(TABLES)})."

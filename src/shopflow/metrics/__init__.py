@@ -1,5 +1,7 @@
-"""Metric views over the warehouse, one SQL text for DuckDB and BigQuery."""
+"""Metric views over the warehouse, one SQL text for DuckDB and BigQuery, and the load that
+keeps them with the tables."""
 
+from shopflow.metrics.publishing import create_metric_views, load_warehouse
 from shopflow.metrics.views import (
     METRIC_NAMES,
     METRIC_VIEWS,
@@ -14,7 +16,9 @@ __all__ = [
     "METRIC_NAMES",
     "METRIC_VIEWS",
     "MetricView",
+    "create_metric_views",
     "create_view_sql",
+    "load_warehouse",
     "metric_view",
     "select_sql",
     "view_body",

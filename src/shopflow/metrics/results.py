@@ -10,10 +10,12 @@ from shopflow.warehouse import Warehouse, open_warehouse
 from shopflow.warehouse.errors import WarehouseError
 
 
-def metric_rows(warehouse: Warehouse, view: MetricView) -> list[dict[str, Any]]:
-    """Every row of one metric view."""
+def metric_rows(
+    warehouse: Warehouse, view: MetricView, reporting_timezone: str = "UTC"
+) -> list[dict[str, Any]]:
+    """Every row of one metric (daily figures by the date in `reporting_timezone`)."""
     dataset = getattr(warehouse, "dataset_ref", None)
-    return warehouse.query(select_sql(view, warehouse.dialect, dataset))
+    return warehouse.query(select_sql(view, warehouse.dialect, dataset, reporting_timezone))
 
 
 def _where(warehouse: Warehouse) -> str:
@@ -31,7 +33,7 @@ def fetch_metrics(settings: Settings) -> dict[str, list[dict[str, Any]]]:
         results = {}
         for view in METRIC_VIEWS:
             try:
-                results[view.name] = metric_rows(warehouse, view)
+                results[view.name] = metric_rows(warehouse, view, settings.reporting_timezone)
             except (
                 Exception
             ) as exc:  # a missing view: DuckDB's CatalogException, BigQuery's NotFound

@@ -1,21 +1,16 @@
 """The metric views, written once in BigQuery standard SQL and transpiled to DuckDB by SQLGlot.
 
 Every metric reads `user_behavior` (one row per distinct event, with names and sessions), so the
-numbers of all five agree with each other. Definitions (also in docs/warehouse.md):
-
-* sold / wishlisted / returned / viewed: the number of `order` / `wishlist` / `return` / `view`
-  events of a product (an order event is one order line).
-* spend: order amount minus returned amount, i.e. the `price` of `order` events minus the `price`
-  of `return` events (the event price is the amount, INR). Average spend per session = a user's
-  (or everyone's) spend divided by the number of their distinct sessions, sessions without an
-  order included.
-* unique visitors: distinct `user_id` with any event, per UTC date and over all dates.
+numbers of all five agree with each other; the definitions (spend nets out returns, average spend
+per session divides by shopping sessions, daily figures in the reporting time zone, products and
+users named by their latest name) are in docs/metrics.md, one table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlglot
 from sqlglot import exp
@@ -67,7 +62,8 @@ _AVG_SPEND_PER_SESSION: Final = """
 WITH per_user AS (
   SELECT
     user_id,
-    COUNT(DISTINCT session_id) AS sessions,
+    -- Sessions of shopping: a session holding only returns is not a chance to spend.
+    COUNT(DISTINCT IF(event_name != 'return', session_id, NULL)) AS sessions,
     COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
     COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr
   FROM user_behavior
@@ -75,7 +71,7 @@ WITH per_user AS (
 ),
 overall AS (
   SELECT
-    COUNT(DISTINCT session_id) AS sessions,
+    COUNT(DISTINCT IF(event_name != 'return', session_id, NULL)) AS sessions,
     COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
     COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr
   FROM user_behavior
@@ -107,9 +103,9 @@ FROM overall
 """
 
 _UNIQUE_VISITORS: Final = """
-SELECT 'day' AS scope, date, COUNT(DISTINCT user_id) AS unique_visitors
+SELECT 'day' AS scope, REPORT_DATE AS date, COUNT(DISTINCT user_id) AS unique_visitors
 FROM user_behavior
-GROUP BY date
+GROUP BY 2
 UNION ALL
 SELECT 'overall' AS scope, CAST(NULL AS DATE) AS date, COUNT(DISTINCT user_id) AS unique_visitors
 FROM user_behavior
@@ -117,7 +113,7 @@ FROM user_behavior
 
 _ORDERS_BY_DATE: Final = """
 SELECT
-  date,
+  REPORT_DATE AS date,
   COUNT(DISTINCT IF(event_name = 'order', order_id, NULL)) AS orders,
   COUNTIF(event_name = 'order') AS order_lines,
   COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
@@ -126,17 +122,17 @@ SELECT
   COALESCE(SUM(IF(event_name = 'order', price, -price)), 0.0) AS net_amount_inr
 FROM user_behavior
 WHERE event_name IN ('order', 'return')
-GROUP BY date
+GROUP BY 1
 """
 
 _DAILY_TRAFFIC: Final = """
 SELECT
-  date,
+  REPORT_DATE AS date,
   event_name,
   COUNT(*) AS events,
   COUNT(DISTINCT user_id) AS unique_visitors
 FROM user_behavior
-GROUP BY date, event_name
+GROUP BY 1, 2
 """
 
 #: The metric views, in print order.
@@ -179,9 +175,27 @@ def metric_view(name: str) -> MetricView:
     raise KeyError(name)
 
 
-def view_body(view: MetricView, dialect: Dialect, dataset: str | None = None) -> str:
-    """The SELECT of `view` in `dialect`; with `dataset` (`project.dataset`), tables qualified."""
-    tree = sqlglot.parse_one(view.sql, read="bigquery")
+def _report_date(reporting_timezone: str) -> str:
+    """The SQL of an event's date in the reporting time zone (UTC: the stored `date` column)."""
+    try:
+        zone = ZoneInfo(reporting_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{reporting_timezone!r} is not an IANA time zone") from None
+    if zone.key == "UTC":
+        return "date"
+    return f"DATE(event_ts, '{zone.key}')"
+
+
+def view_body(
+    view: MetricView,
+    dialect: Dialect,
+    dataset: str | None = None,
+    reporting_timezone: str = "UTC",
+) -> str:
+    """The SELECT of `view` in `dialect`; with `dataset` (`project.dataset`), tables qualified;
+    daily figures by the date in `reporting_timezone`."""
+    sql = view.sql.replace("REPORT_DATE", _report_date(reporting_timezone))
+    tree = sqlglot.parse_one(sql, read="bigquery")
     if dataset is not None:
         project, _, name = dataset.rpartition(".")
         tree = qualify_tables(tree, db=name, catalog=project or None, dialect="bigquery")
@@ -193,16 +207,22 @@ def view_body(view: MetricView, dialect: Dialect, dataset: str | None = None) ->
     return tree.sql(dialect=dialect, pretty=True, identify=dialect == "bigquery")
 
 
-def create_view_sql(view: MetricView, dialect: Dialect, dataset: str | None = None) -> str:
+def create_view_sql(
+    view: MetricView, dialect: Dialect, dataset: str | None = None, reporting_timezone: str = "UTC"
+) -> str:
     """`CREATE OR REPLACE VIEW` of `view` in `dialect`."""
     if dialect == "bigquery":
         target = f"`{dataset}.{view.name}`" if dataset else f"`{view.name}`"
     else:
         target = view.name
-    return f"CREATE OR REPLACE VIEW {target} AS\n{view_body(view, dialect, dataset)}"
+    body = view_body(view, dialect, dataset, reporting_timezone)
+    return f"CREATE OR REPLACE VIEW {target} AS\n{body}"
 
 
-def select_sql(view: MetricView, dialect: Dialect, dataset: str | None = None) -> str:
-    """A query of all rows of the view, in print order."""
-    target = f"`{dataset}.{view.name}`" if dialect == "bigquery" and dataset else view.name
-    return f"SELECT * FROM {target} ORDER BY {view.order_by}"
+def select_sql(
+    view: MetricView, dialect: Dialect, dataset: str | None = None, reporting_timezone: str = "UTC"
+) -> str:
+    """A query of all rows of the metric, in print order, computed from the view's SQL (not the
+    stored view), so the reporting time zone is the reader's current setting."""
+    body = view_body(view, dialect, dataset, reporting_timezone)
+    return f"SELECT * FROM (\n{body}\n) AS metric ORDER BY {view.order_by}"

@@ -19,6 +19,7 @@ from shopflow.ingest.catalog import ingest_catalog
 from shopflow.ingest.events import ingest_events
 from shopflow.ingest.orders import ingest_orders
 from shopflow.lake import LakeLayout, list_data_files, read_dataset
+from shopflow.metrics import load_warehouse
 from shopflow.metrics.results import fetch_metrics
 from shopflow.services import ensure_services
 from shopflow.settings import BusKind, Settings
@@ -26,7 +27,6 @@ from shopflow.simulator.config import SimulationConfig
 from shopflow.simulator.publish import PublishReport, publish_simulation
 from shopflow.transform.engine import open_etl_session
 from shopflow.transform.jobs import EtlRequest, run_etl
-from shopflow.warehouse import load_warehouse
 
 #: How long the landing consumer waits on an empty bus before it decides the demo stream is over.
 LANDING_IDLE_SECONDS: Final = 4.0

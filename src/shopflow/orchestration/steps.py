@@ -176,7 +176,7 @@ def load_dates(
 ) -> StepResult:
     """Load the curated partitions of `dates` (and the whole snapshot tables) into the warehouse;
     this also re-creates the metric views. `load_id`: see `load_warehouse`."""
-    from shopflow.warehouse import load_warehouse
+    from shopflow.metrics import load_warehouse
 
     days = [date.fromisoformat(d) for d in dates]
     if not days:

@@ -1,4 +1,4 @@
-"""Shop users: the latest record per user, and their behaviour, spend and activity span."""
+"""Shop users: the latest record per user, and their behaviour, orders and activity span."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ USERS_ENRICHED_COLUMNS: Final = (
     "returns",
     "sessions",
     "orders",
-    "spend_inr",
+    "ordered_amount_inr",
     "first_seen_ts",
     "last_seen_ts",
 )
@@ -66,10 +66,12 @@ def _event_count(event_name: str) -> Column:
 def users_enriched(
     raw_users: DataFrame, events_clean: DataFrame, orders_enriched: DataFrame
 ) -> DataFrame:
-    """Each known user with behaviour counts, sessions, orders, spend and first/last event.
+    """Each known user with behaviour counts, sessions, orders, ordered amount, first/last event.
 
-    Spend sums the user's order lines from the orders API, leaving out cancelled lines. Users with
-    no activity have zero counts and null first/last seen.
+    `ordered_amount_inr` sums the user's order lines from the orders API, leaving out cancelled
+    lines; returns are not netted (that is *spend*, defined once in docs/metrics.md and computed by
+    the metric views from events). Users with no activity have zero counts and null first/last
+    seen.
     """
     activity = events_clean.groupBy(F.col("user_id").alias("_uid_events")).agg(
         F.count(F.lit(1)).cast("long").alias("events"),
@@ -105,17 +107,17 @@ def users_enriched_from_daily(
 
 
 def _enriched(users: DataFrame, activity: DataFrame, orders_enriched: DataFrame) -> DataFrame:
-    spend = (
+    ordered = (
         orders_enriched.where(F.col("status") != "cancelled")
         .groupBy(F.col("user_id").alias("_uid_orders"))
         .agg(
             F.countDistinct("order_id").cast("long").alias("orders"),
-            F.sum("line_amount_inr").alias("spend_inr"),
+            F.sum("line_amount_inr").alias("ordered_amount_inr"),
         )
     )
     enriched = users.join(activity, users["user_id"] == activity["_uid_events"], "left").join(
-        spend, users["user_id"] == spend["_uid_orders"], "left"
+        ordered, users["user_id"] == ordered["_uid_orders"], "left"
     )
     counts = ["events", "views", "wishlists", "order_events", "returns", "sessions", "orders"]
-    zeros: dict[str, int | float] = {**dict.fromkeys(counts, 0), "spend_inr": 0.0}
+    zeros: dict[str, int | float] = {**dict.fromkeys(counts, 0), "ordered_amount_inr": 0.0}
     return fill_nulls(enriched.select(*USERS_ENRICHED_COLUMNS), zeros)

@@ -1,13 +1,14 @@
-"""The warehouse: curated tables loaded into DuckDB (local) or BigQuery (gcp), and metric views."""
+"""The warehouse: curated tables loaded into DuckDB (local) or BigQuery (gcp)."""
 
 from shopflow.warehouse.base import PartitionKey, TableLoad, Warehouse, lake_reader
 from shopflow.warehouse.errors import WarehouseError
 from shopflow.warehouse.load import (
+    AfterLoad,
     LoadReport,
     TableReport,
     duckdb_path,
     load_from_lake,
-    load_warehouse,
+    load_tables,
     open_warehouse,
     plan_loads,
 )
@@ -16,6 +17,7 @@ from shopflow.warehouse.schema import SEED_USER_BEHAVIOR_COLUMNS, TABLES, Grain,
 __all__ = [
     "SEED_USER_BEHAVIOR_COLUMNS",
     "TABLES",
+    "AfterLoad",
     "Grain",
     "LoadReport",
     "PartitionKey",
@@ -27,7 +29,7 @@ __all__ = [
     "duckdb_path",
     "lake_reader",
     "load_from_lake",
-    "load_warehouse",
+    "load_tables",
     "open_warehouse",
     "plan_loads",
 ]

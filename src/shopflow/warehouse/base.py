@@ -60,8 +60,8 @@ class Warehouse(Protocol):
         """Replace `partitions` of `table` (whole table when None) with `data`; rows inserted."""
         ...
 
-    def create_views(self) -> list[str]:
-        """Create or replace the metric views; return their names."""
+    def create_view(self, name: str, select_sql: str) -> None:
+        """Create or replace the view `name` as `select_sql` (in this warehouse's dialect)."""
         ...
 
     def query(self, sql: str) -> list[dict[str, Any]]:

@@ -27,7 +27,6 @@ import pyarrow.parquet as pq
 from google.api_core.exceptions import Conflict, GoogleAPIError
 from google.cloud import bigquery
 
-from shopflow.metrics.views import METRIC_VIEWS, create_view_sql
 from shopflow.warehouse.base import (
     ArrowData,
     Dialect,
@@ -208,14 +207,10 @@ class BigQueryWarehouse:
         keys = None if partitions is None else tuple(partitions)
         return self.load_batch([TableLoad(table, keys, lambda: data)])[0]
 
-    def create_views(self) -> list[str]:
-        """Create or replace the metric views in the dataset."""
-        for view in METRIC_VIEWS:
-            job = self.client.query(
-                create_view_sql(view, "bigquery", self.dataset_ref), location=self.location
-            )
-            job.result()
-        return [view.name for view in METRIC_VIEWS]
+    def create_view(self, name: str, select_sql: str) -> None:
+        """Create or replace a view of the dataset."""
+        sql = f"CREATE OR REPLACE VIEW `{self.dataset_ref}.{name}` AS\n{select_sql}"
+        self.client.query(sql, location=self.location).result()
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         """Rows of a BigQuery standard SQL query as dicts."""

@@ -14,7 +14,6 @@ from typing import Any
 
 import duckdb
 
-from shopflow.metrics.views import METRIC_VIEWS, create_view_sql
 from shopflow.warehouse.base import (
     ArrowData,
     Dialect,
@@ -91,11 +90,9 @@ class DuckDBWarehouse:
             self._con.unregister(name)
         return int(rows.num_rows)
 
-    def create_views(self) -> list[str]:
-        """Create or replace the metric views (SQL transpiled from BigQuery by SQLGlot)."""
-        for view in METRIC_VIEWS:
-            self._con.execute(create_view_sql(view, "duckdb"))
-        return [view.name for view in METRIC_VIEWS]
+    def create_view(self, name: str, select_sql: str) -> None:
+        """Create or replace a view."""
+        self._con.execute(f'CREATE OR REPLACE VIEW "{name}" AS\n{select_sql}')
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         """Rows of a DuckDB query as dicts."""

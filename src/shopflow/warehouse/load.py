@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -78,7 +78,7 @@ class TableReport:
 
 @dataclass(frozen=True, slots=True)
 class LoadReport:
-    """What `load_warehouse` did: tables loaded, and tables or dates with nothing in the lake."""
+    """What `load_tables` did: tables loaded, and tables or dates with nothing in the lake."""
 
     tables: tuple[TableReport, ...]
     skipped: dict[str, str] = field(default_factory=dict)
@@ -131,7 +131,12 @@ def plan_loads(
     return loads, skipped
 
 
-def load_warehouse(
+#: What runs in the warehouse after the tables are loaded, before the load is committed (the
+#: metric views: `shopflow.metrics.load_warehouse`).
+AfterLoad = Callable[[Warehouse], object]
+
+
+def load_tables(
     settings: Settings,
     tables: Iterable[str] | None = None,
     dates: Iterable[date] | None = None,
@@ -139,13 +144,14 @@ def load_warehouse(
     warehouse: Warehouse | None = None,
     load_id: str | None = None,
     recomputed: bool = False,
+    after_load: AfterLoad | None = None,
 ) -> LoadReport:
-    """Load curated partitions (all, or those of `dates`) of `tables` (default all) and refresh
-    the metric views; all tables in one transaction (DuckDB) or one script (BigQuery, whose job
-    ids derive from `load_id` when given, e.g. the scheduler's DAG, task and interval).
+    """Load curated partitions (all, or those of `dates`) of `tables` (default all), then run
+    `after_load`; all tables in one transaction (DuckDB) or one script (BigQuery, whose job ids
+    derive from `load_id` when given, e.g. the scheduler's DAG, task and interval).
     `recomputed`: `dates` are the dates an ETL run just recomputed (see `plan_loads`)."""
     with writer_lock(settings.lake_url, "shopflow load"):
-        return _load_warehouse(settings, tables, dates, warehouse, load_id, recomputed)
+        return _load_warehouse(settings, tables, dates, warehouse, load_id, recomputed, after_load)
 
 
 @contextmanager
@@ -156,8 +162,10 @@ def _closing(warehouse: Warehouse) -> Iterator[Warehouse]:
         warehouse.close()
 
 
-def _apply(target: Warehouse, loads: Sequence[TableLoad]) -> list[int]:
-    """Run `loads` in `target` as one batch, then refresh the metric views."""
+def _apply(
+    target: Warehouse, loads: Sequence[TableLoad], after_load: AfterLoad | None
+) -> list[int]:
+    """Run `loads` in `target` as one batch, then `after_load`."""
     try:
         rows = target.load_batch(loads) if loads else []
     except ShopflowError:
@@ -165,7 +173,8 @@ def _apply(target: Warehouse, loads: Sequence[TableLoad]) -> list[int]:
     except Exception as exc:  # a corrupt file, a full disk: one line, state already rolled back
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WarehouseError(f"load failed, the warehouse is unchanged: {first}") from exc
-    target.create_views()
+    if after_load is not None:
+        after_load(target)
     return rows
 
 
@@ -176,6 +185,7 @@ def _load_warehouse(
     warehouse: Warehouse | None,
     load_id: str | None = None,
     recomputed: bool = False,
+    after_load: AfterLoad | None = None,
 ) -> LoadReport:
     for name in tables or ():
         table_spec(name)  # an unknown table is the user's first problem, whatever the lake holds
@@ -194,17 +204,17 @@ def _load_warehouse(
         days = ", ".join(d.isoformat() for d in dates)
         raise WarehouseError(f"the lake has no curated partition for {days}: nothing loaded")
     if warehouse is not None:
-        rows = _apply(warehouse, loads)
+        rows = _apply(warehouse, loads, after_load)
     elif settings.profile is Profile.GCP:
         with _closing(open_warehouse(settings, load_id=load_id)) as target:
-            rows = _apply(target, loads)
+            rows = _apply(target, loads, after_load)
     else:
         from shopflow.warehouse.duckdb_warehouse import DuckDBWarehouse, replaced_on_success
 
         path = duckdb_path(settings)
         path.parent.mkdir(parents=True, exist_ok=True)
         with replaced_on_success(path) as copy, _closing(DuckDBWarehouse(copy)) as target:
-            rows = _apply(target, loads)
+            rows = _apply(target, loads, after_load)
     reports = tuple(
         TableReport(load.table, load.partitions, n) for load, n in zip(loads, rows, strict=True)
     )

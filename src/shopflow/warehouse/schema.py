@@ -199,7 +199,7 @@ _SPECS: Final = (
             ("returns", N),
             ("sessions", N),
             ("orders", N),
-            ("spend_inr", F),
+            ("ordered_amount_inr", F),
             ("first_seen_ts", T),
             ("last_seen_ts", T),
         ),

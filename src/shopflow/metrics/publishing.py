@@ -1,0 +1,42 @@
+"""Loading the warehouse with its metric views: the curated tables (`shopflow.warehouse`), then
+every metric view re-created in the same transaction, in the reporting time zone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from shopflow.metrics.views import METRIC_VIEWS, view_body
+from shopflow.settings import Settings
+from shopflow.warehouse import LoadReport, Warehouse, load_tables
+
+
+def create_metric_views(warehouse: Warehouse, reporting_timezone: str = "UTC") -> list[str]:
+    """Create or replace every metric view in `warehouse`; returns their names."""
+    dataset = getattr(warehouse, "dataset_ref", None)
+    for view in METRIC_VIEWS:
+        warehouse.create_view(
+            view.name, view_body(view, warehouse.dialect, dataset, reporting_timezone)
+        )
+    return [view.name for view in METRIC_VIEWS]
+
+
+def load_warehouse(
+    settings: Settings,
+    tables: Iterable[str] | None = None,
+    dates: Iterable[date] | None = None,
+    *,
+    warehouse: Warehouse | None = None,
+    load_id: str | None = None,
+    recomputed: bool = False,
+) -> LoadReport:
+    """`shopflow.warehouse.load_tables`, then the metric views (`SHOPFLOW_REPORTING_TIMEZONE`)."""
+    return load_tables(
+        settings,
+        tables,
+        dates,
+        warehouse=warehouse,
+        load_id=load_id,
+        recomputed=recomputed,
+        after_load=lambda target: create_metric_views(target, settings.reporting_timezone),
+    )

@@ -170,7 +170,9 @@ def test_real_pubsub_with_the_google_emulator_variable_set_is_refused(
     # The Google client would obey PUBSUB_EMULATOR_HOST over any endpoint it is given.
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085")
     gcp = {"profile": "gcp", "gcs_bucket": "b", "orders_api_token": "a-real-secret"}
-    with pytest.raises(ShopflowError, match="PUBSUB_EMULATOR_HOST=127.0.0.1:8085 is set") as caught:
+    with pytest.raises(
+        ShopflowError, match=r"PUBSUB_EMULATOR_HOST=127\.0\.0\.1:8085 is set"
+    ) as caught:
         load_settings(**gcp)
     assert "\n" not in str(caught.value)
     # Fine when the emulator is what was asked for, or when the bus is not Pub/Sub.

@@ -12,7 +12,7 @@ import pytest
 from shopflow.lake.io import resolve
 from tests.gcs_fixtures import fake_gcs_endpoint
 
-__all__ = ["Lake", "fake_gcs_endpoint", "lake", "local_lake"]
+__all__ = ["Lake", "fake_gcs_endpoint", "gcs_lake", "lake", "local_lake"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,16 @@ def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Lake:
     """An empty lake: a temp folder, or a fresh bucket on the fake GCS server."""
     if request.param == "local":
         return Lake(str(tmp_path / "lake"))
-    endpoint: str = request.getfixturevalue("fake_gcs_endpoint")
+    return _gcs_lake(request.getfixturevalue("fake_gcs_endpoint"))
+
+
+@pytest.fixture
+def gcs_lake(fake_gcs_endpoint: str) -> Lake:
+    """An empty lake in a fresh bucket on the fake GCS server, for what only GCS has."""
+    return _gcs_lake(fake_gcs_endpoint)
+
+
+def _gcs_lake(endpoint: str) -> Lake:
     options = {"endpoint_url": endpoint, "token": "anon", "project": "shopflow-test"}
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
     lake = Lake(f"gs://{bucket}/lake", options)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import functools
 import json
 import os
 import tempfile
@@ -63,7 +64,7 @@ def resolve(url: str, storage_options: StorageOptions | None = None) -> tuple[An
     options = dict(storage_options or {})
     protocol, _ = fsspec.core.split_protocol(url)
     if protocol in ("gs", "gcs"):
-        from gcsfs.core import GCSFileSystem
+        from gcsfs.core import GCSFileSystem  # seconds to import: only when the lake is on GCS
 
         if os.environ.get("STORAGE_EMULATOR_HOST") and "token" not in options:
             options["token"] = "anon"
@@ -71,6 +72,35 @@ def resolve(url: str, storage_options: StorageOptions | None = None) -> tuple[An
         return fs, fs._strip_protocol(url)
     fs, path = fsspec.core.url_to_fs(url, **options)
     return fs, path
+
+
+def engine_filesystem(url: str, storage_options: StorageOptions | None = None) -> Any:
+    """The file system of `url` for a query engine reading by byte range (DuckDB).
+
+    It keeps no listings cache, so partitions committed by other processes are seen. On GCS its
+    files fetch only the ranges asked for: gcsfs' default adaptive cache starts a background
+    prefetch task per file, which the engine's range reads do not need and which is destroyed,
+    still pending, at every close (an asyncio warning on stderr per file).
+    """
+    options = {**(storage_options or {}), "use_listings_cache": False, "skip_instance_cache": True}
+    fs, _ = resolve(url, options)
+    if is_gcs(fs):
+        fs = _range_read_gcs_class()(**fs.storage_options)
+    return fs
+
+
+@functools.cache
+def _range_read_gcs_class() -> type:
+    from gcsfs.core import GCSFileSystem
+
+    class RangeReadGCSFileSystem(GCSFileSystem):  # type: ignore[misc]
+        """gcsfs whose files read exactly the ranges asked for (see `engine_filesystem`)."""
+
+        def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+            kwargs.setdefault("cache_type", "none")
+            return super()._open(path, mode, **kwargs)
+
+    return RangeReadGCSFileSystem
 
 
 def is_local(fs: Any) -> bool:

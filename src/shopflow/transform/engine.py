@@ -257,19 +257,18 @@ def _register_remote_filesystems(conn: Any, urls: Sequence[str]) -> None:
     """Let DuckDB read `gs://` (any fsspec URL) through the lake's own file system.
 
     DuckDB's `httpfs` would be a download at first use (none here) and signs GCS requests with
-    HMAC keys, not the credentials (or `STORAGE_EMULATOR_HOST`) the lake uses. The instance it gets
-    keeps no listings cache: a partition another process committed since must be seen.
+    HMAC keys, not the credentials (or `STORAGE_EMULATOR_HOST`) the lake uses.
     """
     import fsspec
 
-    from shopflow.lake.io import resolve
+    from shopflow.lake.io import engine_filesystem
 
     registered = set(conn.list_filesystems())
     for url in urls:
         protocol, _ = fsspec.core.split_protocol(url)
         if protocol in (None, "file"):
             continue
-        fs, _ = resolve(url, {"use_listings_cache": False, "skip_instance_cache": True})
+        fs = engine_filesystem(url)
         name = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         if name not in registered:  # DuckDB registers a file system under its first protocol
             conn.register_filesystem(fs)

@@ -26,6 +26,7 @@ import base64
 import contextlib
 import errno
 import functools
+import hashlib
 import json
 import os
 import tempfile
@@ -171,15 +172,13 @@ def object_generation(url: str, storage_options: StorageOptions | None = None) -
     return int(blob.generation)
 
 
-def _crc32c(local_file: str) -> str:
-    """The file's CRC32C as GCS reports it (base64 of the big-endian checksum)."""
-    import google_crc32c
-
-    checksum = google_crc32c.Checksum()
+def _md5(local_file: str) -> str:
+    """The file's MD5 as GCS reports it (base64 of the digest)."""
+    digest = hashlib.md5(usedforsecurity=False)
     with open(local_file, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
-            checksum.update(chunk)
-    return base64.b64encode(checksum.digest()).decode()
+            digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
 
 
 def _upload_if_generation(fs: Any, path: str, local_file: str, generation: int) -> None:
@@ -193,7 +192,7 @@ def _upload_if_generation(fs: Any, path: str, local_file: str, generation: int) 
         # precondition against our own commit. Same bytes there: nothing was lost either way.
         with contextlib.suppress(NotFound):
             blob.reload()
-            if blob.crc32c == _crc32c(local_file):
+            if blob.md5_hash == _md5(local_file):
                 return
         url = fs.unstrip_protocol(path)
         raise WriteConflictError(

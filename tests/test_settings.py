@@ -178,3 +178,15 @@ def test_real_pubsub_with_the_google_emulator_variable_set_is_refused(
     # Fine when the emulator is what was asked for, or when the bus is not Pub/Sub.
     assert load_settings(**gcp, pubsub_emulator_host="127.0.0.1:8085").pubsub_emulator_host
     assert load_settings(**gcp, bus="kafka").bus is BusKind.KAFKA
+
+
+def test_real_bigquery_with_the_google_emulator_variable_set_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", "http://127.0.0.1:9050")
+    gcp = {"profile": "gcp", "gcs_bucket": "b", "orders_api_token": "a-real-secret"}
+    with pytest.raises(ShopflowError, match="BigQuery client would load that emulator"):
+        load_settings(**gcp)
+    endpoint = "http://127.0.0.1:9050"
+    assert load_settings(**gcp, bigquery_api_endpoint=endpoint).bigquery_api_endpoint == endpoint
+    assert load_settings().profile is Profile.LOCAL  # the local warehouse is DuckDB

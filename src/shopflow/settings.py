@@ -16,8 +16,10 @@ from shopflow.errors import ShopflowError
 
 #: The orders API token of the local profile; refused under any other profile.
 LOCAL_DEV_TOKEN: Final = "local-dev-token"
-#: The variable the Google Pub/Sub client itself obeys, whatever endpoint it is given.
+#: Variables the Google clients themselves obey: Pub/Sub over any endpoint it is given, BigQuery
+#: when given none.
 GOOGLE_PUBSUB_EMULATOR_ENV: Final = "PUBSUB_EMULATOR_HOST"
+GOOGLE_BIGQUERY_EMULATOR_ENV: Final = "BIGQUERY_EMULATOR_HOST"
 #: Settings that are secrets: read only from the environment, never from `.env` or logs.
 SECRET_FIELDS: Final = ("orders_api_token", "alert_webhook_url")
 
@@ -214,6 +216,17 @@ class Settings(BaseSettings):
                 f"{GOOGLE_PUBSUB_EMULATOR_ENV}={os.environ[GOOGLE_PUBSUB_EMULATOR_ENV]} is set, "
                 "so the Google Pub/Sub client would use that emulator, not real Pub/Sub: unset it, "
                 "or set SHOPFLOW_PUBSUB_EMULATOR_HOST to use an emulator"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_bigquery_emulator(self) -> Settings:
+        emulator = os.environ.get(GOOGLE_BIGQUERY_EMULATOR_ENV)
+        if self.profile is Profile.GCP and self.bigquery_api_endpoint is None and emulator:
+            raise ValueError(
+                f"{GOOGLE_BIGQUERY_EMULATOR_ENV}={emulator} is set, so the Google BigQuery client "
+                "would load that emulator, not BigQuery: unset it, or set "
+                "SHOPFLOW_BIGQUERY_API_ENDPOINT to use an emulator"
             )
         return self
 

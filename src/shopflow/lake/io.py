@@ -22,11 +22,8 @@ Guarantees (a "reader" is a listing here, pyarrow.dataset, Spark or DuckDB):
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
-import functools
-import hashlib
 import json
 import os
 import tempfile
@@ -40,8 +37,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from shopflow.lake.errors import AlreadyExistsError, LakeError, WriteConflictError
-from shopflow.lake.gcs import gcs_blob
+from shopflow.lake.errors import AlreadyExistsError, LakeError
+from shopflow.lake.gcs import gcs_blob, is_gcs, range_read_gcs_class, upload_if_generation
 from shopflow.lake.layout import PARTITION_FILE
 
 StorageOptions = Mapping[str, Any]
@@ -86,22 +83,8 @@ def engine_filesystem(url: str, storage_options: StorageOptions | None = None) -
     options = {**(storage_options or {}), "use_listings_cache": False, "skip_instance_cache": True}
     fs, _ = resolve(url, options)
     if is_gcs(fs):
-        fs = _range_read_gcs_class()(**fs.storage_options)
+        fs = range_read_gcs_class()(**fs.storage_options)
     return fs
-
-
-@functools.cache
-def _range_read_gcs_class() -> type:
-    from gcsfs.core import GCSFileSystem
-
-    class RangeReadGCSFileSystem(GCSFileSystem):  # type: ignore[misc]
-        """gcsfs whose files read exactly the ranges asked for (see `engine_filesystem`)."""
-
-        def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
-            kwargs.setdefault("cache_type", "none")
-            return super()._open(path, mode, **kwargs)
-
-    return RangeReadGCSFileSystem
 
 
 def is_local(fs: Any) -> bool:
@@ -152,11 +135,6 @@ def _commit_local(path: Path, write: Callable[[IO[bytes]], None], create_only: b
         tmp.unlink(missing_ok=True)
 
 
-def is_gcs(fs: Any) -> bool:
-    """Whether `fs` is Google Cloud Storage (objects have generations)."""
-    return "gs" in (fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,))
-
-
 def object_generation(url: str, storage_options: StorageOptions | None = None) -> int | None:
     """The GCS generation of the object at `url` (0: no such object); None off GCS."""
     from google.api_core.exceptions import NotFound
@@ -172,36 +150,6 @@ def object_generation(url: str, storage_options: StorageOptions | None = None) -
     return int(blob.generation)
 
 
-def _md5(local_file: str) -> str:
-    """The file's MD5 as GCS reports it (base64 of the digest)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(local_file, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode()
-
-
-def _upload_if_generation(fs: Any, path: str, local_file: str, generation: int) -> None:
-    from google.api_core.exceptions import NotFound, PreconditionFailed
-
-    blob = gcs_blob(fs, path)
-    try:
-        blob.upload_from_filename(local_file, if_generation_match=generation)
-    except PreconditionFailed:
-        # The client retries a conditional upload whose answer was lost; the retry then fails the
-        # precondition against our own commit. Same bytes there: nothing was lost either way.
-        with contextlib.suppress(NotFound):
-            blob.reload()
-            if blob.md5_hash == _md5(local_file):
-                return
-        url = fs.unstrip_protocol(path)
-        raise WriteConflictError(
-            f"{url} was changed by another writer (it is no longer at generation {generation}): "
-            "this commit was refused and wrote nothing; is a second writer running without the "
-            "lake's writer lock? Run again once it is done"
-        ) from None
-
-
 def _commit_remote(
     fs: Any,
     path: str,
@@ -215,7 +163,7 @@ def _commit_remote(
         write(spool)
         spool.flush()
         if if_generation_match is not None:
-            _upload_if_generation(fs, path, spool.name, if_generation_match)
+            upload_if_generation(fs, path, spool.name, if_generation_match)
         else:
             try:
                 fs.put_file(spool.name, path, mode="create" if create_only else "overwrite")

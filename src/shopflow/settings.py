@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     )
 
     # ETL engine: the same PySpark-API transforms on Spark, or on DuckDB through SQLFrame.
+    # Default duckdb on local, spark on gcp (see _check_etl_engine).
     etl_engine: EtlEngine = "duckdb"
 
     # Spark.

@@ -140,3 +140,53 @@ def test_an_event_floor_in_the_future_is_refused(
     monkeypatch.setenv("SHOPFLOW_EVENT_MIN_TS", "9999-12-31T00:00:00Z")
     with pytest.raises(ShopflowError, match="SHOPFLOW_EVENT_MIN_TS is in the future"):
         load_settings()
+
+
+def test_the_pubsub_emulator_is_the_local_default_and_never_the_gcp_one(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    assert settings.pubsub_emulator_host == "127.0.0.1:8085"
+    gcp = {"profile": "gcp", "gcs_bucket": "b", "orders_api_token": "a-real-secret"}
+    assert load_settings(**gcp).pubsub_emulator_host is None
+    assert load_settings(**gcp, pubsub_emulator_host="10.0.0.2:8085").pubsub_emulator_host == (
+        "10.0.0.2:8085"
+    )
+    monkeypatch.setenv("SHOPFLOW_PUBSUB_EMULATOR_HOST", "10.0.0.3:8085")
+    assert load_settings(**gcp).pubsub_emulator_host == "10.0.0.3:8085"
+    # Empty means real Pub/Sub on either profile, and a child process inherits that.
+    monkeypatch.setenv("SHOPFLOW_PUBSUB_EMULATOR_HOST", "")
+    real_on_local = load_settings()
+    assert real_on_local.pubsub_emulator_host is None
+    child = real_on_local.child_environment(with_secrets=False)
+    assert child["SHOPFLOW_PUBSUB_EMULATOR_HOST"] == ""
+    monkeypatch.setenv("SHOPFLOW_PUBSUB_EMULATOR_HOST", child["SHOPFLOW_PUBSUB_EMULATOR_HOST"])
+    assert load_settings().pubsub_emulator_host is None
+
+
+def test_real_pubsub_with_the_google_emulator_variable_set_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Google client would obey PUBSUB_EMULATOR_HOST over any endpoint it is given.
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085")
+    gcp = {"profile": "gcp", "gcs_bucket": "b", "orders_api_token": "a-real-secret"}
+    with pytest.raises(
+        ShopflowError, match=r"PUBSUB_EMULATOR_HOST=127\.0\.0\.1:8085 is set"
+    ) as caught:
+        load_settings(**gcp)
+    assert "\n" not in str(caught.value)
+    # Fine when the emulator is what was asked for, or when the bus is not Pub/Sub.
+    assert load_settings(**gcp, pubsub_emulator_host="127.0.0.1:8085").pubsub_emulator_host
+    assert load_settings(**gcp, bus="kafka").bus is BusKind.KAFKA
+
+
+def test_real_bigquery_with_the_google_emulator_variable_set_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", "http://127.0.0.1:9050")
+    gcp = {"profile": "gcp", "gcs_bucket": "b", "orders_api_token": "a-real-secret"}
+    with pytest.raises(ShopflowError, match="BigQuery client would load that emulator"):
+        load_settings(**gcp)
+    endpoint = "http://127.0.0.1:9050"
+    assert load_settings(**gcp, bigquery_api_endpoint=endpoint).bigquery_api_endpoint == endpoint
+    assert load_settings().profile is Profile.LOCAL  # the local warehouse is DuckDB

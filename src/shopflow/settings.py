@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -23,6 +24,10 @@ from shopflow.errors import ShopflowError
 
 #: The orders API token of the local profile; refused under any other profile.
 LOCAL_DEV_TOKEN: Final = "local-dev-token"
+#: Variables the Google clients themselves obey: Pub/Sub over any endpoint it is given, BigQuery
+#: when given none.
+GOOGLE_PUBSUB_EMULATOR_ENV: Final = "PUBSUB_EMULATOR_HOST"
+GOOGLE_BIGQUERY_EMULATOR_ENV: Final = "BIGQUERY_EMULATOR_HOST"
 #: Settings that are secrets: read only from the environment, never from `.env` or logs.
 SECRET_FIELDS: Final = ("orders_api_token", "alert_webhook_url")
 
@@ -93,7 +98,10 @@ class Settings(BaseSettings):
     events_subscription: str = Field(default="shop-events-landing", min_length=3)
     pubsub_emulator_host: str | None = Field(
         default="127.0.0.1:8085",
-        description="host:port of the Pub/Sub emulator (local); unset on gcp to use real Pub/Sub.",
+        description=(
+            "host:port of the Pub/Sub emulator; default 127.0.0.1:8085 on local, none (real "
+            "Pub/Sub) on gcp; empty: real Pub/Sub."
+        ),
     )
     pubsub_pull_mode: Literal["sync", "streaming"] = "sync"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -126,6 +134,7 @@ class Settings(BaseSettings):
     )
 
     # ETL engine: the same PySpark-API transforms on Spark, or on DuckDB through SQLFrame.
+    # Default duckdb on local, spark on gcp (see _check_etl_engine).
     etl_engine: EtlEngine = "duckdb"
 
     # Spark.
@@ -204,15 +213,44 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_etl_engine(self) -> Settings:
-        # gcp runs the ETL on Spark (Dataproc): the engine default is the local profile's, so
-        # an unset engine becomes spark; an explicit SHOPFLOW_ETL_ENGINE=duckdb is an error.
-        if self.profile is Profile.GCP and self.etl_engine != "spark":
-            if "etl_engine" in self.model_fields_set:
-                raise ValueError(
-                    "the gcp profile runs the ETL on Spark (Dataproc): "
-                    "unset SHOPFLOW_ETL_ENGINE or set it to spark"
-                )
+        # gcp defaults to Spark (Dataproc): the field default is the local profile's, so an unset
+        # engine becomes spark there. An explicit duckdb stays: one machine (a Cloud Run job)
+        # reading the lake through gcsfs is a real deployment for a small shop.
+        if self.profile is Profile.GCP and "etl_engine" not in self.model_fields_set:
             self.etl_engine = "spark"
+        return self
+
+    @model_validator(mode="after")
+    def _check_pubsub_emulator(self) -> Settings:
+        # The field default is the local profile's emulator; on gcp an unset host means real
+        # Pub/Sub. An empty value means real Pub/Sub on either profile.
+        if not self.pubsub_emulator_host or (
+            self.profile is Profile.GCP and "pubsub_emulator_host" not in self.model_fields_set
+        ):
+            self.pubsub_emulator_host = None
+        if (
+            self.bus is BusKind.PUBSUB
+            and self.pubsub_emulator_host is None
+            and os.environ.get(GOOGLE_PUBSUB_EMULATOR_ENV)
+        ):
+            # The Google client obeys this variable over any endpoint it is given: events would
+            # silently go to that emulator instead of real Pub/Sub.
+            raise ValueError(
+                f"{GOOGLE_PUBSUB_EMULATOR_ENV}={os.environ[GOOGLE_PUBSUB_EMULATOR_ENV]} is set, "
+                "so the Google Pub/Sub client would use that emulator, not real Pub/Sub: unset it, "
+                "or set SHOPFLOW_PUBSUB_EMULATOR_HOST to use an emulator"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_bigquery_emulator(self) -> Settings:
+        emulator = os.environ.get(GOOGLE_BIGQUERY_EMULATOR_ENV)
+        if self.profile is Profile.GCP and self.bigquery_api_endpoint is None and emulator:
+            raise ValueError(
+                f"{GOOGLE_BIGQUERY_EMULATOR_ENV}={emulator} is set, so the Google BigQuery client "
+                "would load that emulator, not BigQuery: unset it, or set "
+                "SHOPFLOW_BIGQUERY_API_ENDPOINT to use an emulator"
+            )
         return self
 
     @model_validator(mode="after")
@@ -259,9 +297,13 @@ class Settings(BaseSettings):
         env: dict[str, str] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if value is None or (name in SECRET_FIELDS and not with_secrets):
+            if name in SECRET_FIELDS and not with_secrets:
                 continue
-            if isinstance(value, SecretStr):
+            if value is None:
+                if type(self).model_fields[name].default is None:
+                    continue
+                text = ""  # none where the default is not, e.g. real Pub/Sub on local
+            elif isinstance(value, SecretStr):
                 text = value.get_secret_value()
             elif isinstance(value, Path):
                 text = str(value.resolve())

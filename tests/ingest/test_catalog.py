@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from datetime import date
 
 import pytest
@@ -11,9 +12,13 @@ from pyspark.sql import SparkSession
 from shopflow.contracts import Product, User
 from shopflow.errors import ServiceUnavailableError
 from shopflow.ingest.catalog import PRODUCTS, USERS, ingest_catalog, jdbc_options
+from shopflow.lake import StateStore, read_dataset, resolve
 from shopflow.settings import Settings
 from shopflow.sources.shop_db import upsert_products, upsert_users
+from tests.gcs_fixtures import fake_gcs_endpoint
 from tests.ingest.conftest import raw_rows, state_record, visible_temp_files
+
+__all__ = ["fake_gcs_endpoint"]
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +90,33 @@ def test_first_pull_then_nothing_then_exactly_the_changes(
     assert len(raw_rows(run.lake_url, "raw/users")) == 82
     assert visible_temp_files(run.lake_url) == []
     assert all(r["updated_at"] is not None and r["ingest_ts"] is not None for r in landed)
+
+
+def test_spark_jdbc_pull_lands_in_a_gcs_lake(
+    spark: SparkSession,
+    shop_db_settings: Settings,
+    fake_gcs_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Spark only reads PostgreSQL; the raw file and the watermark go through the lake's own
+    # gcsfs / google-cloud-storage writes, so no GCS connector is needed in the JVM.
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs_endpoint)
+    bucket = f"catalog-{uuid.uuid4().hex[:10]}"
+    resolve(f"gs://{bucket}")[0].mkdir(bucket)
+    run = shop_db_settings.model_copy(update={"lake_root": f"gs://{bucket}/lake"})
+    upsert_products(run, products(40))
+    upsert_users(run, users(10))
+
+    first = {r.source: r for r in ingest_catalog(spark, run)}
+    assert (first["products"].written, first["users"].written) == (40, 10)
+    assert all(
+        url.startswith(f"gs://{bucket}/lake/raw/") for r in first.values() for url in r.files
+    )
+    landed = read_dataset(f"{run.lake_url}/raw/products")
+    assert sorted(landed.column("product_id").to_pylist()) == [p.product_id for p in products(40)]
+    assert StateStore(run).get(PRODUCTS.state_name) is not None
+    again = {r.source: r for r in ingest_catalog(spark, run)}
+    assert all(r.written == 0 and not r.files for r in again.values())
 
 
 def test_unreachable_database_is_one_line_and_leaves_watermarks(

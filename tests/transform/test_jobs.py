@@ -337,15 +337,19 @@ def test_the_entry_point_takes_an_engine_and_stays_spark_under_spark_submit(
         open_session(explicit)
 
 
-def test_the_gcp_profile_runs_the_etl_on_spark(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_gcp_profile_runs_the_etl_on_spark_unless_told_duckdb(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from shopflow.settings import load_settings
 
     monkeypatch.delenv("SHOPFLOW_ETL_ENGINE", raising=False)
     gcp = {"profile": "gcp", "gcs_bucket": "b", "orders_api_token": "a-real-secret"}
     assert load_settings(**gcp).etl_engine == "spark"
     assert load_settings(**gcp, etl_engine="spark").etl_engine == "spark"
-    with pytest.raises(ShopflowError, match="gcp profile runs the ETL on Spark"):
-        load_settings(**gcp, etl_engine="duckdb")
+    # One machine over gs:// (tests/e2e/test_gcp_profile.py runs it end to end).
+    assert load_settings(**gcp, etl_engine="duckdb").etl_engine == "duckdb"
+    monkeypatch.setenv("SHOPFLOW_ETL_ENGINE", "duckdb")
+    assert load_settings(**gcp).etl_engine == "duckdb"
 
 
 def _order_event(event_id: str, offset: timedelta, order_id: str, price: float) -> dict[str, Any]:

@@ -1,9 +1,16 @@
 """The lake: paths, atomic Parquet/JSON writes, partition replacement, listing, reading, state."""
 
-from shopflow.lake.errors import AlreadyExistsError, LakeError, StateConflictError
+from shopflow.lake.errors import (
+    AlreadyExistsError,
+    LakeError,
+    StateConflictError,
+    WriteConflictError,
+)
 from shopflow.lake.io import (
     PARTITION_TYPES,
     delete_partition,
+    object_generation,
+    partition_generation,
     partition_values,
     remove_stale_temp_files,
     replace_partition,
@@ -41,11 +48,14 @@ __all__ = [
     "Partition",
     "StateConflictError",
     "StateStore",
+    "WriteConflictError",
     "batch_file_name",
     "delete_partition",
     "list_data_files",
     "list_partitions",
+    "object_generation",
     "parse_ts_token",
+    "partition_generation",
     "partition_values",
     "pull_file_name",
     "read_dataset",

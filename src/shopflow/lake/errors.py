@@ -15,3 +15,7 @@ class AlreadyExistsError(LakeError):
 
 class StateConflictError(LakeError):
     """Another writer changed a state record since this store last read or wrote it."""
+
+
+class WriteConflictError(LakeError):
+    """A conditional write found the object changed by another writer; nothing was written."""

@@ -9,10 +9,15 @@ Guarantees (a "reader" is a listing here, pyarrow.dataset, Spark or DuckDB):
   temp file that readers skip. Create-only uses `os.link`, which fails if the target exists.
 * GCS (gcsfs): an object becomes visible only when its upload completes, so a reader never sees a
   partial object. Create-only sends `ifGenerationMatch=0` (gcsfs' `mode="create"`); a lost race
-  raises `AlreadyExistsError`.
+  raises `AlreadyExistsError`. A write given `if_generation_match` replaces the object only if it
+  is still at that generation (google-cloud-storage: gcsfs offers only the create-only form); a
+  lost race raises `WriteConflictError` and nothing of the loser is written.
 * A partition is replaced as one data file (`part-00000.parquet`) that is overwritten atomically,
   which is all-or-nothing on both back ends; files of other names left in the partition by an older
-  writer are removed after the swap.
+  writer are removed after the swap. On GCS the overwrite is conditional on the generation the
+  file had when the replacement began (or the one the caller read), so a second writer racing it
+  (a lock lease lost, a writer that skipped the lock) is refused instead of silently overwritten.
+  Locally, writers are serialised by the lake's writer lock alone.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from shopflow.lake.errors import AlreadyExistsError, LakeError
+from shopflow.lake.gcs import gcs_blob, is_gcs, range_read_gcs_class, upload_if_generation
 from shopflow.lake.layout import PARTITION_FILE
 
 StorageOptions = Mapping[str, Any]
@@ -56,7 +62,7 @@ def resolve(url: str, storage_options: StorageOptions | None = None) -> tuple[An
     options = dict(storage_options or {})
     protocol, _ = fsspec.core.split_protocol(url)
     if protocol in ("gs", "gcs"):
-        from gcsfs.core import GCSFileSystem
+        from gcsfs.core import GCSFileSystem  # seconds to import: only when the lake is on GCS
 
         if os.environ.get("STORAGE_EMULATOR_HOST") and "token" not in options:
             options["token"] = "anon"
@@ -64,6 +70,21 @@ def resolve(url: str, storage_options: StorageOptions | None = None) -> tuple[An
         return fs, fs._strip_protocol(url)
     fs, path = fsspec.core.url_to_fs(url, **options)
     return fs, path
+
+
+def engine_filesystem(url: str, storage_options: StorageOptions | None = None) -> Any:
+    """The file system of `url` for a query engine reading by byte range (DuckDB).
+
+    It keeps no listings cache, so partitions committed by other processes are seen. On GCS its
+    files fetch only the ranges asked for: gcsfs' default adaptive cache starts a background
+    prefetch task per file, which the engine's range reads do not need and which is destroyed,
+    still pending, at every close (an asyncio warning on stderr per file).
+    """
+    options = {**(storage_options or {}), "use_listings_cache": False, "skip_instance_cache": True}
+    fs, _ = resolve(url, options)
+    if is_gcs(fs):
+        fs = range_read_gcs_class()(**fs.storage_options)
+    return fs
 
 
 def is_local(fs: Any) -> bool:
@@ -114,18 +135,40 @@ def _commit_local(path: Path, write: Callable[[IO[bytes]], None], create_only: b
         tmp.unlink(missing_ok=True)
 
 
+def object_generation(url: str, storage_options: StorageOptions | None = None) -> int | None:
+    """The GCS generation of the object at `url` (0: no such object); None off GCS."""
+    from google.api_core.exceptions import NotFound
+
+    fs, path = resolve(url, storage_options)
+    if not is_gcs(fs):
+        return None
+    blob = gcs_blob(fs, path)
+    try:
+        blob.reload()
+    except NotFound:
+        return 0
+    return int(blob.generation)
+
+
 def _commit_remote(
-    fs: Any, path: str, write: Callable[[IO[bytes]], None], create_only: bool
+    fs: Any,
+    path: str,
+    write: Callable[[IO[bytes]], None],
+    create_only: bool,
+    if_generation_match: int | None,
 ) -> None:
     # Spool to a local file first: an upload interrupted half way must never be finalised, and
     # gcsfs uploads a finished local file in one (or one resumable) request.
     with tempfile.NamedTemporaryFile(prefix=".shopflow-upload-", suffix=".tmp") as spool:
         write(spool)
         spool.flush()
-        try:
-            fs.put_file(spool.name, path, mode="create" if create_only else "overwrite")
-        except FileExistsError:
-            raise AlreadyExistsError(f"{fs.unstrip_protocol(path)} already exists") from None
+        if if_generation_match is not None:
+            upload_if_generation(fs, path, spool.name, if_generation_match)
+        else:
+            try:
+                fs.put_file(spool.name, path, mode="create" if create_only else "overwrite")
+            except FileExistsError:
+                raise AlreadyExistsError(f"{fs.unstrip_protocol(path)} already exists") from None
     fs.invalidate_cache(fs._parent(path))
 
 
@@ -135,13 +178,18 @@ def _commit(
     *,
     create_only: bool,
     storage_options: StorageOptions | None,
+    if_generation_match: int | None = None,
 ) -> None:
     fs, path = resolve(url, storage_options)
+    if if_generation_match is not None and (create_only or not is_gcs(fs)):
+        raise LakeError(
+            f"writing {url}: a generation precondition needs GCS and excludes create_only"
+        )
     try:
         if is_local(fs):
             _commit_local(Path(path), write, create_only)
         else:
-            _commit_remote(fs, path, write, create_only)
+            _commit_remote(fs, path, write, create_only, if_generation_match)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise LakeError(
@@ -157,16 +205,25 @@ def write_bytes_atomic(
     *,
     create_only: bool = False,
     storage_options: StorageOptions | None = None,
+    if_generation_match: int | None = None,
 ) -> None:
     """Write `data` to `url` so that readers see the old content or all of `data`, never part.
 
-    With `create_only`, raise `AlreadyExistsError` instead of replacing an existing object.
+    With `create_only`, raise `AlreadyExistsError` instead of replacing an existing object. With
+    `if_generation_match` (GCS only; 0: must not exist), raise `WriteConflictError` unless the
+    object is still at that generation.
     """
 
     def write(handle: IO[bytes]) -> None:
         handle.write(data)
 
-    _commit(url, write, create_only=create_only, storage_options=storage_options)
+    _commit(
+        url,
+        write,
+        create_only=create_only,
+        storage_options=storage_options,
+        if_generation_match=if_generation_match,
+    )
 
 
 def write_json_atomic(
@@ -189,13 +246,20 @@ def write_parquet_atomic(
     compression: str = "zstd",
     row_group_size: int | None = None,
     storage_options: StorageOptions | None = None,
+    if_generation_match: int | None = None,
 ) -> None:
     """Write `table` as one Parquet file at `url`, atomically (see `write_bytes_atomic`)."""
 
     def write(handle: IO[bytes]) -> None:
         pq.write_table(table, handle, compression=compression, row_group_size=row_group_size)
 
-    _commit(url, write, create_only=create_only, storage_options=storage_options)
+    _commit(
+        url,
+        write,
+        create_only=create_only,
+        storage_options=storage_options,
+        if_generation_match=if_generation_match,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,19 +294,32 @@ def replace_partition(
     *,
     compression: str = "zstd",
     storage_options: StorageOptions | None = None,
+    if_generation_match: int | None = None,
 ) -> str:
     """Replace a whole partition with `table`; return the URL of its one data file.
 
     Columns named like the partition keys in `partition_url` (e.g. `date`, `hour`) must hold only
     this partition's value and are dropped, as Spark does: the path carries them. A reader sees the
     old complete partition or the new one (see the module docstring).
+
+    On GCS the data file is replaced only if it is still at `if_generation_match` (the
+    `partition_generation` a caller read; default: its generation when this call begins), else
+    `WriteConflictError` and the partition keeps the other writer's commit.
     """
+    target = f"{partition_url.rstrip('/')}/{PARTITION_FILE}"
+    if if_generation_match is None:
+        if_generation_match = object_generation(target, storage_options)
     for key, value in partition_values(partition_url).items():
         if key in table.column_names:
             _check_partition_column(table, key, value)
             table = table.drop_columns([key])
-    target = f"{partition_url.rstrip('/')}/{PARTITION_FILE}"
-    write_parquet_atomic(table, target, compression=compression, storage_options=storage_options)
+    write_parquet_atomic(
+        table,
+        target,
+        compression=compression,
+        storage_options=storage_options,
+        if_generation_match=if_generation_match,
+    )
     fs, path = resolve(partition_url, storage_options)
     fs.invalidate_cache(path)
     for entry in fs.ls(path, detail=True):
@@ -274,6 +351,14 @@ def delete_partition(partition_url: str, *, storage_options: StorageOptions | No
             Path(path).rmdir()
     fs.invalidate_cache(path)
     return removed
+
+
+def partition_generation(
+    partition_url: str, storage_options: StorageOptions | None = None
+) -> int | None:
+    """The GCS generation of a partition's data file (0: none yet; None off GCS), to pass to
+    `replace_partition` by a writer that read the partition before replacing it."""
+    return object_generation(f"{partition_url.rstrip('/')}/{PARTITION_FILE}", storage_options)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -239,6 +239,7 @@ def _duckdb_read_parquet(session: Any, paths: Sequence[str], schema: pa.Schema) 
     options = "union_by_name = true, hive_partitioning = true, hive_types_autocast = false"
     source = f"read_parquet([{file_list}], {options})"
     conn = _duckdb_conn(session)
+    _register_remote_filesystems(conn, files)
     present = {row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
 
     def column(f: pa.Field) -> str:
@@ -252,6 +253,28 @@ def _duckdb_read_parquet(session: Any, paths: Sequence[str], schema: pa.Schema) 
     name = _new_name("parquet")
     conn.execute(f'CREATE VIEW "{name}" AS SELECT {columns} FROM {source}')
     return session.table(name)
+
+
+def _register_remote_filesystems(conn: Any, urls: Sequence[str]) -> None:
+    """Let DuckDB read `gs://` (any fsspec URL) through the lake's own file system.
+
+    DuckDB's `httpfs` would be a download at first use (none here) and signs GCS requests with
+    HMAC keys, not the credentials (or `STORAGE_EMULATOR_HOST`) the lake uses.
+    """
+    import fsspec
+
+    from shopflow.lake.io import engine_filesystem
+
+    registered = set(conn.list_filesystems())
+    for url in urls:
+        protocol, _ = fsspec.core.split_protocol(url)
+        if protocol in (None, "file"):
+            continue
+        fs = engine_filesystem(url)
+        name = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        if name not in registered:  # DuckDB registers a file system under its first protocol
+            conn.register_filesystem(fs)
+            registered.add(name)
 
 
 def _duckdb_type(arrow_type: pa.DataType) -> str:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from shopflow.ingest.catalog import ingest_catalog
 from shopflow.ingest.events import ingest_events
@@ -90,8 +89,9 @@ def _events_outside_their_hour(layout: LakeLayout) -> tuple[int, int, int]:
 def count_dirt_caught(layout: LakeLayout, published: PublishReport) -> DirtCaught:
     """Compare what the simulator sent with what the lake holds."""
     rows, distinct, outside = _events_outside_their_hour(layout)
-    dead_files = [f.url for f in list_data_files(layout.deadletter_root("events"))]
-    dead = ds.dataset(dead_files, format="parquet").count_rows() if dead_files else 0
+    # read_dataset, not pyarrow.dataset on URLs: the lake may be on gs://.
+    dead_root = layout.deadletter_root("events")
+    dead = read_dataset(dead_root, columns=["reason"]).num_rows if list_data_files(dead_root) else 0
     truth = published.truth
     return DirtCaught(
         duplicates_published=truth.duplicate_deliveries,

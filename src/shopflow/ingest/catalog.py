@@ -172,7 +172,9 @@ def extract_changed_rows(
     url, properties = jdbc_options(source_db_url)
     n = table.read_partitions
     predicates = [f"mod(abs(hashtext({table.key})), {n}) = {i}" for i in range(n)]
-    return spark.read.jdbc(url, f"({query}) AS changed", predicates=predicates, properties=properties)
+    return spark.read.jdbc(
+        url, f"({query}) AS changed", predicates=predicates, properties=properties
+    )
 
 
 def extract_changed_rows_arrow(
@@ -197,7 +199,9 @@ def extract_changed_rows_arrow(
     names = [*table.columns, _XID_COLUMN]
     types = [*(table.schema.field(name).type for name in table.columns), pa.int64()]
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    arrays = [pa.array(list(values), type=kind) for values, kind in zip(columns, types, strict=True)]
+    arrays = [
+        pa.array(list(values), type=kind) for values, kind in zip(columns, types, strict=True)
+    ]
     return pa.Table.from_arrays(arrays, names=names), int(bound[0])
 
 
@@ -227,7 +231,9 @@ def ingest_catalog_table(
     else:
         # The bound is taken before any partition reads (and fails fast, in one line, if the
         # database is unreachable: Spark's own JDBC error is a long Java stack trace).
-        bound, query = snapshot_xmin_and_query(settings, table, watermark.xid_floor, watermark.since)
+        bound, query = snapshot_xmin_and_query(
+            settings, table, watermark.xid_floor, watermark.since
+        )
         rows = extract_changed_rows(spark, settings.source_db_url, query, table).toArrow()
     report.read = rows.num_rows
     keys = [

@@ -146,4 +146,9 @@ class SnapshotWatermark:
                 "recent_keys": sorted([*key, xid] for key, xid in recent.items()),
             },
         )
-        self.xid_floor, self.since, self.newest_updated_at, self.recent = floor, EPOCH, newest, recent
+        self.xid_floor, self.since, self.newest_updated_at, self.recent = (
+            floor,
+            EPOCH,
+            newest,
+            recent,
+        )

@@ -63,7 +63,8 @@ def _price_band(price: Column) -> Column:
 
 
 def products_clean(raw_products: DataFrame) -> DataFrame:
-    """One row per product_id (latest `updated_at`), text normalised, category levels parsed.
+    """One row per product_id (latest `updated_at`), text normalised, category levels parsed;
+    a product whose latest raw row is a tombstone (`deleted_at` set) is left out.
 
     `category_l1`/`category_l2` are the first two levels of `category_path`; `category` is the
     database's category, else `category_l1`. `price_band` is under_500, 500_to_1999, 2000_to_9999
@@ -82,12 +83,13 @@ def products_clean(raw_products: DataFrame) -> DataFrame:
         F.col("date").cast("date").alias("date"),
         F.col("updated_at").cast("timestamp").alias("updated_at"),
         F.col("ingest_ts").cast("timestamp").alias("ingest_ts"),
+        F.col("deleted_at").cast("timestamp").alias("deleted_at"),
     )
     latest = latest_per_key(
         typed,
         ["product_id"],
         [F.col("updated_at").desc_nulls_last(), F.col("ingest_ts").desc_nulls_last()],
-    )
+    ).where(F.col("deleted_at").isNull())
     levels = F.split(F.col("category_path"), _PATH_SEPARATOR)
     level_1 = normalise_text(F.when(F.size(levels) >= 1, levels.getItem(0)))
     level_2 = normalise_text(F.when(F.size(levels) >= 2, levels.getItem(1)))

@@ -29,7 +29,8 @@ USERS_ENRICHED_COLUMNS: Final = (
 
 
 def users_clean(raw_users: DataFrame) -> DataFrame:
-    """One row per user_id (latest `updated_at`, then latest pull), names and emails normalised."""
+    """One row per user_id (latest `updated_at`, then latest pull), names and emails normalised;
+    a user whose latest raw row is a tombstone (`deleted_at` set) is left out."""
     typed = raw_users.select(
         clean_id(F.col("user_id").cast("string")).alias("user_id"),
         normalise_text(F.col("user_name").cast("string")).alias("user_name"),
@@ -38,12 +39,13 @@ def users_clean(raw_users: DataFrame) -> DataFrame:
         F.col("date").cast("date").alias("date"),
         F.col("updated_at").cast("timestamp").alias("updated_at"),
         F.col("ingest_ts").cast("timestamp").alias("ingest_ts"),
+        F.col("deleted_at").cast("timestamp").alias("deleted_at"),
     )
     latest = latest_per_key(
         typed,
         ["user_id"],
         [F.col("updated_at").desc_nulls_last(), F.col("ingest_ts").desc_nulls_last()],
-    )
+    ).where(F.col("deleted_at").isNull())
     return latest.select(*USERS_CLEAN_COLUMNS)
 
 

@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import date
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pyarrow.parquet as pq
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from pyspark.sql import SparkSession
 
 from shopflow.contracts import RAW_PRODUCT_SCHEMA, RAW_USER_SCHEMA, Product, User
 from shopflow.errors import ServiceUnavailableError
 from shopflow.ingest.catalog import PRODUCTS, USERS, ingest_catalog, jdbc_options
 from shopflow.ingest.report import IngestReport
+from shopflow.lake import StateStore
 from shopflow.settings import Settings
-from shopflow.sources.shop_db import connect_shop_db, upsert_products, upsert_users
+from shopflow.sources.shop_db import (
+    connect_shop_db,
+    ensure_shop_db,
+    upsert_products,
+    upsert_users,
+)
+from tests.conftest import TEST_PG_ADMIN_URL
 from tests.ingest.conftest import raw_rows, state_record, visible_temp_files
+from tests.sources.test_shop_db import create_pre_change_tracking_db
 
 pytestmark = pytest.mark.integration
 
@@ -234,7 +246,9 @@ def test_deleted_rows_land_as_tombstones_and_a_comeback_as_a_newer_row(
     upsert_products(run, [seeded_products[3]])  # the deleted product comes back
     back = by_source(ingest_catalog(spark, run))
     assert (back["products"].written, back["users"].written) == (1, 0)
-    versions = [r for r in raw_rows(run.lake_url, "raw/products") if r["product_id"] == "P00003"]
+    versions = [
+        r for r in rows_of(pull_files(run.lake_url), "products") if r["product_id"] == "P00003"
+    ]
     [tombstone_at] = [r["deleted_at"] for r in versions if r["deleted_at"] is not None]
     [comeback] = [r for r in versions if r["deleted_at"] is None and r["updated_at"] > tombstone_at]
     assert comeback["product_name"] == seeded_products[3].product_name
@@ -242,3 +256,55 @@ def test_deleted_rows_land_as_tombstones_and_a_comeback_as_a_newer_row(
     rerun = by_source(ingest_catalog(spark, run))
     assert all(r.written == 0 and not r.files for r in rerun.values())
     assert_no_row_landed_twice(run.lake_url)
+
+
+@pytest.fixture
+def old_shop_settings(settings: Settings) -> Iterator[Settings]:
+    """Settings pointing at a shop database created before change tracking; dropped afterwards."""
+    dbname = f"shopflow_test_{uuid.uuid4().hex[:12]}"
+    run = settings.model_copy(
+        update={"source_db_url": make_conninfo(TEST_PG_ADMIN_URL, dbname=dbname)}
+    )
+    create_pre_change_tracking_db(run)
+    yield run
+    with psycopg.connect(TEST_PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
+
+
+def test_a_state_of_the_updated_at_watermark_resumes_without_relanding(
+    reader: SparkSession | None, old_shop_settings: Settings
+) -> None:
+    spark, run = reader, old_shop_settings
+    seeded_products = products(30)
+    upsert_products(run, seeded_products)
+    upsert_users(run, users(3))
+    # What the previous pull (watermark on updated_at) left: everything landed, and its state.
+    with connect_shop_db(run) as conn:
+        for table in (PRODUCTS, USERS):
+            landed = conn.execute(
+                sql.SQL("SELECT {}, updated_at FROM {}").format(
+                    sql.Identifier(table.key), sql.Identifier(table.name)
+                )
+            ).fetchall()
+            StateStore(run).put(
+                table.state_name,
+                {
+                    "watermark": max(at for _, at in landed).isoformat(),
+                    "recent_keys": sorted(
+                        [key, at.astimezone(UTC).isoformat()] for key, at in landed
+                    ),
+                },
+            )
+    ensure_shop_db(run)  # the migration
+    upsert_products(run, [dataclasses.replace(seeded_products[5], price=9.5)])
+
+    first = by_source(ingest_catalog(spark, run))
+    assert (first["products"].written, first["users"].written) == (1, 0)
+    assert [r["price"] for r in raw_rows(run.lake_url, "raw/products")] == [9.5]
+    for table in (PRODUCTS, USERS):
+        stored = StateStore(run).get(table.state_name)
+        assert stored is not None and stored["xid_floor"] > 0  # converted to the new watermark
+    second = by_source(ingest_catalog(spark, run))
+    assert all(r.written == 0 and not r.files for r in second.values())

@@ -95,7 +95,7 @@ def test_raw_files_from_before_deleted_at_read_with_it_null(
         pa.Table.from_pylist([tombstone], RAW_PRODUCT_SCHEMA),
         layout.pull_file("products", T0 + HOUR, T0 + HOUR),
     )
-    user = {"user_id": "u1", "user_name": "Asha", "email": None, "city": None}
+    user: dict[str, Any] = {"user_id": "u1", "user_name": "Asha", "email": None, "city": None}
     user |= {"date": date(2026, 1, 1), "updated_at": T0, "ingest_ts": T0}
     write_parquet_atomic(
         pa.Table.from_pylist([user], without_deleted_at(RAW_USER_SCHEMA)),

@@ -308,3 +308,16 @@ def test_a_state_of_the_updated_at_watermark_resumes_without_relanding(
         assert stored is not None and stored["xid_floor"] > 0  # converted to the new watermark
     second = by_source(ingest_catalog(spark, run))
     assert all(r.written == 0 and not r.files for r in second.values())
+
+
+def test_a_database_without_change_tracking_is_one_line_and_leaves_watermarks(
+    reader: SparkSession | None, old_shop_settings: Settings
+) -> None:
+    spark, run = reader, old_shop_settings
+    upsert_products(run, products(3))
+    with pytest.raises(ServiceUnavailableError) as caught:
+        ingest_catalog(spark, run)
+    assert "\n" not in str(caught.value)
+    assert "ensure_shop_db" in str(caught.value)
+    assert state_record(run.lake_url, PRODUCTS.state_name) is None
+    assert raw_rows(run.lake_url, "raw/products") == []

@@ -14,10 +14,12 @@ from shopflow.contracts import RAW_PRODUCT_SCHEMA, RAW_USER_SCHEMA
 from shopflow.lake import LakeLayout, read_dataset, write_parquet_atomic
 from shopflow.settings import Settings
 from shopflow.transform.engine import ENGINES, engine_of, to_arrow, transforms
+from shopflow.transform.events import events_clean
 from shopflow.transform.lake_io import extract_pulls
+from shopflow.transform.orders import dedup_order_lines, orders_enriched
 from shopflow.transform.products import products_clean
-from shopflow.transform.users import users_clean
-from tests.transform.builders import T0, raw_products, raw_users
+from shopflow.transform.users import users_clean, users_enriched
+from tests.transform.builders import T0, raw_events, raw_orders, raw_products, raw_users
 
 HOUR = timedelta(hours=1)
 
@@ -54,6 +56,12 @@ def test_a_user_whose_latest_row_is_a_tombstone_leaves_users_clean(spark: SparkS
         nullable=True,
     )
     assert [row.user_id for row in users_clean(raw).collect()] == ["u2"]
+    events = events_clean(raw_events(spark, [{"event_id": "e1", "user_id": "u1"}]))
+    orders = orders_enriched(
+        dedup_order_lines(raw_orders(spark, [{"user_id": "u1"}])),
+        products_clean(raw_products(spark, [{}])),
+    )
+    assert [row.user_id for row in users_enriched(raw, events, orders).collect()] == ["u2"]
 
 
 @pytest.fixture(params=ENGINES)

@@ -137,6 +137,14 @@ def changes_query(table: CatalogTable, xid_floor: int, since: datetime) -> sql.C
     )
 
 
+#: Errors of the pull's queries that `_lost_database` turns into one line.
+_DATABASE_ERRORS: Final = (
+    psycopg.OperationalError,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+)
+
+
 def _lost_database(table: CatalogTable, exc: psycopg.Error) -> ServiceUnavailableError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
@@ -158,11 +166,15 @@ def snapshot_xmin_and_query(
     try:
         with connect_shop_db(settings) as conn:
             row = conn.execute(_SNAPSHOT_XMIN_SQL).fetchone()
-            query = changes_query(table, xid_floor, since).as_string(conn)
-    except psycopg.Error as exc:
+            query = changes_query(table, xid_floor, since)
+            # Planned here first: a schema without change tracking fails in one line, not as
+            # Spark's Java stack trace.
+            conn.execute(sql.SQL("SELECT * FROM ({}) AS changed LIMIT 0").format(query))
+            text = query.as_string(conn)
+    except _DATABASE_ERRORS as exc:
         raise _lost_database(table, exc) from None
     assert row is not None
-    return int(row[0]), query
+    return int(row[0]), text
 
 
 def extract_changed_rows(
@@ -193,7 +205,7 @@ def extract_changed_rows_arrow(
                 bound = cursor.execute(_SNAPSHOT_XMIN_SQL).fetchone()
                 cursor.execute(changes_query(table, xid_floor, since))
                 rows = cursor.fetchall()
-    except psycopg.Error as exc:
+    except _DATABASE_ERRORS as exc:
         raise _lost_database(table, exc) from None
     assert bound is not None
     names = [*table.columns, _XID_COLUMN]

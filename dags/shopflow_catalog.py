@@ -16,9 +16,11 @@ with DAG(
     doc_md="""
 ### Products and users from the shop's PostgreSQL, every 30 minutes
 
-One task, `pull_catalog`: the rows of `products` and `users` changed since each table's
-`updated_at` watermark, into `raw/products/` and `raw/users/`; then the watermarks advance. A
-retry re-reads from the same watermark; the ETL keeps one row per key.
+One task, `pull_catalog`: the rows of `products` and `users` (and tombstones of deleted ones)
+written by transactions at or above each table's transaction-id watermark, into `raw/products/`
+and `raw/users/`; then each watermark rises to the oldest transaction still open during the pull,
+so a long transaction's rows arrive in the pull after it commits. A retry re-reads from the same
+watermark and skips rows already landed; the ETL keeps one row per key.
 
 * `max_active_runs=1`: one writer per watermark.
 * No catch-up: each pull covers everything since the previous one.

@@ -292,31 +292,36 @@ RAW_ORDER_SCHEMA: Final = pa.schema(
     ]
 )
 
-#: One product row as the shop database holds it and the raw zone keeps it.
+#: One product row as the shop database holds it and the raw zone keeps it. A deleted product
+#: lands as a tombstone: its key, `deleted_at` set, `updated_at` = `deleted_at`, every other
+#: column null. Raw files written before `deleted_at` existed read with it null.
 RAW_PRODUCT_SCHEMA: Final = pa.schema(
     [
         pa.field("product_id", pa.string(), nullable=False),
-        pa.field("product_name", pa.string(), nullable=False),
+        pa.field("product_name", pa.string()),
         pa.field("category", pa.string()),
         pa.field("category_path", pa.string()),
         pa.field("brand", pa.string()),
         pa.field("price", pa.float64()),
         pa.field("retail_price_inr", pa.float64()),
-        pa.field("date", pa.date32(), nullable=False),
+        pa.field("date", pa.date32()),
         pa.field("updated_at", UTC_TS, nullable=False),
         pa.field("ingest_ts", UTC_TS, nullable=False),
+        pa.field("deleted_at", UTC_TS),
     ]
 )
 
-#: One user row as the shop database holds it and the raw zone keeps it.
+#: One user row as the shop database holds it and the raw zone keeps it; a deleted user lands as
+#: a tombstone, as a product does (`RAW_PRODUCT_SCHEMA`).
 RAW_USER_SCHEMA: Final = pa.schema(
     [
         pa.field("user_id", pa.string(), nullable=False),
-        pa.field("user_name", pa.string(), nullable=False),
+        pa.field("user_name", pa.string()),
         pa.field("email", pa.string()),
         pa.field("city", pa.string()),
-        pa.field("date", pa.date32(), nullable=False),
+        pa.field("date", pa.date32()),
         pa.field("updated_at", UTC_TS, nullable=False),
         pa.field("ingest_ts", UTC_TS, nullable=False),
+        pa.field("deleted_at", UTC_TS),
     ]
 )

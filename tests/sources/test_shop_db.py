@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from shopflow.contracts import Product, User
 from shopflow.errors import ServiceUnavailableError
@@ -25,6 +25,61 @@ from shopflow.sources.shop_db import (
 from tests.conftest import TEST_PG_ADMIN_URL
 
 pytestmark = pytest.mark.integration
+
+#: The shop schema as created before change tracking (`change_xid`, tombstone tables) existed.
+PRE_CHANGE_TRACKING_SCHEMA = """
+CREATE TABLE IF NOT EXISTS products (
+    product_id       text PRIMARY KEY,
+    product_name     text NOT NULL,
+    category         text,
+    category_path    text,
+    brand            text,
+    price            double precision,
+    retail_price_inr double precision,
+    date             date NOT NULL,
+    updated_at       timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS products_updated_at_idx ON products (updated_at);
+
+CREATE TABLE IF NOT EXISTS users (
+    user_id    text PRIMARY KEY,
+    user_name  text NOT NULL,
+    email      text,
+    city       text,
+    date       date NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS users_updated_at_idx ON users (updated_at);
+
+CREATE OR REPLACE FUNCTION shopflow_stamp_updated_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT'
+       OR (to_jsonb(NEW) - 'updated_at') IS DISTINCT FROM (to_jsonb(OLD) - 'updated_at') THEN
+        NEW.updated_at := clock_timestamp();
+    ELSE
+        NEW.updated_at := OLD.updated_at;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER products_stamp_updated_at
+    BEFORE INSERT OR UPDATE ON products
+    FOR EACH ROW EXECUTE FUNCTION shopflow_stamp_updated_at();
+CREATE OR REPLACE TRIGGER users_stamp_updated_at
+    BEFORE INSERT OR UPDATE ON users
+    FOR EACH ROW EXECUTE FUNCTION shopflow_stamp_updated_at();
+"""
+
+
+def create_pre_change_tracking_db(settings: Settings) -> None:
+    """A shop database as an older shopflow created it."""
+    dbname = conninfo_to_dict(settings.source_db_url)["dbname"]
+    with psycopg.connect(TEST_PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(dbname))))
+    with connect_shop_db(settings) as conn:
+        conn.execute(PRE_CHANGE_TRACKING_SCHEMA)  # type: ignore[arg-type]  # a constant
 
 
 @pytest.fixture
@@ -190,3 +245,55 @@ def test_bad_dsn_gives_one_actionable_line(settings: Settings) -> None:
     broken = settings.model_copy(update={"source_db_url": "host=127.0.0.1 port"})
     with pytest.raises(ServiceUnavailableError, match=r"invalid shop database DSN.*SHOPFLOW_"):
         ensure_shop_db(broken)
+
+
+def test_ensure_migrates_a_database_from_before_change_tracking(shop_settings: Settings) -> None:
+    create_pre_change_tracking_db(shop_settings)
+    upsert_products(shop_settings, make_products(3))
+    before = updated_at_by_id(shop_settings, "products")
+
+    ensure_shop_db(shop_settings)
+    ensure_shop_db(shop_settings)
+    assert updated_at_by_id(shop_settings, "products") == before
+    with connect_shop_db(shop_settings) as conn:
+        migrated = conn.execute("SELECT DISTINCT change_xid::text FROM products").fetchall()
+        conn.execute("UPDATE products SET brand = 'New' WHERE product_id = 'P0000001'")
+        conn.execute("DELETE FROM products WHERE product_id = 'P0000002'")
+        writer = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
+        changed = conn.execute(
+            "SELECT change_xid::text FROM products WHERE product_id = 'P0000001'"
+        ).fetchone()
+        tombstones = conn.execute(
+            "SELECT product_id, change_xid::text, deleted_at IS NOT NULL FROM products_deleted"
+        ).fetchall()
+    assert migrated == [("0",)]
+    assert writer is not None
+    assert changed == (writer[0],)
+    assert tombstones == [("P0000002", writer[0], True)]
+
+
+def test_update_that_changes_nothing_keeps_change_xid(shop_settings: Settings) -> None:
+    ensure_shop_db(shop_settings)
+    upsert_products(shop_settings, make_products(2))
+    with connect_shop_db(shop_settings) as conn:
+        before = conn.execute("SELECT product_id, change_xid::text FROM products").fetchall()
+        conn.execute("UPDATE products SET brand = brand")
+        after = conn.execute("SELECT product_id, change_xid::text FROM products").fetchall()
+    assert sorted(after) == sorted(before)
+    assert upsert_products(shop_settings, make_products(2)) == 0
+
+
+def test_deleting_a_key_again_refreshes_its_tombstone(shop_settings: Settings) -> None:
+    ensure_shop_db(shop_settings)
+    users = [User("u-1", "One", None, None, date(2025, 1, 1))]
+    stamps = []
+    for _ in range(2):
+        upsert_users(shop_settings, users)
+        with connect_shop_db(shop_settings) as conn:
+            conn.execute("DELETE FROM users WHERE user_id = 'u-1'")
+            stamps.append(
+                conn.execute("SELECT deleted_at, change_xid::text FROM users_deleted").fetchall()
+            )
+    [(first_at, first_xid)], [(second_at, second_xid)] = stamps
+    assert second_at > first_at
+    assert int(second_xid) > int(first_xid)

@@ -107,6 +107,7 @@ def raw_products(
         "date": date(2026, 1, 1),
         "updated_at": T0,
         "ingest_ts": T0 + timedelta(minutes=30),
+        "deleted_at": None,
     }
     return _frame(spark, _schema(RAW_PRODUCT_SCHEMA, nullable), [{**defaults, **r} for r in rows])
 
@@ -123,6 +124,7 @@ def raw_users(
         "date": date(2026, 1, 1),
         "updated_at": T0,
         "ingest_ts": T0 + timedelta(minutes=30),
+        "deleted_at": None,
     }
     return _frame(spark, _schema(RAW_USER_SCHEMA, nullable), [{**defaults, **r} for r in rows])
 

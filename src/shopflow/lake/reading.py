@@ -135,15 +135,39 @@ def typed_partition_value(key: str, value: str) -> Any:
     return value
 
 
+def _read_columns(source: Any, columns: list[str] | None) -> pa.Table:
+    """The file's columns among `columns` (all if None); a column the file lacks is left out."""
+    parquet = pq.ParquetFile(source)
+    if columns is not None:
+        present = set(parquet.schema_arrow.names)
+        columns = [name for name in columns if name in present]
+    return parquet.read(columns=columns)
+
+
 def _read_file(fs: Any, path: str, columns: list[str] | None) -> pa.Table:
     if is_local(fs):
         # One open handle: the footer and the pages come from the same inode even if the file is
         # replaced meanwhile (read_table on a path may open the file more than once).
         with pa.OSFile(path) as handle:
-            return pq.read_table(handle, columns=columns)
+            return _read_columns(handle, columns)
     # One GET returns one object generation, whole: a concurrent overwrite cannot mix two of them
     # the way ranged reads through a file handle could.
-    return pq.read_table(pa.BufferReader(fs.cat_file(path)), columns=columns)
+    return _read_columns(pa.BufferReader(fs.cat_file(path)), columns)
+
+
+def _conform(table: pa.Table, schema: pa.Schema, names: list[str], url: str) -> pa.Table:
+    """`table` cast to `schema`'s fields `names`, in that order; a nullable column the file was
+    written without (an older schema) is all null."""
+    columns = []
+    for name in names:
+        field = schema.field(name)
+        if name in table.column_names:
+            columns.append(table.column(name).cast(field.type))
+        elif field.nullable:
+            columns.append(pa.nulls(table.num_rows, field.type))
+        else:
+            raise LakeError(f"{url} has no column {name}, which {schema.names} requires")
+    return pa.Table.from_arrays(columns, schema=pa.schema([schema.field(n) for n in names]))
 
 
 def read_dataset(
@@ -158,7 +182,8 @@ def read_dataset(
 
     `urls` is a dataset root (e.g. `raw/events`) or partition folders of one dataset. Partition
     columns come last, typed per `PARTITION_TYPES` (`date` as date32, `hour` as int32). `schema`
-    (e.g. `RAW_EVENT_SCHEMA`) fixes the file columns and gives an empty result its columns. Each
+    (e.g. `RAW_EVENT_SCHEMA`) fixes the file columns and gives an empty result its columns; a file
+    written before a nullable column was added reads with it null. Each
     file is read whole as one version; a file replaced or removed between listing and reading makes
     the read start over, up to `attempts` times.
     """
@@ -195,8 +220,8 @@ def _read_once(
     tables = []
     for data_file, values in zip(files, partitions, strict=True):
         table = _read_file(fs, resolve(data_file.url, storage_options)[1], file_columns)
-        if schema is not None:
-            table = table.cast(pa.schema([schema.field(n) for n in table.column_names]))
+        if schema is not None and file_columns is not None:
+            table = _conform(table, schema, file_columns, data_file.url)
         for key in keys:
             if wanted is None or key in wanted:
                 kind = PARTITION_TYPES.get(key, pa.string())

@@ -1,12 +1,19 @@
 """The shop's PostgreSQL database: the `products` and `users` tables the catalogue ingest pulls.
 
-`updated_at` is owned by the database: a trigger sets it from `clock_timestamp()` on every insert
-and on every update that changes a value, and keeps it on an update that changes nothing, so
-"rows with updated_at after T" is a trustworthy change feed.
+Change tracking is owned by the database, by triggers:
 
-Caveat for readers of that feed: `updated_at` is stamped when a row is written, not when its
-transaction commits, so an extractor should stop its window a little before `now()` (or re-read an
-overlap) to catch transactions that were still open when it ran.
+* `updated_at` is set from `clock_timestamp()` on every insert and on every update that changes a
+  value, and kept on an update that changes nothing.
+* `change_xid` (`xid8`) is set to the writing transaction's id (`pg_current_xact_id()`) at the same
+  moments. Unlike `updated_at` it lets a reader bound a pull by the oldest transaction still
+  running (`pg_snapshot_xmin`), so rows committed late by a long transaction are not skipped
+  (`shopflow.ingest.catalog` explains the pull).
+* A delete leaves a tombstone in `products_deleted` / `users_deleted`: the key, `deleted_at`
+  (`clock_timestamp()`) and the deleting transaction's `change_xid`; deleting a key again
+  refreshes its tombstone. `TRUNCATE` fires no row trigger and leaves no tombstones.
+
+`ensure_shop_db` creates all of it, and migrates a database created before `change_xid` and the
+tombstone tables existed (rows already there get `change_xid` 0).
 """
 
 from __future__ import annotations
@@ -63,16 +70,53 @@ CREATE TABLE IF NOT EXISTS users (
 );
 CREATE INDEX IF NOT EXISTS users_updated_at_idx ON users (updated_at);
 
+-- Migration: the writing transaction of each row (0 for rows written before it existed).
+ALTER TABLE products ADD COLUMN IF NOT EXISTS change_xid xid8 NOT NULL DEFAULT '0';
+ALTER TABLE users ADD COLUMN IF NOT EXISTS change_xid xid8 NOT NULL DEFAULT '0';
+CREATE INDEX IF NOT EXISTS products_change_xid_idx ON products (change_xid);
+CREATE INDEX IF NOT EXISTS users_change_xid_idx ON users (change_xid);
+
+CREATE TABLE IF NOT EXISTS products_deleted (
+    product_id text PRIMARY KEY,
+    deleted_at timestamptz NOT NULL,
+    change_xid xid8 NOT NULL
+);
+CREATE INDEX IF NOT EXISTS products_deleted_change_xid_idx ON products_deleted (change_xid);
+CREATE TABLE IF NOT EXISTS users_deleted (
+    user_id    text PRIMARY KEY,
+    deleted_at timestamptz NOT NULL,
+    change_xid xid8 NOT NULL
+);
+CREATE INDEX IF NOT EXISTS users_deleted_change_xid_idx ON users_deleted (change_xid);
+
 CREATE OR REPLACE FUNCTION shopflow_stamp_updated_at() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT'
-       OR (to_jsonb(NEW) - 'updated_at') IS DISTINCT FROM (to_jsonb(OLD) - 'updated_at') THEN
+       OR (to_jsonb(NEW) - 'updated_at' - 'change_xid')
+          IS DISTINCT FROM (to_jsonb(OLD) - 'updated_at' - 'change_xid') THEN
         NEW.updated_at := clock_timestamp();
+        NEW.change_xid := pg_current_xact_id();
     ELSE
         NEW.updated_at := OLD.updated_at;
+        NEW.change_xid := OLD.change_xid;
     END IF;
     RETURN NEW;
+END
+$$;
+
+-- TG_ARGV[0]: the key column; the tombstone goes to <table>_deleted.
+CREATE OR REPLACE FUNCTION shopflow_record_deletion() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format(
+        'INSERT INTO %1$I (%2$I, deleted_at, change_xid) '
+        'VALUES ($1, clock_timestamp(), pg_current_xact_id()) '
+        'ON CONFLICT (%2$I) DO UPDATE '
+        'SET deleted_at = EXCLUDED.deleted_at, change_xid = EXCLUDED.change_xid',
+        TG_TABLE_NAME || '_deleted', TG_ARGV[0]
+    ) USING to_jsonb(OLD) ->> TG_ARGV[0];
+    RETURN OLD;
 END
 $$;
 
@@ -82,6 +126,12 @@ CREATE OR REPLACE TRIGGER products_stamp_updated_at
 CREATE OR REPLACE TRIGGER users_stamp_updated_at
     BEFORE INSERT OR UPDATE ON users
     FOR EACH ROW EXECUTE FUNCTION shopflow_stamp_updated_at();
+CREATE OR REPLACE TRIGGER products_record_deletion
+    AFTER DELETE ON products
+    FOR EACH ROW EXECUTE FUNCTION shopflow_record_deletion('product_id');
+CREATE OR REPLACE TRIGGER users_record_deletion
+    AFTER DELETE ON users
+    FOR EACH ROW EXECUTE FUNCTION shopflow_record_deletion('user_id');
 """
 
 

@@ -64,7 +64,8 @@ def _price_band(price: Column) -> Column:
 
 
 def staged_products(raw_products: DataFrame) -> DataFrame:
-    """Every raw product row, text normalised and category levels parsed (with `ingest_ts`).
+    """Every raw product row, text normalised and category levels parsed (with `ingest_ts`, and
+    `deleted_at` set on a tombstone: a product deleted from the shop database).
 
     `category_l1`/`category_l2` are the first two levels of `category_path`; `category` is the
     database's category, else `category_l1`. `price_band` is under_500, 500_to_1999, 2000_to_9999
@@ -83,6 +84,7 @@ def staged_products(raw_products: DataFrame) -> DataFrame:
         F.col("date").cast("date").alias("date"),
         F.col("updated_at").cast("timestamp").alias("updated_at"),
         F.col("ingest_ts").cast("timestamp").alias("ingest_ts"),
+        F.col("deleted_at").cast("timestamp").alias("deleted_at"),
     )
     levels = F.split(F.col("category_path"), _PATH_SEPARATOR)
     level_1 = normalise_text(F.when(F.size(levels) >= 1, levels.getItem(0)))
@@ -96,18 +98,22 @@ def staged_products(raw_products: DataFrame) -> DataFrame:
 
 
 def products_clean(raw_products: DataFrame) -> DataFrame:
-    """One row per product_id (latest `updated_at`, then latest pull), as `staged_products`."""
+    """One row per product_id (latest `updated_at`, then latest pull), as `staged_products`; a
+    product whose latest raw row is a tombstone (`deleted_at` set) is left out."""
     latest = latest_per_key(
         staged_products(raw_products),
         ["product_id"],
         [F.col("updated_at").desc_nulls_last(), F.col("ingest_ts").desc_nulls_last()],
-    )
+    ).where(F.col("deleted_at").isNull())
     return latest.select(*PRODUCTS_CLEAN_COLUMNS)
 
 
 def products_history(raw_products: DataFrame) -> DataFrame:
-    """Every version of every product the pulls saw, type-2 style (`shopflow.transform.history`)."""
-    staged = staged_products(raw_products)
+    """Every version of every product the pulls saw, type-2 style (`shopflow.transform.history`).
+
+    Tombstones are not versions: a deleted product keeps its last name for its events.
+    """
+    staged = staged_products(raw_products).where(F.col("deleted_at").isNull())
     return versions(staged, "product_id", ("product_name", "category")).select(
         *PRODUCTS_HISTORY_COLUMNS
     )

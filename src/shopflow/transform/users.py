@@ -30,7 +30,8 @@ USERS_ENRICHED_COLUMNS: Final = (
 
 
 def staged_users(raw_users: DataFrame) -> DataFrame:
-    """Every raw user row, names and emails normalised (with `ingest_ts`)."""
+    """Every raw user row, names and emails normalised (with `ingest_ts`, and `deleted_at` set on
+    a tombstone: a user deleted from the shop database)."""
     return raw_users.select(
         clean_id(F.col("user_id").cast("string")).alias("user_id"),
         normalise_text(F.col("user_name").cast("string")).alias("user_name"),
@@ -39,24 +40,26 @@ def staged_users(raw_users: DataFrame) -> DataFrame:
         F.col("date").cast("date").alias("date"),
         F.col("updated_at").cast("timestamp").alias("updated_at"),
         F.col("ingest_ts").cast("timestamp").alias("ingest_ts"),
+        F.col("deleted_at").cast("timestamp").alias("deleted_at"),
     )
 
 
 def users_clean(raw_users: DataFrame) -> DataFrame:
-    """One row per user_id (latest `updated_at`, then latest pull), as `staged_users`."""
+    """One row per user_id (latest `updated_at`, then latest pull), as `staged_users`; a user
+    whose latest raw row is a tombstone (`deleted_at` set) is left out."""
     latest = latest_per_key(
         staged_users(raw_users),
         ["user_id"],
         [F.col("updated_at").desc_nulls_last(), F.col("ingest_ts").desc_nulls_last()],
-    )
+    ).where(F.col("deleted_at").isNull())
     return latest.select(*USERS_CLEAN_COLUMNS)
 
 
 def users_history(raw_users: DataFrame) -> DataFrame:
     """Every version of every user the pulls saw, type-2 style (`shopflow.transform.history`)."""
-    return versions(staged_users(raw_users), "user_id", ("user_name",)).select(
-        *USERS_HISTORY_COLUMNS
-    )
+    # Tombstones are not versions: a deleted user keeps their last name for their events.
+    staged = staged_users(raw_users).where(F.col("deleted_at").isNull())
+    return versions(staged, "user_id", ("user_name",)).select(*USERS_HISTORY_COLUMNS)
 
 
 def _event_count(event_name: str) -> Column:

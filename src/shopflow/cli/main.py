@@ -13,6 +13,7 @@ from shopflow.cli import (
     demo,
     etl,
     ingest,
+    quality,
     services,
     simulate,
     stream,
@@ -33,6 +34,7 @@ simulate.register(app)
 etl.register(app)
 stream.register(app)
 warehouse.register(app)
+quality.register(app)
 demo.register(app)
 dashboard.register(app)
 

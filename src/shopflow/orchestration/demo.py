@@ -20,13 +20,13 @@ from shopflow.ingest.events import ingest_events
 from shopflow.ingest.orders import ingest_orders
 from shopflow.lake import LakeLayout, list_data_files, read_dataset
 from shopflow.metrics.results import fetch_metrics
+from shopflow.quality import gated_load
 from shopflow.services import ensure_services
 from shopflow.settings import BusKind, Settings
 from shopflow.simulator.config import SimulationConfig
 from shopflow.simulator.publish import PublishReport, publish_simulation
 from shopflow.transform.engine import open_etl_session
 from shopflow.transform.jobs import EtlRequest, run_etl
-from shopflow.warehouse import load_warehouse
 
 #: How long the landing consumer waits on an empty bus before it decides the demo stream is over.
 LANDING_IDLE_SECONDS: Final = 4.0
@@ -149,8 +149,8 @@ def run_demo(
     step("catalogue ingested")
     run_etl(session, settings, EtlRequest())
     step("ETL run")
-    load_warehouse(settings)
-    step("warehouse loaded")
+    gated_load(settings)  # the data-quality checks first: an error check stops the demo here
+    step("quality checks passed, warehouse loaded")
 
     report = DemoReport(published=published, steps=steps)
     report.metrics = fetch_metrics(settings)

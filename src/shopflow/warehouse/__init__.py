@@ -5,15 +5,25 @@ from shopflow.warehouse.errors import WarehouseError
 from shopflow.warehouse.load import (
     LoadReport,
     TableReport,
+    append_history,
     duckdb_path,
     load_from_lake,
     load_warehouse,
     open_warehouse,
     plan_loads,
 )
-from shopflow.warehouse.schema import SEED_USER_BEHAVIOR_COLUMNS, TABLES, Grain, TableSpec
+from shopflow.warehouse.schema import (
+    HISTORY_TABLES,
+    QUALITY_RESULTS,
+    SEED_USER_BEHAVIOR_COLUMNS,
+    TABLES,
+    Grain,
+    TableSpec,
+)
 
 __all__ = [
+    "HISTORY_TABLES",
+    "QUALITY_RESULTS",
     "SEED_USER_BEHAVIOR_COLUMNS",
     "TABLES",
     "Grain",
@@ -24,6 +34,7 @@ __all__ = [
     "TableSpec",
     "Warehouse",
     "WarehouseError",
+    "append_history",
     "duckdb_path",
     "lake_reader",
     "load_from_lake",

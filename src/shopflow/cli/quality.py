@@ -37,7 +37,9 @@ def _dates(dates: list[str], start: str | None, end: str | None) -> list[date]:
 def _cell(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4g}"
+    if float(value).is_integer() or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
 def print_report(report: QualityReport, console: Console) -> None:

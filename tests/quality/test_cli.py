@@ -43,8 +43,10 @@ def test_quality_prints_every_result_and_exits_0_on_a_clean_range(
     for name in ("unique_event_id", "not_null", "known_product", "volume", "reconciliation"):
         assert name in done.stdout
     assert "freshness" in done.stdout and "warn" in done.stdout
-    assert done.stdout.strip().splitlines()[-1].startswith(
-        "quality checks passed for 2026-11-01..2026-11-02 (1 warnings)"
+    assert (
+        done.stdout.strip()
+        .splitlines()[-1]
+        .startswith("quality checks passed for 2026-11-01..2026-11-02 (1 warnings)")
     )
     assert recorded_runs(lake_settings) == 1
 

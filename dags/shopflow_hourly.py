@@ -39,9 +39,10 @@ For the run's data interval (one hour, UTC):
 2. `etl`: recomputes the event date(s) of the interval whole on the configured engine, plus any
    date with new raw data since the last run (late events). A backfill run
    (`airflow dags backfill`) recomputes only its own dates, as `shopflow backfill` does.
-3. `quality_gate`: unique `event_id` in `events_clean` and `user_behavior`, unique order lines,
-   `user_behavior` rows = `events_clean` rows, for the dates the ETL wrote. A failure stops here:
-   nothing is loaded.
+3. `quality_gate`: the data-quality checks (`shopflow.quality`, docs/quality.md: unique keys,
+   required columns, accepted values, catalogue relationships, hourly volume, reconciliation,
+   freshness) over the dates the ETL wrote; every result is appended to `quality_results`. A
+   failed error check stops here, naming the check and its count: nothing is loaded.
 4. `load`: those dates (and the snapshot tables) into the warehouse, in one transaction, and the
    metric views re-created.
 5. `check_metric_views`: every metric view is read back.

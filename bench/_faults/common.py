@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.etl_engines import RawZone
+from shopflow.warehouse.schema import HISTORY_TABLES
 
 REPO: Final = Path(__file__).resolve().parents[2]
 
@@ -143,8 +144,9 @@ def must_succeed(result: subprocess.CompletedProcess[str], outcome: Outcome) -> 
     return False
 
 
-def warehouse_tables(home: Path) -> dict[str, pa.Table]:
-    """Every warehouse table, rows sorted, for comparing two warehouses."""
+def warehouse_tables(home: Path, *, with_history: bool = False) -> dict[str, pa.Table]:
+    """Every warehouse table, rows sorted, for comparing two warehouses; without the history
+    tables (`quality_results`: each run appends its own, stamped with its time) unless asked."""
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
         names = [
             r[0]
@@ -152,6 +154,7 @@ def warehouse_tables(home: Path) -> dict[str, pa.Table]:
                 "SELECT table_name FROM information_schema.tables "
                 "WHERE table_schema = 'main' AND table_type = 'BASE TABLE'"
             ).fetchall()
+            if with_history or r[0] not in HISTORY_TABLES
         ]
         tables = {}
         for name in names:
@@ -166,7 +169,7 @@ def unreadable_warehouse(home: Path) -> str | None:
     if not path.exists():
         return None
     try:
-        warehouse_tables(home)  # every row of every table
+        warehouse_tables(home, with_history=True)  # every row of every table
     except duckdb.Error as exc:
         return str(exc).splitlines()[0]
     return None

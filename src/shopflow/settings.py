@@ -175,6 +175,35 @@ class Settings(BaseSettings):
         default=1_000_000, ge=0, description="Alert when more events wait on the bus (Kafka)."
     )
 
+    # Data-quality checks before each load (docs/quality.md): thresholds of the checks.
+    quality_freshness_max_age_seconds: float = Field(
+        default=7200.0, gt=0, description="Warn when the newest curated event is older than this."
+    )
+    quality_volume_min_ratio: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="An hour with fewer events than this share of its median is an error.",
+    )
+    quality_volume_history_days: int = Field(
+        default=7, ge=1, le=90, description="Earlier dates whose same hour the median is over."
+    )
+    quality_volume_min_median_events: int = Field(
+        default=20, ge=1, description="Hours whose median is smaller are noise: not judged."
+    )
+    quality_reconciliation_tolerance: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of a date's orders that may mismatch between events and the API.",
+    )
+    quality_max_unknown_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of a date's events that may name a product or user the catalogue lacks.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

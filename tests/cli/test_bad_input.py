@@ -30,6 +30,12 @@ BAD_INVOCATIONS = [
     ["load"],  # nothing curated
     ["load", "--date", "2030-13-01"],
     ["load", "--table", "nope"],
+    ["quality"],  # no date
+    ["quality", "--date", "2026-11-31"],
+    ["quality", "--start", "2026-11-05", "--end", "2026-11-01"],
+    ["quality", "--start", "2026-11-05"],
+    ["quality", "--date", "2026-11-05", "--start", "2026-11-05", "--end", "2026-11-06"],
+    ["quality", "--start", "2000-01-01", "--end", "2026-11-01"],
     ["metrics"],  # no warehouse
     ["metrics", "--limit", "0"],
     ["simulate", "--events", "-5"],

@@ -83,7 +83,8 @@ def test_a_failure_and_a_slowdown_each_send_exactly_one_alert(
         assert str(slow.state) == "success", states(slow)
         kinds = [a["text"].split("]")[0] for a in receiver.received]
         assert kinds == ["[shopflow slowness"], receiver.received
-        # Failure: the load cannot write the warehouse (a directory where its file should be).
+        # Failure: the warehouse cannot be written (a directory where its file should be); the
+        # first task to write it is the quality gate (its results), so the load never runs.
         receiver.received.clear()
         for task in dag.tasks:  # the DAG's own retries, seconds apart instead of minutes
             task.retry_delay = timedelta(seconds=1)
@@ -94,12 +95,14 @@ def test_a_failure_and_a_slowdown_each_send_exactly_one_alert(
             logical_date=HOUR + timedelta(hours=1), run_after=HOUR + timedelta(hours=1)
         )
         assert str(failed.state) == "failed", states(failed)
-        assert states(failed)["load"] == "failed"
+        assert states(failed)["quality_gate"] == "failed"
+        assert states(failed)["load"] == "upstream_failed"
         failures = [a for a in receiver.received if a["text"].startswith("[shopflow failure]")]
         assert len(failures) == 1, receiver.received
         text = failures[0]["text"]
         # A manual run at 11:00 covers the hour that just ended.
-        assert "shopflow_hourly.load failed" in text and "interval: 2026-11-01T10:00:00" in text
+        assert "shopflow_hourly.quality_gate failed" in text
+        assert "interval: 2026-11-01T10:00:00" in text
         assert "try: 4" in text  # after its three retries, which alerted nothing
         assert "error: cannot read the warehouse" in text and "log: http" in text
 

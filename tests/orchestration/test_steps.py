@@ -18,6 +18,7 @@ from shopflow.orchestration import steps
 from shopflow.settings import Settings
 from shopflow.transform.engine import open_etl_session
 from shopflow.transform.jobs import backfill_request, run_etl
+from shopflow.warehouse import open_warehouse
 
 DAY1 = date(2026, 11, 1)
 
@@ -76,9 +77,19 @@ def test_the_quality_gate_stops_a_duplicated_event_and_passes_a_clean_date(
     victim = list_data_files(layout.curated_partition("user_behavior", DAY1))[0].url
     table = pq.read_table(victim)
     pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), victim)  # written past dedup
-    with pytest.raises(steps.QualityGateError, match=r"user_behavior\.event_id unique broken by 1"):
+    with pytest.raises(
+        steps.QualityGateError,
+        match=r"unique_event_id \(user_behavior 2026-11-01\): \(event_id\) repeated by 1 row",
+    ):
         steps.quality_gate(home, etl.dates)
-    assert not (home.home / "warehouse.duckdb").exists()
+    # The results were recorded; nothing was loaded.
+    warehouse = open_warehouse(home, must_exist=True)
+    try:
+        assert warehouse.query("SELECT count(*) AS n FROM user_behavior") == [{"n": 0}]
+        failed = warehouse.query("SELECT check_name FROM quality_results WHERE NOT passed")
+    finally:
+        warehouse.close()
+    assert {"unique_event_id", "row_count_match"} <= {r["check_name"] for r in failed}
 
 
 def test_freshness_and_landing_progress_come_from_the_newest_landed_batch(

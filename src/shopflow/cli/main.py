@@ -14,6 +14,7 @@ from shopflow.cli import (
     etl,
     ingest,
     lake,
+    quality,
     services,
     simulate,
     stream,
@@ -35,6 +36,7 @@ simulate.register(app)
 etl.register(app)
 stream.register(app)
 warehouse.register(app)
+quality.register(app)
 demo.register(app)
 dashboard.register(app)
 

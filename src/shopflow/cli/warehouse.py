@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from shopflow.errors import ShopflowError
-from shopflow.metrics import METRIC_VIEWS, load_warehouse
+from shopflow.metrics import METRIC_VIEWS
 from shopflow.metrics.results import fetch_metrics
+from shopflow.quality import gated_load
 from shopflow.settings import load_settings
 from shopflow.warehouse import TABLES
 
@@ -20,7 +21,8 @@ _DATE_HELP = "Load only this UTC date (YYYY-MM-DD); repeat for more. Default: ev
 _TABLE_HELP = f"Load only this table; repeat for more. Default: all ({', '.join(TABLES)})."
 
 
-def _parse_date(text: str) -> date:
+def parse_date(text: str) -> date:
+    """A `--date` option's value; a bad one is a one-line error."""
     try:
         return date.fromisoformat(text)
     except ValueError:
@@ -33,10 +35,21 @@ def load(
     dates: list[str] = typer.Option([], "--date", help=_DATE_HELP),
     tables: list[str] = typer.Option([], "--table", help=_TABLE_HELP),
 ) -> None:
-    """Load curated lake partitions into the warehouse (replacing them) and refresh the metric views."""
+    """Check, then load curated lake partitions into the warehouse (replacing them) and refresh
+    the metric views.
+
+    The data-quality checks run first over the dates loaded (default: every curated date); their
+    results go to `quality_results`; a failed error check stops here, one line naming it, and
+    nothing is loaded (see `shopflow quality`)."""
     settings = load_settings()
-    days = [_parse_date(d) for d in dates] or None
-    report = load_warehouse(settings, tables=tables or None, dates=days)
+    days = [parse_date(d) for d in dates] or None
+    checked, report = gated_load(settings, dates=days, tables=tables or None)
+    for warning in checked.warnings:
+        typer.echo(f"quality warning: {warning.line()}", err=True)
+    typer.echo(
+        f"quality checks passed for {checked.span} ({len(checked.results)} results, "
+        f"{len(checked.warnings)} warnings)"
+    )
     for table in report.tables:
         scope = (
             "whole table"

@@ -3,7 +3,7 @@ every metric view re-created in the same transaction, in the reporting time zone
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 
 from shopflow.metrics.views import METRIC_VIEWS, view_body
@@ -29,8 +29,10 @@ def load_warehouse(
     warehouse: Warehouse | None = None,
     load_id: str | None = None,
     recomputed: bool = False,
+    before_load: Callable[[], object] | None = None,
 ) -> LoadReport:
-    """`shopflow.warehouse.load_tables`, then the metric views (`SHOPFLOW_REPORTING_TIMEZONE`)."""
+    """`shopflow.warehouse.load_tables` (with `before_load`, the quality gate, under its lock),
+    then the metric views (`SHOPFLOW_REPORTING_TIMEZONE`)."""
     return load_tables(
         settings,
         tables,
@@ -38,5 +40,6 @@ def load_warehouse(
         warehouse=warehouse,
         load_id=load_id,
         recomputed=recomputed,
+        before_load=before_load,
         after_load=lambda target: create_metric_views(target, settings.reporting_timezone),
     )

@@ -18,8 +18,8 @@ from shopflow.ingest.catalog import ingest_catalog
 from shopflow.ingest.events import ingest_events
 from shopflow.ingest.orders import ingest_orders
 from shopflow.lake import LakeLayout, list_data_files, read_dataset
-from shopflow.metrics import load_warehouse
 from shopflow.metrics.results import fetch_metrics
+from shopflow.quality import gated_load
 from shopflow.services import ensure_services
 from shopflow.settings import BusKind, Settings
 from shopflow.simulator.config import SimulationConfig
@@ -149,8 +149,8 @@ def run_demo(
     step("catalogue ingested")
     run_etl(session, settings, EtlRequest())
     step("ETL run")
-    load_warehouse(settings)
-    step("warehouse loaded")
+    gated_load(settings)  # the data-quality checks first: an error check stops the demo here
+    step("quality checks passed, warehouse loaded")
 
     report = DemoReport(published=published, steps=steps)
     report.metrics = fetch_metrics(settings)

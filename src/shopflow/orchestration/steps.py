@@ -17,11 +17,8 @@ import pyarrow.compute as pc
 
 from shopflow.errors import ShopflowError
 from shopflow.lake import LakeLayout, list_data_files, read_dataset
+from shopflow.quality.results import QualityGateError as QualityGateError  # the gate's error
 from shopflow.settings import Settings
-
-
-class QualityGateError(ShopflowError):
-    """A curated table broke a check that must hold before the warehouse is loaded."""
 
 
 class InputsNotReadyError(ShopflowError):
@@ -121,54 +118,25 @@ def run_interval_etl(
     )
 
 
-def _read_dates(layout: LakeLayout, table: str, dates: Sequence[date], columns: list[str]) -> Any:
-    urls = [
-        url for url in (layout.curated_partition(table, d) for d in dates) if list_data_files(url)
-    ]
-    return read_dataset(urls, columns=columns) if urls else None
-
-
-def _duplicates(table: Any, keys: list[str]) -> int:
-    if table is None or table.num_rows == 0:
-        return 0
-    distinct = table.group_by(keys).aggregate([]).num_rows
-    return int(table.num_rows - distinct)
-
-
 def quality_gate(settings: Settings, dates: Sequence[str]) -> StepResult:
-    """Check what the ETL wrote for `dates` before it is loaded: unique keys and matching row
-    counts. Raises `QualityGateError` naming the check and the offending count.
+    """Run the data-quality checks (`shopflow.quality`) over what the ETL wrote for `dates`,
+    append their results to `quality_results`, and raise `QualityGateError` (one line naming the
+    first failed error check and its count) when an error-severity check failed: then the load
+    task does not run."""
+    from shopflow.quality import check_and_record
 
-    The first gate; the data-quality work (checks as code with severities and a results table)
-    replaces it.
-    """
-    layout = LakeLayout.from_settings(settings)
     days = [date.fromisoformat(d) for d in dates]
     if not days:
         return StepResult(detail={"checked": []})
-    events = _read_dates(layout, "events_clean", days, ["event_id"])
-    behaviour = _read_dates(layout, "user_behavior", days, ["event_id"])
-    orders = _read_dates(layout, "orders_enriched", days, ["order_id", "product_id"])
-    events_rows = 0 if events is None else events.num_rows
-    behaviour_rows = 0 if behaviour is None else behaviour.num_rows
-    failures = {
-        "events_clean.event_id unique": _duplicates(events, ["event_id"]),
-        "user_behavior.event_id unique": _duplicates(behaviour, ["event_id"]),
-        "orders_enriched (order_id, product_id) unique": _duplicates(
-            orders, ["order_id", "product_id"]
-        ),
-        "user_behavior rows = events_clean rows": abs(events_rows - behaviour_rows),
-    }
-    broken = {name: count for name, count in failures.items() if count}
-    span = f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
-    if broken:
-        name, count = next(iter(broken.items()))
-        more = f" (and {len(broken) - 1} more checks)" if len(broken) > 1 else ""
-        raise QualityGateError(
-            f"quality gate failed for {span}: {name} broken by {count:,} rows{more}; nothing loaded"
-        )
-    rows = events_rows + behaviour_rows + (0 if orders is None else orders.num_rows)
-    return StepResult(rows_in=rows, dates=tuple(dates), detail={"checked": list(failures)})
+    report = check_and_record(settings, days)
+    return StepResult(
+        rows_in=len(report.results),
+        dates=tuple(dates),
+        detail={
+            "checked": sorted({r.check_name for r in report.results}),
+            "warnings": [r.line() for r in report.warnings],
+        },
+    )
 
 
 def load_dates(

@@ -6,15 +6,25 @@ from shopflow.warehouse.load import (
     AfterLoad,
     LoadReport,
     TableReport,
+    append_history,
     duckdb_path,
     load_from_lake,
     load_tables,
     open_warehouse,
     plan_loads,
 )
-from shopflow.warehouse.schema import SEED_USER_BEHAVIOR_COLUMNS, TABLES, Grain, TableSpec
+from shopflow.warehouse.schema import (
+    HISTORY_TABLES,
+    QUALITY_RESULTS,
+    SEED_USER_BEHAVIOR_COLUMNS,
+    TABLES,
+    Grain,
+    TableSpec,
+)
 
 __all__ = [
+    "HISTORY_TABLES",
+    "QUALITY_RESULTS",
     "SEED_USER_BEHAVIOR_COLUMNS",
     "TABLES",
     "AfterLoad",
@@ -26,6 +36,7 @@ __all__ = [
     "TableSpec",
     "Warehouse",
     "WarehouseError",
+    "append_history",
     "duckdb_path",
     "lake_reader",
     "load_from_lake",

@@ -47,7 +47,7 @@ class Warehouse(Protocol):
     dialect: Dialect
 
     def ensure_tables(self) -> None:
-        """Create every table of `schema.TABLES` that does not exist yet."""
+        """Create every table of `schema.TABLES` and `schema.HISTORY_TABLES` not there yet."""
         ...
 
     def load_batch(self, loads: Sequence[TableLoad]) -> list[int]:
@@ -58,6 +58,10 @@ class Warehouse(Protocol):
         self, table: str, partitions: Sequence[PartitionKey] | None, data: ArrowData
     ) -> int:
         """Replace `partitions` of `table` (whole table when None) with `data`; rows inserted."""
+        ...
+
+    def append(self, table: str, data: pa.Table) -> int:
+        """Append `data` to the history table `table` (all rows or none); rows appended."""
         ...
 
     def create_view(self, name: str, select_sql: str) -> None:

@@ -38,7 +38,15 @@ from shopflow.warehouse.base import (
     partition_predicate,
 )
 from shopflow.warehouse.errors import WarehouseError
-from shopflow.warehouse.schema import TABLES, Grain, TableSpec, table_spec
+from shopflow.warehouse.schema import (
+    HISTORY_TABLES,
+    TABLES,
+    Grain,
+    TableSpec,
+    conform,
+    history_spec,
+    table_spec,
+)
 
 #: Staging tables expire on their own if a load dies before dropping them.
 STAGING_TTL = timedelta(days=1)
@@ -128,7 +136,7 @@ class BigQueryWarehouse:
         if self.location:
             dataset.location = self.location
         self.client.create_dataset(dataset, exists_ok=True)
-        for spec in TABLES.values():
+        for spec in (*TABLES.values(), *HISTORY_TABLES.values()):
             table = bigquery.Table(self._table_id(spec.name), schema=_schema_fields(spec))
             if spec.partitioned:
                 table.time_partitioning = bigquery.TimePartitioning(field="date")
@@ -206,6 +214,38 @@ class BigQueryWarehouse:
         """Replace `partitions` of `table` (whole table when None) with `data`."""
         keys = None if partitions is None else tuple(partitions)
         return self.load_batch([TableLoad(table, keys, lambda: data)])[0]
+
+    def append(self, table: str, data: pa.Table) -> int:
+        """Append `data` to the history table `table` with one load job (WRITE_APPEND).
+
+        The job id derives from the table and the rows, so a retried append attaches to the job
+        already submitted instead of appending the rows twice.
+        """
+        spec = history_spec(table)
+        rows = conform(spec, data)
+        if rows.num_rows == 0:
+            return 0
+        buffer = io.BytesIO()
+        pq.write_table(rows, buffer, compression="zstd")
+        payload = buffer.getvalue()
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+            schema=_schema_fields(spec),
+        )
+        destination = bigquery.TableReference.from_string(self._table_id(spec.name))
+        self._run(
+            f"shopflow_append_{spec.name}_{_digest(self.dataset_ref, spec.name, payload)[:32]}",
+            lambda jid: self.client.load_table_from_file(
+                io.BytesIO(payload),
+                destination,
+                job_id=jid,
+                job_config=config,
+                location=self.location,
+                rewind=True,
+            ),
+        )
+        return int(rows.num_rows)
 
     def create_view(self, name: str, select_sql: str) -> None:
         """Create or replace a view of the dataset."""

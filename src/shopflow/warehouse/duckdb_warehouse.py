@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from shopflow.warehouse.base import (
     ArrowData,
@@ -25,7 +26,7 @@ from shopflow.warehouse.base import (
     partition_predicate,
 )
 from shopflow.warehouse.errors import WarehouseError
-from shopflow.warehouse.schema import TABLES, table_spec
+from shopflow.warehouse.schema import HISTORY_TABLES, TABLES, conform, history_spec, table_spec
 
 _incoming = itertools.count()
 
@@ -47,7 +48,7 @@ class DuckDBWarehouse:
 
     def ensure_tables(self) -> None:
         """Create every warehouse table that does not exist yet."""
-        for spec in TABLES.values():
+        for spec in (*TABLES.values(), *HISTORY_TABLES.values()):
             self._con.execute(spec.duckdb_ddl())
 
     def load_batch(self, loads: Sequence[TableLoad]) -> list[int]:
@@ -88,6 +89,23 @@ class DuckDBWarehouse:
             self._con.execute(f"INSERT INTO {spec.name} BY NAME SELECT * FROM {name}")
         finally:
             self._con.unregister(name)
+        return int(rows.num_rows)
+
+    def append(self, table: str, data: pa.Table) -> int:
+        """Append `data` to the history table `table` in one transaction."""
+        spec = history_spec(table)
+        rows = conform(spec, data)
+        name = f"_incoming_{next(_incoming)}"
+        self._con.begin()
+        try:
+            self._con.register(name, rows)
+            self._con.execute(f"INSERT INTO {spec.name} BY NAME SELECT * FROM {name}")
+            self._con.unregister(name)
+            self._con.commit()
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                self._con.rollback()
+            raise
         return int(rows.num_rows)
 
     def create_view(self, name: str, select_sql: str) -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import pyarrow as pa
+
 from shopflow.errors import ShopflowError
 from shopflow.lake import LakeLayout, list_data_files, list_partitions, writer_lock
 from shopflow.settings import Profile, Settings
@@ -144,13 +146,19 @@ def load_tables(
     warehouse: Warehouse | None = None,
     load_id: str | None = None,
     recomputed: bool = False,
+    before_load: Callable[[], object] | None = None,
     after_load: AfterLoad | None = None,
 ) -> LoadReport:
     """Load curated partitions (all, or those of `dates`) of `tables` (default all), then run
     `after_load`; all tables in one transaction (DuckDB) or one script (BigQuery, whose job ids
     derive from `load_id` when given, e.g. the scheduler's DAG, task and interval).
-    `recomputed`: `dates` are the dates an ETL run just recomputed (see `plan_loads`)."""
+    `recomputed`: `dates` are the dates an ETL run just recomputed (see `plan_loads`).
+
+    `before_load` (the quality gate) runs under the writer lock before anything is read for the
+    load, so no ETL can change what it checked; if it raises, nothing is loaded."""
     with writer_lock(settings.lake_url, "shopflow load"):
+        if before_load is not None:
+            before_load()
         return _load_warehouse(settings, tables, dates, warehouse, load_id, recomputed, after_load)
 
 
@@ -219,3 +227,22 @@ def _load_warehouse(
         TableReport(load.table, load.partitions, n) for load, n in zip(loads, rows, strict=True)
     )
     return LoadReport(reports, skipped)
+
+
+def append_history(
+    settings: Settings, table: str, rows: pa.Table, *, warehouse: Warehouse | None = None
+) -> int:
+    """Append `rows` to the history table `table` (e.g. `quality_results`) of the configured
+    warehouse, all or nothing; rows appended. The local DuckDB file is written as a load is: a
+    private copy that replaces it on success, so a reader never sees half of it."""
+    if warehouse is not None:
+        return warehouse.append(table, rows)
+    if settings.profile is Profile.GCP:
+        with _closing(open_warehouse(settings)) as target:
+            return target.append(table, rows)
+    from shopflow.warehouse.duckdb_warehouse import DuckDBWarehouse, replaced_on_success
+
+    path = duckdb_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_on_success(path) as copy, _closing(DuckDBWarehouse(copy)) as target:
+        return target.append(table, rows)

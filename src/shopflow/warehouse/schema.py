@@ -32,6 +32,7 @@ class ColumnType(StrEnum):
     FLOAT64 = "FLOAT64"
     DATE = "DATE"
     TIMESTAMP = "TIMESTAMP"
+    BOOL = "BOOL"
 
 
 _DUCKDB_TYPES: Final = {
@@ -40,6 +41,7 @@ _DUCKDB_TYPES: Final = {
     ColumnType.FLOAT64: "DOUBLE",
     ColumnType.DATE: "DATE",
     ColumnType.TIMESTAMP: "TIMESTAMPTZ",
+    ColumnType.BOOL: "BOOLEAN",
 }
 
 _ARROW_TYPES: Final[dict[ColumnType, pa.DataType]] = {
@@ -48,6 +50,7 @@ _ARROW_TYPES: Final[dict[ColumnType, pa.DataType]] = {
     ColumnType.FLOAT64: pa.float64(),
     ColumnType.DATE: pa.date32(),
     ColumnType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+    ColumnType.BOOL: pa.bool_(),
 }
 
 
@@ -241,6 +244,27 @@ _SPECS: Final = (
 #: Every warehouse table by name, in load order.
 TABLES: Final[dict[str, TableSpec]] = {spec.name: spec for spec in _SPECS}
 
+#: The data-quality results: one row per check, table and date per run, appended (a history),
+#: never loaded from the lake. `partition` is the checked date (null for a snapshot table).
+QUALITY_RESULTS: Final = TableSpec(
+    "quality_results",
+    Grain.WHOLE,
+    (
+        ("check_name", S),
+        ("table_name", S),
+        ("partition", D),
+        ("severity", S),
+        ("observed", F),
+        ("threshold", F),
+        ("passed", ColumnType.BOOL),
+        ("run_ts", T),
+        ("detail", S),
+    ),
+)
+
+#: Tables the warehouse creates besides `TABLES`: histories that are appended to, not loaded.
+HISTORY_TABLES: Final[dict[str, TableSpec]] = {QUALITY_RESULTS.name: QUALITY_RESULTS}
+
 #: The seed's unified-table columns, which `user_behavior` keeps first and under these names.
 SEED_USER_BEHAVIOR_COLUMNS: Final = TABLES["user_behavior"].column_names[:9]
 
@@ -252,6 +276,16 @@ def table_spec(name: str) -> TableSpec:
     except KeyError:
         raise WarehouseError(
             f"unknown warehouse table {name!r}; known: {', '.join(TABLES)}"
+        ) from None
+
+
+def history_spec(name: str) -> TableSpec:
+    """The spec of a history table (appended to, never loaded); an unknown name is an error."""
+    try:
+        return HISTORY_TABLES[name]
+    except KeyError:
+        raise WarehouseError(
+            f"{name!r} is not a history table; known: {', '.join(HISTORY_TABLES)}"
         ) from None
 
 

@@ -13,7 +13,7 @@ are not in it; pyspark and py4j are the cluster's and are never in it either. A 
 distribution that pins a compiled one exactly (pydantic pins pydantic-core) is left out with it:
 the pair must come from the same place.
 
-Usage: python scripts/dataproc_artifact.py [--dist dist] [--python-version 3.12]
+Usage: python scripts/dataproc_artifact.py [--dist dist] [--python-version 3.12] [--wheel-only]
 """
 
 from __future__ import annotations
@@ -43,11 +43,19 @@ def canonical(name: str) -> str:
 
 
 def build_wheel(dist: Path) -> Path:
-    """The shopflow wheel, built from the working tree into `dist/`."""
+    """The shopflow wheel, built into `dist/` from a copy of the sources (setuptools' build/
+    folder in the tree would keep files since deleted, and two builds would share it)."""
+    dist.mkdir(parents=True, exist_ok=True)
     for old in dist.glob("shopflow-*.whl"):
         old.unlink()
-    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist)]
-    subprocess.run([*pip, str(ROOT)], check=True)
+    with tempfile.TemporaryDirectory(prefix="shopflow-wheel-") as tmp:
+        source = Path(tmp)
+        junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+        shutil.copytree(ROOT / "src", source / "src", ignore=junk)
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copyfile(ROOT / name, source / name)
+        pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist)]
+        subprocess.run([*pip, str(source)], check=True)
     (wheel,) = dist.glob("shopflow-*.whl")
     return wheel
 
@@ -110,22 +118,26 @@ def remove_distribution(target: Path, dist_info: Path) -> None:
 
 
 def write_zip(source: Path, archive: Path) -> None:
-    """Zip `source`'s tree (sorted, fixed timestamps, no bytecode) into `archive` atomically."""
+    """Zip `source`'s tree (sorted, fixed timestamps, no bytecode) into `archive` atomically.
+
+    Folders get entries of their own: zipimport finds a namespace package (`google/`, shared
+    with the runtime's protobuf) only through its folder's entry.
+    """
     partial = archive.with_name(archive.name + ".partial")
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
         for path in sorted(source.rglob("*")):
-            if path.is_dir() or "__pycache__" in path.parts or path.suffix == ".pyc":
+            if "__pycache__" in path.parts or path.suffix == ".pyc":
                 continue
-            info = zipfile.ZipInfo(path.relative_to(source).as_posix(), date_time=ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zipped.writestr(info, path.read_bytes())
+            name = path.relative_to(source).as_posix() + ("/" if path.is_dir() else "")
+            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+            info.compress_type = zipfile.ZIP_STORED if path.is_dir() else zipfile.ZIP_DEFLATED
+            info.external_attr = (0o40755 if path.is_dir() else 0o644) << 16
+            zipped.writestr(info, b"" if path.is_dir() else path.read_bytes())
     partial.replace(archive)
 
 
 def build(dist: Path, python_version: str) -> Path:
     """Build the wheel and `dist/dataproc/`; returns that folder."""
-    dist.mkdir(parents=True, exist_ok=True)
     wheel = build_wheel(dist)
     out = dist / "dataproc"
     out.mkdir(exist_ok=True)
@@ -164,8 +176,12 @@ def main() -> None:
     parser.add_argument(
         "--python-version", default="3.12", help="the cluster's Python (Dataproc 2.2/3.0: 3.12)"
     )
+    parser.add_argument("--wheel-only", action="store_true", help="build the wheel only")
     args = parser.parse_args()
-    build(args.dist.resolve(), args.python_version)
+    if args.wheel_only:
+        print(build_wheel(args.dist.resolve()))
+    else:
+        build(args.dist.resolve(), args.python_version)
 
 
 if __name__ == "__main__":

@@ -83,8 +83,8 @@ def installed_distributions(python: Path) -> set[str]:
 def shopflow_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shopflow wheel built once from this tree."""
     dist = tmp_path_factory.mktemp("wheel")
-    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist)]
-    run([*pip, str(ROOT)], env=clean_env())
+    script = [sys.executable, str(ROOT / "scripts/dataproc_artifact.py"), "--wheel-only"]
+    run([*script, "--dist", str(dist)], env=clean_env())
     (wheel,) = dist.glob("shopflow-*.whl")
     return wheel
 

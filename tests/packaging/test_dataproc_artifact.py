@@ -108,3 +108,18 @@ def test_batch_runs_the_entry_point_from_the_zip(
         "`shopflow ingest events` (or run `shopflow demo`)"
     ]
     assert "Traceback" not in output
+
+    # With every distribution of runtime-provided.txt in the cluster's Python, the zip completes
+    # the gcp modules too: gcsfs (the gs:// lake), the Google clients, whose `google` namespace
+    # package spans the zip and the runtime's site-packages (protobuf).
+    rest = [line for line in provided if line and not line.startswith("#")]
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--no-compile", "--no-deps", *rest]
+    run(pip, env=clean_env(**offline_pip(wheelhouse)))
+    modules = (
+        "gcsfs, google.cloud.storage, shopflow.lake.gcs, shopflow.warehouse.bigquery_warehouse, "
+        "shopflow.sources.bus.pubsub"
+    )
+    code = f"import {modules}, shopflow; print(shopflow.__file__)"
+    env = clean_env(PYTHONPATH=str(out / "shopflow.zip"))
+    imported = run([str(python), "-c", code], env=env, cwd=tmp_path).stdout.strip()
+    assert imported == str(out / "shopflow.zip" / "shopflow" / "__init__.py")

@@ -62,19 +62,19 @@ def test_cli_help_and_a_missing_extra_in_one_line(gcp_python: Path, tmp_path: Pa
     help_text = run([shopflow, "--help"], env=env, cwd=tmp_path).stdout
     assert all(command in help_text for command in ("etl", "ingest", "load", "metrics"))
 
-    etl = subprocess.run(
-        [shopflow, "etl", "--hour", "2026-11-25T10"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
-    assert etl.returncode == 2
-    assert etl.stderr.strip().splitlines() == [
-        "shopflow: error: this needs the 'pyspark' package from shopflow's `spark` extra: "
-        "pip install 'shopflow[spark]'"
-    ]
+    for command, module, extra in (
+        (["etl", "--hour", "2026-11-25T10"], "pyspark", "spark"),
+        (["dashboard", "--port", "18501"], "streamlit", "dashboard"),
+        (["simulate", "--events", "1"], "faker", "local"),
+    ):
+        done = subprocess.run(
+            [shopflow, *command], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+        )
+        assert done.returncode == 2, command
+        assert done.stderr.strip().splitlines() == [
+            f"shopflow: error: this needs the {module!r} package from shopflow's `{extra}` extra: "
+            f"pip install 'shopflow[{extra}]'"
+        ]
 
 
 def test_etl_entry_module_imports_with_the_clusters_pyspark(

@@ -7,7 +7,7 @@ TOOLS_VENV  ?= .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.shopflow-tools-installed
 export SHOPFLOW_TEST_CHECKOV := $(abspath $(TOOLS_VENV))/bin/checkov
 
-.PHONY: setup tools demo test lint typecheck unit services-up services-down airflow-up airflow-down bench faults clean
+.PHONY: setup tools demo test lint typecheck unit services-up services-down airflow-up airflow-down bench faults dataproc-artifact clean
 
 setup: $(STAMP)
 
@@ -67,6 +67,15 @@ faults: setup
 	bash scripts/ensure-postgres.sh
 	$(BIN)/shopflow services up
 	$(BIN)/python -m bench faults
+
+# The ETL's Dataproc artefact in dist/: the wheel, and dist/dataproc/ with entrypoint.py (main file),
+# shopflow.zip (--py-files: shopflow and its pure-Python dependencies, no pyspark) and
+# runtime-provided.txt. Only pip is needed; DATAPROC_PYTHON is the cluster's Python version.
+DATAPROC_PYTHON ?= 3.12
+BUILD_PYTHON    ?= $(or $(wildcard $(BIN)/python),python3)
+DIST            ?= dist
+dataproc-artifact:
+	$(BUILD_PYTHON) scripts/dataproc_artifact.py --dist $(DIST) --python-version $(DATAPROC_PYTHON)
 
 clean:
 	rm -rf .shopflow .pytest_cache .mypy_cache .ruff_cache

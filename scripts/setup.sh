@@ -22,7 +22,9 @@ if [ ! -x "$venv/bin/python" ]; then
   python3.11 -m venv "$venv" 2>/dev/null || python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -c constraints.txt -e '.[dev,airflow]'
+# Every extra: the tests exercise all of them (the local services, Spark, both buses, GCP clients,
+# the dashboard and Airflow).
+"$venv/bin/python" -m pip install -q -c constraints.txt -e '.[local,dashboard,airflow,dev]'
 
 # The BigQuery emulator (tests only) pins protobuf<7, which clashes with the pipeline's own
 # google-cloud clients, so it lives in a virtualenv of its own and talks to the tests over HTTP.

@@ -147,7 +147,8 @@ class Settings(BaseSettings):
     dataproc_region: str = "asia-south1"
     dataproc_runtime_version: str = "2.2"
     dataproc_artifacts_uri: str | None = Field(
-        default=None, description="gs:// folder with entrypoint.py and shopflow.whl."
+        default=None,
+        description="gs:// folder with entrypoint.py and shopflow.zip (make dataproc-artifact).",
     )
     dataproc_service_account: str | None = None
     dataproc_executor_cores: int = Field(default=4, ge=1, le=64)

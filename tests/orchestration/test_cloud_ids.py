@@ -67,6 +67,8 @@ def test_the_rendered_batch_is_the_same_for_a_retry_and_names_its_interval(gcp: 
     assert (
         batch["pyspark_batch"]["main_python_file_uri"] == "gs://shop-lake/artifacts/entrypoint.py"
     )
+    # What `make dataproc-artifact` builds: Dataproc takes .py, .egg and .zip Python files.
+    assert batch["pyspark_batch"]["python_file_uris"] == ["gs://shop-lake/artifacts/shopflow.zip"]
     properties = batch["runtime_config"]["properties"]
     assert properties["spark.executor.cores"] == "8"
     assert properties["spark.dynamicAllocation.maxExecutors"] == "20"

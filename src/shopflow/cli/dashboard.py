@@ -13,6 +13,7 @@ from shopflow.dashboard.server import (
     dashboard_url,
     streamlit_command,
 )
+from shopflow.extras import require_module
 from shopflow.settings import load_settings
 from shopflow.warehouse import duckdb_path
 
@@ -24,6 +25,7 @@ def dashboard(
     ),
 ) -> None:
     """Serve the dashboard (Streamlit): the five metrics as charts, a date filter, freshness."""
+    require_module("streamlit")  # the `dashboard` extra; checked before this process becomes it
     settings = load_settings()
     check_port_free(host, port)
     if settings.profile.value == "local" and not duckdb_path(settings).is_file():

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, get_args
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 from rich.console import Console
 
 from shopflow.errors import ShopflowError
 from shopflow.settings import EtlEngine, load_settings
-from shopflow.transform.jobs import EtlRequest, backfill_request, etl_request
+
+if TYPE_CHECKING:
+    from shopflow.transform.jobs import EtlRequest
 
 console = Console(stderr=True)
 ENGINES = get_args(EtlEngine)
@@ -56,6 +58,9 @@ def etl(
 ) -> None:
     """Recompute every event date that received raw data since the last run (plus --hour's date
     or the --since/--until range) and replace its curated partitions whole; prints a summary."""
+    # Imported here: the transforms import pyspark.sql (the `spark` extra), `--help` does not.
+    from shopflow.transform.jobs import etl_request
+
     _run(etl_request(hour=hour, since=since, until=until), engine)
 
 
@@ -65,6 +70,8 @@ def backfill(
     engine: EngineOption = None,
 ) -> None:
     """Recompute whole event dates from the raw zone, whatever the ETL state (left unchanged)."""
+    from shopflow.transform.jobs import backfill_request
+
     _run(backfill_request(start, end), engine)
 
 

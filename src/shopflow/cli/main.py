@@ -21,6 +21,7 @@ from shopflow.cli import (
     warehouse,
 )
 from shopflow.errors import ShopflowError
+from shopflow.extras import missing_extra_message
 
 app = typer.Typer(
     name="shopflow",
@@ -69,6 +70,11 @@ def main() -> None:
         # Anything unforeseen still ends as one line; SHOPFLOW_DEBUG=1 shows where.
         if os.environ.get("SHOPFLOW_DEBUG"):
             raise
+        # A command whose optional extra is not installed (e.g. `etl` without pyspark).
+        extra = missing_extra_message(exc) if isinstance(exc, ModuleNotFoundError) else None
+        if extra is not None:
+            print(f"shopflow: error: {extra}", file=sys.stderr)
+            sys.exit(2)
         detail = (str(exc).strip().splitlines() or [""])[0][:300]
         print(
             f"shopflow: error: unexpected {type(exc).__name__}: {detail} "

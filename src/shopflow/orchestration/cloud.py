@@ -71,7 +71,7 @@ def dataproc_batch(settings: Settings, start: datetime, end: datetime) -> dict[s
     batch: dict[str, Any] = {
         "pyspark_batch": {
             "main_python_file_uri": f"{artefacts}/entrypoint.py",
-            "python_file_uris": [f"{artefacts}/shopflow.whl"],
+            "python_file_uris": [f"{artefacts}/shopflow.zip"],
             "args": ["--since", since, "--until", until],
         },
         "runtime_config": {"version": settings.dataproc_runtime_version, "properties": properties},

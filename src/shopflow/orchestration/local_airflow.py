@@ -65,7 +65,7 @@ def _bin(name: str) -> str:
     if not path.exists():
         raise AirflowError(
             f"{path} is missing: install the airflow extra (`make setup` does: pip install "
-            "-c constraints.txt -e '.[dev,airflow]')"
+            "-c constraints.txt -e '.[local,dashboard,airflow,dev]')"
         )
     return str(path)
 

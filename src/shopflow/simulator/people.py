@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from faker import Faker
-
 from shopflow.contracts import User
+from shopflow.extras import require_module
 
 _NOT_EMAIL_SAFE = re.compile(r"[^a-z0-9]+")
 
@@ -21,6 +20,9 @@ class PeopleFactory:
     """Makes users and renames them, deterministically for a seed."""
 
     def __init__(self, seed: int) -> None:
+        require_module("faker")  # the `local` extra: the simulator is a demo and test tool
+        from faker import Faker
+
         self._faker = Faker("en_IN")
         self._faker.seed_instance(seed)
         self._next_number = 1

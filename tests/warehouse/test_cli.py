@@ -28,12 +28,12 @@ def test_load_then_metrics_as_tables_and_json(app: typer.Typer, tiny_lake: LakeL
     runner = CliRunner()
     loaded = runner.invoke(app, ["load"])
     assert loaded.exit_code == 0, loaded.output
-    assert "user_behavior: 16 rows (2026-11-25, 2026-11-26)" in loaded.output
+    assert "user_behavior: 17 rows (2026-11-25, 2026-11-26)" in loaded.output
     assert "products_clean: 3 rows (whole table)" in loaded.output
 
     again = runner.invoke(app, ["load", "--date", "2026-11-26", "--table", "events_clean"])
     assert again.exit_code == 0, again.output
-    assert "events_clean: 8 rows (2026-11-26)" in again.output
+    assert "events_clean: 9 rows (2026-11-26)" in again.output
 
     shown = runner.invoke(app, ["metrics"])
     assert shown.exit_code == 0, shown.output

@@ -103,21 +103,21 @@ def test_reloading_an_hour_or_a_day_leaves_every_table_identical(
 
 def test_a_reload_replaces_only_its_partitions(settings: Settings, tiny_lake: LakeLayout) -> None:
     load_warehouse(settings)
-    # Day 2 recomputed by the ETL without e16: its hour 18 partitions are now empty.
+    # Day 2 recomputed by the ETL without e16: its hour 19 partitions are now empty.
     for name in ("events_clean", "traffic_hourly"):
         empty = TABLES[name].arrow_schema().empty_table()
-        replace_partition(empty, tiny_lake.curated_partition(name, DAY2, 18))
+        replace_partition(empty, tiny_lake.curated_partition(name, DAY2, 19))
     warehouse = open_warehouse(settings)
     try:
-        load_from_lake(warehouse, tiny_lake, "events_clean", [PartitionKey(DAY2, 18)])
+        load_from_lake(warehouse, tiny_lake, "events_clean", [PartitionKey(DAY2, 19)])
         ids = [
             r["event_id"] for r in warehouse.query("SELECT event_id FROM events_clean ORDER BY 1")
         ]
-        assert ids == [f"e{i:02d}" for i in range(1, 16)]
-        # A reload of the whole day takes traffic's empty hour 18 along.
+        assert ids == [*(f"e{i:02d}" for i in range(1, 16)), "e17"]
+        # A reload of the whole day takes traffic's empty hour 19 along.
         load_warehouse(settings, tables=["traffic_hourly"], dates=[DAY2], warehouse=warehouse)
         hours = warehouse.query("SELECT hour FROM traffic_hourly WHERE date = DATE '2026-11-26'")
-        assert sorted(r["hour"] for r in hours) == [9, 12, 13]
+        assert sorted(r["hour"] for r in hours) == [9, 12, 13, 14]  # 14: e17, the return
     finally:
         warehouse.close()
 
@@ -234,7 +234,7 @@ def test_rows_outside_the_replaced_partitions_are_refused(settings: Settings) ->
             warehouse.load_partitions(
                 "events_clean", [PartitionKey(DAY1), PartitionKey(DAY2)], reader
             )
-            == 16
+            == 17
         )
     finally:
         warehouse.close()

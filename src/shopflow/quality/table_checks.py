@@ -71,10 +71,11 @@ REQUIRED: Final[dict[str, tuple[tuple[str, str], ...]]] = {
 #: The event names of the data contract.
 EVENT_NAMES: Final = ("view", "wishlist", "order", "return")
 
-#: Catalogue relationships: (check, column of events_clean, catalogue table, its key).
+#: Catalogue relationships: (check, column of events_clean, catalogue table, its key, the table
+#: used when the lake has no such history yet: a lake from before the type-2 histories).
 RELATIONSHIPS: Final = (
-    ("known_product", "product_id", "products_history", "product_id"),
-    ("known_user", "user_id", "users_history", "user_id"),
+    ("known_product", "product_id", "products_history", "product_id", "products_clean"),
+    ("known_user", "user_id", "users_history", "user_id", "users_enriched"),
 )
 
 
@@ -205,7 +206,8 @@ def relationships(data: CuratedData, max_unknown_share: float) -> list[CheckResu
     per date (error beyond `max_unknown_share` of the date's events)."""
     events = _per_date(data, "events_clean", "count(*)")
     results = []
-    for name, column, catalogue, key in RELATIONSHIPS:
+    for name, column, history, key, snapshot in RELATIONSHIPS:
+        catalogue = history if history in data.present else snapshot
         sql = (
             f"SELECT e.date, count(*), count(DISTINCT e.{column}), min(e.{column}) "
             f"FROM events_clean e ANTI JOIN {catalogue} c ON e.{column} = c.{key} "

@@ -156,20 +156,17 @@ def test_user_activity_daily_counts_a_session_on_the_date_it_starts(spark: Spark
     assert rows[(NEXT_DAY, "u3")].sessions_started == 0
 
 
-def test_user_activity_daily_uses_earlier_dates_for_where_a_session_starts(
+def test_user_activity_daily_counts_a_session_on_the_date_it_started(
     spark: SparkSession,
 ) -> None:
+    # The next date's events alone carry where each session started (session_start_ts): the
+    # sessions that began before midnight are not counted again.
     clean = events_clean(raw_events(spark, MULTI_DAY_EVENTS))
     next_day = clean.where(clean["date"] == NEXT_DAY)
     alone = {
         r.user_id: r.sessions_started for r in activity.user_activity_daily(next_day).collect()
     }
-    with_earlier = {
-        r.user_id: r.sessions_started
-        for r in activity.user_activity_daily(next_day, clean.where(clean["date"] == DAY)).collect()
-    }
-    assert alone == {"u1": 4, "u2": 1, "u3": 1}
-    assert with_earlier == {"u1": 3, "u2": 0, "u3": 0}
+    assert alone == {"u1": 3, "u2": 0, "u3": 0}
 
 
 def test_a_client_session_resumed_after_a_day_without_events_counts_again(
@@ -183,11 +180,8 @@ def test_a_client_session_resumed_after_a_day_without_events_counts_again(
     ]
     clean = events_clean(raw_events(spark, rows))
     later = clean.where(clean["date"] == DAY + timedelta(days=2))
-    previous = clean.where(clean["date"] == NEXT_DAY)
-    [row] = activity.user_activity_daily(later, previous).collect()
+    [row] = activity.user_activity_daily(later).collect()
     assert row.sessions_started == 1
-    [row] = activity.user_activity_daily(later, clean.where(clean["date"] == DAY)).collect()
-    assert row.sessions_started == 0
 
 
 def test_order_activity_daily(spark: SparkSession) -> None:
@@ -245,7 +239,7 @@ def _full_and_incremental(
     )
     raw_users = raw.users([*test_parity.USERS, {"user_id": "u4"}, {"user_id": "u5"}])
     a = t.activity
-    users_daily = _daily(t, clean, a.user_activity_daily)
+    users_daily = _daily(t, clean, lambda day, _: a.user_activity_daily(day))
     products_daily = _daily(t, clean, lambda day, _: a.product_activity_daily(day))
     orders_daily = _daily(t, clean, lambda day, _: a.order_activity_daily(day))
     return {
@@ -282,9 +276,10 @@ def test_snapshots_from_daily_tables_equal_the_full_computation(
 
 
 def test_the_equality_check_sees_a_session_counted_twice(spark: SparkSession) -> None:
-    # Without the previous date, a session across midnight counts on both dates.
+    # With every event taken for a session start, a session across midnight counts on both dates.
     t = transforms(spark)
-    clean = t.events.events_clean(raw_events(spark, MULTI_DAY_EVENTS))
+    sessionised = t.events.events_clean(raw_events(spark, MULTI_DAY_EVENTS))
+    clean = sessionised.withColumn("session_start_ts", sessionised["event_ts"])
     raw = Inputs(spark, spark)
     raw_users = raw.users(test_parity.USERS, nullable=True)
     orders = t.orders.orders_enriched(

@@ -220,3 +220,49 @@ def test_a_date_whose_raw_events_are_all_gone_is_emptied_everywhere(
     load_warehouse(settings, dates=[next_day], recomputed=True)
     assert _warehouse_event_ids(settings, "user_behavior", next_day) == set()
     assert _warehouse_event_ids(settings, "user_behavior", DAY) == {"e1"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Sessions do not depend on which dates are recomputed together
+
+
+def _sessions(layout: LakeLayout) -> tuple[list[tuple[str, str]], int]:
+    events = read_dataset(layout.curated_root("events_clean"), columns=["event_id", "session_id"])
+    ids = sorted(zip(events["event_id"].to_pylist(), events["session_id"].to_pylist(), strict=True))
+    daily = read_dataset(layout.curated_root("user_activity_daily"), columns=["sessions_started"])
+    return ids, sum(daily["sessions_started"].to_pylist())
+
+
+def test_session_ids_and_counts_do_not_depend_on_the_recomputed_range(
+    duckdb_session: Any, settings: Settings
+) -> None:
+    layout = LakeLayout.from_settings(settings)
+    land_catalogue_and_orders(layout)
+    # A derived session active every 20 minutes from DAY 10:00 to DAY+2 02:00 (over 24 h, across
+    # two midnights), and a client session id used on DAY and again on DAY+3.
+    busy = [_event(f"b{n:03d}", timedelta(minutes=20 * n), user_id="u1") for n in range(0, 121)]
+    client = [
+        _event("c1", timedelta(hours=1), user_id="u2", session_id="s-reused"),
+        _event("c2", timedelta(days=3, hours=1), user_id="u2", session_id="s-reused"),
+    ]
+    land(layout, "a", [*busy, *client])
+    first = run_etl(duckdb_session, settings, EtlRequest())
+    assert len(first.dates) == 4
+    reference = _sessions(layout)
+    last = max(first.dates)
+    # Recompute in other ranges and orders: every time the same ids and the same counts.
+    for start, end in (
+        (DAY + timedelta(days=2), DAY + timedelta(days=2)),
+        (DAY + timedelta(days=1), last),
+        (last, last),
+        (DAY, DAY),
+    ):
+        run_etl(duckdb_session, settings, backfill_request(start.isoformat(), end.isoformat()))
+        assert _sessions(layout) == reference, (start, end)
+    ids, sessions = reference
+    busy_ids = {sid for eid, sid in ids if eid.startswith("b")}
+    # The stated rules: the long session is traced back one date at most (a new id where its
+    # start leaves the window), counted once; the client id used again after a whole date without
+    # it is a second session.
+    assert len(busy_ids) == 2
+    assert sessions == 1 + 2

@@ -272,7 +272,7 @@ CASES: dict[str, Case] = {
         _events_clean(t, raw, CATALOGUE_EVENTS)
     ),
     "user_activity_daily": lambda t, raw: t.activity.user_activity_daily(
-        _events_clean(t, raw, TRAFFIC_EVENTS), _events_clean(t, raw, SESSION_EVENTS)
+        _events_clean(t, raw, [*TRAFFIC_EVENTS, *SESSION_EVENTS])
     ),
     "order_activity_daily": lambda t, raw: t.activity.order_activity_daily(
         _events_clean(t, raw, CATALOGUE_EVENTS)

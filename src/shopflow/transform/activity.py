@@ -73,24 +73,19 @@ def product_activity_daily(events_clean: DataFrame) -> DataFrame:
     )
 
 
-def user_activity_daily(
-    events_clean: DataFrame, earlier_events: DataFrame | None = None
-) -> DataFrame:
+def user_activity_daily(events_clean: DataFrame) -> DataFrame:
     """Per event date and user: event counts, sessions started that date, first and last event.
 
-    A session counts on the first date it has events among `events_clean` and `earlier_events`
-    (clean events of the dates before, at least each date's previous one), so summing
-    `sessions_started` over dates counts each session once, also when it crosses midnight.
+    A session counts on the date of its `session_start_ts` (`shopflow.transform.events.sessionise`:
+    its first event in the window of its date and the one before), so summing `sessions_started`
+    over dates counts each session once, also when it crosses midnight, whichever dates are
+    recomputed together.
     """
     keys = ["user_id", "session_id"]
-    seen = events_clean.select("date", *keys)
-    if earlier_events is not None:
-        seen = seen.unionByName(earlier_events.select("date", *keys))
-    # Each session counted once, on its first date; the per-date event aggregate then takes a
-    # small join rather than a distinct count over every event.
     started = (
-        seen.groupBy(*keys)
-        .agg(F.min("date").alias("date"))
+        events_clean.where(F.to_date(F.col("session_start_ts")) == F.col("date"))
+        .select("date", *keys)
+        .distinct()
         .groupBy("user_id", "date")
         .agg(F.count(F.lit(1)).cast("long").alias("sessions_started"))
     )

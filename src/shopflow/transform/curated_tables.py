@@ -81,6 +81,7 @@ CURATED_EVENTS_SCHEMA: Final = pa.schema(
         ("event_ts", pa.timestamp("us", tz="UTC")),
         ("session_id", pa.string()),
         ("session_source", pa.string()),
+        ("session_start_ts", pa.timestamp("us", tz="UTC")),
         ("ingest_ts", pa.timestamp("us", tz="UTC")),
         ("date", pa.date32()),
         ("hour", pa.int32()),

@@ -24,6 +24,7 @@ EVENTS_CLEAN_COLUMNS: Final = (
     "hour",
     "session_id",
     "session_source",
+    "session_start_ts",
     "ingest_ts",
 )
 
@@ -121,16 +122,26 @@ def dedup_events(df: DataFrame) -> DataFrame:
 
 
 def sessionise(df: DataFrame, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) -> DataFrame:
-    """Events with a `session_id` and its `session_source` ('client' or 'derived').
+    """Events with a `session_id`, its `session_source` ('client' or 'derived') and
+    `session_start_ts`.
 
     A client `session_id` is kept. Otherwise a user's session ends when `gap_minutes` or more pass
     without an event from them (among their events without a client session); a derived id is
     `d-<user_id>-<first event's microseconds since the epoch>`, so re-runs give the same ids.
+
+    Each date's events are sessionised with exactly the previous date as context (every event is
+    looked at in the window of its own date and of the next date), so a date's sessions do not
+    depend on which other dates are computed with it. Hence the rules: a derived session is traced
+    back at most to the start of the previous date (one active for longer, without a 30-minute
+    gap, gets a new id where its start falls out of the window), and a client session id used again
+    after a whole date without it is a new session. `session_start_ts` is the session's first
+    event in the window: a session counts as started on that event's date.
     """
     if gap_minutes <= 0:
         raise ValueError(f"gap_minutes must be positive, got {gap_minutes}")
     client = F.col("session_id").isNotNull()
-    by_user = Window.partitionBy("user_id", "_client").orderBy("event_ts", "event_id")
+    by_user = Window.partitionBy("_window", "user_id", "_client").orderBy("event_ts", "event_id")
+    by_session = Window.partitionBy("_window", "user_id", "_client", "session_id")
     # Each window is computed in a column of its own: a window over a window's result is not
     # portable (Spark splits it into steps; DuckDB rejects nested window calls).
     event_us = F.col("_event_us")
@@ -144,8 +155,11 @@ def sessionise(df: DataFrame, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) ->
     derived_id = F.concat(
         F.lit("d-"), F.col("user_id"), F.lit("-"), F.col("_session_start_us").cast("string")
     )
+    windowed = df.withColumn(
+        "_window", F.explode(F.array(F.col("date"), F.date_add(F.col("date"), 1)))
+    )
     return (
-        df.withColumn("_client", client)
+        windowed.withColumn("_client", client)
         .withColumn("_event_us", F.unix_micros(F.col("event_ts")))
         .withColumn("_previous_us", F.lag("_event_us").over(by_user))
         .withColumn("_session_start_us", F.max(F.when(starts_session, event_us)).over(running))
@@ -155,7 +169,9 @@ def sessionise(df: DataFrame, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) ->
         .withColumn(
             "session_id", F.when(F.col("_client"), F.col("session_id")).otherwise(derived_id)
         )
-        .drop("_client", "_event_us", "_previous_us", "_session_start_us")
+        .withColumn("session_start_ts", F.min("event_ts").over(by_session))
+        .where(F.col("_window") == F.col("date"))
+        .drop("_window", "_client", "_event_us", "_previous_us", "_session_start_us")
     )
 
 

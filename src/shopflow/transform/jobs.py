@@ -151,18 +151,11 @@ def _dated(t: Transforms, df: DataFrame, dates: Sequence[date]) -> DataFrame:
     return df.where(t.functions.col("date").isin(list(dates)))
 
 
-def _activity(
-    t: Transforms, session: Any, layout: LakeLayout, clean: DataFrame, dates: Sequence[date]
-) -> dict[str, DataFrame]:
-    """The activity tables of `dates` from their clean events.
-
-    Sessions look back one date: the previous dates not among `dates` come from curated events.
-    """
-    previous = sorted({d - timedelta(days=1) for d in dates} - set(dates))
-    earlier = extract_curated_events(session, layout, previous) if previous else None
+def _activity(t: Transforms, clean: DataFrame) -> dict[str, DataFrame]:
+    """The activity tables of the dates of `clean` (its clean events)."""
     return {
         "product_activity_daily": t.activity.product_activity_daily(clean),
-        "user_activity_daily": t.activity.user_activity_daily(clean, earlier),
+        "user_activity_daily": t.activity.user_activity_daily(clean),
         "order_activity_daily": t.activity.order_activity_daily(clean),
     }
 
@@ -289,8 +282,7 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
                     _dated(t, t.events.events_clean_from_staged(staged), dates)
                 )
                 cached.append(clean)
-                # Built (so the earlier curated events it needs are listed) before any curated write.
-                activity = _activity(t, session, layout, clean, dates)
+                activity = _activity(t, clean)
                 outputs = {
                     "events_clean": clean,
                     "traffic_hourly": t.traffic.traffic_hourly(clean),
@@ -320,7 +312,7 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
             stored = engine.materialize(extract_curated_events(session, layout, missing))
             cached.append(stored)
             with BackgroundCommits(record) as commits:
-                activity = _activity(t, session, layout, stored, missing)
+                activity = _activity(t, stored)
                 write_activity(commits, activity, missing, set(missing))
 
         orders = engine.materialize(

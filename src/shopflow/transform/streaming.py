@@ -101,6 +101,7 @@ EVENTS_CLEAN_SCHEMA: Final = StructType(
         StructField("hour", IntegerType()),
         StructField("session_id", StringType()),
         StructField("session_source", StringType()),
+        StructField("session_start_ts", TimestampType()),
         StructField("ingest_ts", TimestampType()),
     ]
 )
@@ -145,7 +146,7 @@ def _unsessionised(events_clean: DataFrame) -> DataFrame:
     client = F.col("session_source") == "client"
     return events_clean.withColumn(
         "session_id", F.when(client, F.col("session_id")).otherwise(F.lit(None).cast("string"))
-    ).drop("session_source")
+    ).drop("session_source", "session_start_ts")
 
 
 def _replace_hour_partitions(table: pa.Table, layout: LakeLayout) -> list[str]:
@@ -174,7 +175,7 @@ def apply_micro_batch(
     checkpoint commit) meets its own rows in the table and `dedup_events` keeps one copy.
     """
     spark = new_events.sparkSession
-    columns = [c for c in EVENTS_CLEAN_COLUMNS if c != "session_source"]
+    columns = [c for c in EVENTS_CLEAN_COLUMNS if c not in ("session_source", "session_start_ts")]
     new = new_events.select(*columns, "message_id").cache()
     try:
         new_dates = {row["date"] for row in new.select("date").distinct().collect()}

@@ -24,7 +24,7 @@ from shopflow.ingest.report import IngestReport
 from shopflow.lake import LakeLayout
 from shopflow.settings import BusKind, Settings, load_settings
 from shopflow.simulator import ShopSimulator, SimulationConfig
-from shopflow.sources.bus.base import EventConsumer, ReceivedMessage
+from shopflow.sources.bus.base import EventConsumer, MessageBatch, ReceivedMessage
 
 #: Case name -> (bus, Pub/Sub pull mode).
 CASES: Final[dict[str, tuple[BusKind, str]]] = {
@@ -69,11 +69,17 @@ class _FirstMessageClock:
         self.inner = inner
         self.first_at: float | None = None
 
-    def receive(self, max_messages: int, timeout_seconds: float) -> list[ReceivedMessage]:
-        received = self.inner.receive(max_messages, timeout_seconds)
-        if received and self.first_at is None:
+    def receive_batch(self, max_messages: int, timeout_seconds: float) -> MessageBatch:
+        received = self.inner.receive_batch(max_messages, timeout_seconds)
+        if len(received) and self.first_at is None:
             self.first_at = time.perf_counter()
         return received
+
+    def acknowledge_batch(self, batch: MessageBatch) -> None:
+        self.inner.acknowledge_batch(batch)
+
+    def receive(self, max_messages: int, timeout_seconds: float) -> list[ReceivedMessage]:
+        return self.receive_batch(max_messages, timeout_seconds).messages()
 
     def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
         self.inner.acknowledge(messages)
@@ -295,7 +301,7 @@ def run(context: BenchContext) -> BenchResult:
         if ours:
             stop_services(base, ours)
     from shopflow.sources.bus.kafka import DEFAULT_PARTITIONS
-    from shopflow.sources.bus.pubsub import PULL_BATCH
+    from shopflow.sources.bus.pubsub_consumer import PULL_BATCH
 
     dirt = SimulationConfig().dirt
     settings: dict[str, object] = {

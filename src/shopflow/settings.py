@@ -88,6 +88,8 @@ class Settings(BaseSettings):
         description="host:port of the Pub/Sub emulator (local); unset on gcp to use real Pub/Sub.",
     )
     pubsub_pull_mode: Literal["sync", "streaming"] = "sync"
+    # Sync pull: Pull calls (of up to 1,000 messages each) in flight at once while a batch fills.
+    pubsub_pull_concurrency: int = Field(default=4, ge=1, le=32)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_consumer_group: str = "shopflow-landing"
 

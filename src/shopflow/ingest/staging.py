@@ -38,9 +38,10 @@ from shopflow.sources.bus.base import MessageBatch, ReceivedMessage, to_epoch_us
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
 
 
-class _WireEvent(msgspec.Struct, forbid_unknown_fields=True):
+class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """The shape of `contracts.WireEvent`: the fast path's decoder (checks it cannot express are
-    column-wise, below)."""
+    column-wise, below). `gc=False`: it holds only strings and numbers, and a batch makes tens of
+    thousands, which would otherwise set off the cycle collector again and again."""
 
     event_id: _Id
     event_name: EventName
@@ -67,7 +68,8 @@ _TS_FORM: Final = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
     r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-_ORDER_EVENTS: Final = pa.array(["order", "return"])
+#: Event names that need an order_id (the others must not carry one).
+ORDER_EVENT_NAMES: Final = ("order", "return")
 #: The valid-event columns a staged batch holds (`ingest_ts` is added when it is written).
 STAGED_SCHEMA: Final = pa.schema([f for f in RAW_EVENT_SCHEMA if f.name != "ingest_ts"])
 
@@ -169,8 +171,11 @@ def _fast_accept(
         return [], STAGED_SCHEMA.empty_table()
     string = pa.string()
     ids = {
-        name: pa.array([getattr(w, name) for w in wires], string)
-        for name in ("event_id", "product_id", "user_id", "order_id", "session_id")
+        "event_id": pa.array([w.event_id for w in wires], string),
+        "product_id": pa.array([w.product_id for w in wires], string),
+        "user_id": pa.array([w.user_id for w in wires], string),
+        "order_id": pa.array([w.order_id for w in wires], string),
+        "session_id": pa.array([w.session_id for w in wires], string),
     }
     event_name = pa.array([w.event_name for w in wires], string)
     price = pa.array([w.price for w in wires], pa.float64())
@@ -181,7 +186,9 @@ def _fast_accept(
     ceiling_us = to_epoch_us(ingest_ts + bounds.max_future)
     checks = [
         *(_printable(column) for column in ids.values()),
-        pc.equal(pc.is_in(event_name, _ORDER_EVENTS), pc.is_valid(ids["order_id"])),
+        pc.equal(
+            pc.is_in(event_name, pa.array(ORDER_EVENT_NAMES, string)), pc.is_valid(ids["order_id"])
+        ),
         pc.is_finite(price),
         pc.less_equal(price, bounds.max_price_inr),
         pc.match_substring_regex(ts_text, _TS_FORM),

@@ -19,12 +19,13 @@ from bench._harness import (
     current_rss_bytes,
     run_isolated,
 )
+from bench._landing_baseline import Baseline, extract_baseline, land_with_baseline
 from shopflow.ingest.events import LandingLimits, land_events
 from shopflow.ingest.report import IngestReport
 from shopflow.lake import LakeLayout
 from shopflow.settings import BusKind, Settings, load_settings
 from shopflow.simulator import ShopSimulator, SimulationConfig
-from shopflow.sources.bus.base import EventConsumer, ReceivedMessage
+from shopflow.sources.bus.base import EventConsumer, MessageBatch, ReceivedMessage
 
 #: Case name -> (bus, Pub/Sub pull mode).
 CASES: Final[dict[str, tuple[BusKind, str]]] = {
@@ -69,11 +70,17 @@ class _FirstMessageClock:
         self.inner = inner
         self.first_at: float | None = None
 
-    def receive(self, max_messages: int, timeout_seconds: float) -> list[ReceivedMessage]:
-        received = self.inner.receive(max_messages, timeout_seconds)
-        if received and self.first_at is None:
+    def receive_batch(self, max_messages: int, timeout_seconds: float) -> MessageBatch:
+        received = self.inner.receive_batch(max_messages, timeout_seconds)
+        if len(received) and self.first_at is None:
             self.first_at = time.perf_counter()
         return received
+
+    def acknowledge_batch(self, batch: MessageBatch) -> None:
+        self.inner.acknowledge_batch(batch)
+
+    def receive(self, max_messages: int, timeout_seconds: float) -> list[ReceivedMessage]:
+        return self.receive_batch(max_messages, timeout_seconds).messages()
 
     def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
         self.inner.acknowledge(messages)
@@ -190,65 +197,94 @@ def case_settings(base: Settings, case: str, scratch: Path) -> Settings:
     )
 
 
-def _run_case(
-    settings: Settings, case: str, payload_file: Path, payloads: int
-) -> tuple[list[Row], list[str]]:
+def _land_row(label: str, land: LandOutcome, peak_rss: int | None, batch: str) -> Row:
+    first = ""
+    if land.first_message_seconds is not None:
+        steady = land.read / max(land.seconds - land.first_message_seconds, 1e-9)
+        first = (
+            f"first message after {land.first_message_seconds:.2f} s "
+            f"({steady:,.0f} events/s from it); "
+        )
+    return Row(
+        case=label,
+        params={"messages": land.read, "batch": batch},
+        wall_seconds=land.seconds,
+        items=land.read,
+        unit="events",
+        peak_rss_bytes=peak_rss,
+        notes=(
+            f"{first}longest pause between batches {land.longest_pause_seconds:.1f} s; "
+            f"{land.written:,} valid + {land.deadlettered:,} dead-lettered in "
+            f"{land.files} files; RSS {land.rss_before_bytes / MIB:,.0f} MiB before landing"
+        ),
+    )
+
+
+def _publish(settings: Settings, case: str, payload_file: Path, payloads: int) -> Row:
     from shopflow.sources.bus.factory import ensure_event_topic
 
     ensure_event_topic(settings)
-    notes: list[str] = []
-    try:
-        print(f"bench landing: {case}: publishing {payloads:,} payloads", flush=True)
-        published = run_isolated(publish_payloads, settings, payload_file)
-        print(f"bench landing: {case}: landing", flush=True)
-        landed = run_isolated(land_all, settings, published.value.published)
-    finally:
-        _drop_topic(settings)
-    pub, land = published.value, landed.value
-    batch = {
-        "batch": f"{settings.landing_batch_max_messages} msgs / {settings.landing_batch_max_seconds:g} s"
-    }
-    first = (
-        f"first message after {land.first_message_seconds:.2f} s; "
-        if land.first_message_seconds is not None
-        else ""
+    print(f"bench landing: {case}: publishing {payloads:,} payloads", flush=True)
+    published = run_isolated(publish_payloads, settings, payload_file)
+    pub = published.value
+    return Row(
+        case=f"{case}: publish",
+        params={"messages": pub.published},
+        wall_seconds=pub.seconds,
+        items=pub.published,
+        unit="msgs",
+        peak_rss_bytes=published.peak_rss_bytes,
+        notes="publisher process; includes the payload list in memory",
     )
-    rows = [
-        Row(
-            case=f"{case}: publish",
-            params={"messages": pub.published},
-            wall_seconds=pub.seconds,
-            items=pub.published,
-            unit="msgs",
-            peak_rss_bytes=published.peak_rss_bytes,
-            notes="publisher process; includes the payload list in memory",
-        ),
-        Row(
-            case=f"{case}: land",
-            params={"messages": land.read, **batch},
-            wall_seconds=land.seconds,
-            items=land.read,
-            unit="events",
-            peak_rss_bytes=landed.peak_rss_bytes,
-            notes=(
-                f"{first}longest pause between batches {land.longest_pause_seconds:.1f} s; "
-                f"{land.written:,} valid + {land.deadlettered:,} dead-lettered in "
-                f"{land.files} files; RSS {land.rss_before_bytes / MIB:,.0f} MiB before landing"
-            ),
-        ),
-    ]
+
+
+def _checks(case: str, settings: Settings, land: LandOutcome, published: int) -> list[str]:
+    notes = []
     if land.longest_pause_seconds > 2 * settings.landing_batch_max_seconds:
         notes.append(
             f"{case}: landing paused {land.longest_pause_seconds:.0f} s between two batches "
             "(a delivery held back until its ack deadline passed, or the machine was starved); "
             "the wall time includes the pause"
         )
-    if land.read < pub.published:
+    if land.read < published:
         notes.append(
-            f"{case}: only {land.read:,} of {pub.published:,} messages arrived within "
+            f"{case}: only {land.read:,} of {published:,} messages arrived within "
             f"{IDLE_STOP_SECONDS:.0f} s of idling; its landing figure covers those only"
         )
-    return rows, notes
+    return notes
+
+
+def _run_baseline(
+    baseline: Baseline, base: Settings, case: str, scratch: Path, payload_file: Path, payloads: int
+) -> tuple[list[Row], list[str]]:
+    """Publish to a fresh topic and land it with the baseline commit's code."""
+    settings = case_settings(base, case, scratch / f"baseline-{case}")
+    label = f"{case}: land, before ({baseline.commit})"
+    try:
+        publish = _publish(settings, f"{case} (for the baseline)", payload_file, payloads)
+        print(f"bench landing: {case}: landing with {baseline.commit}", flush=True)
+        values, peak = land_with_baseline(baseline, settings, publish.items)
+    finally:
+        _drop_topic(settings)
+    land = LandOutcome(**values)  # type: ignore[arg-type]
+    # The baseline's batch limits are its own defaults, not this run's settings.
+    row = _land_row(label, land, peak, "its defaults")
+    return [row], _checks(label, settings, land, publish.items)
+
+
+def _run_case(
+    settings: Settings, case: str, payload_file: Path, payloads: int
+) -> tuple[list[Row], list[str]]:
+    try:
+        publish = _publish(settings, case, payload_file, payloads)
+        print(f"bench landing: {case}: landing", flush=True)
+        landed = run_isolated(land_all, settings, publish.items)
+    finally:
+        _drop_topic(settings)
+    land = landed.value
+    batch = f"{settings.landing_batch_max_messages} msgs / {settings.landing_batch_max_seconds:g} s"
+    row = _land_row(f"{case}: land", land, landed.peak_rss_bytes, batch)
+    return [publish, row], _checks(case, settings, land, publish.items)
 
 
 @benchmark(
@@ -264,7 +300,10 @@ def _run_case(
         "from the call of `land_events` (consumer already connected, so a Kafka group join is "
         "included) to the last acknowledged batch. Peak RSS: the high-water mark of that "
         "process over its whole life (interpreter and imports included), measured in a fresh "
-        "spawned process per row."
+        "spawned process per row. The notes give the rate from the first message on, which "
+        "leaves out the start-up (for Kafka, the consumer group join: about 3 s on Tansu). "
+        "With `--param baseline=REV` each bus also gets a *land, before* row: the same payloads "
+        "landed by commit REV's code (extracted with `git archive`), run just before."
     ),
 )
 def run(context: BenchContext) -> BenchResult:
@@ -282,10 +321,18 @@ def run(context: BenchContext) -> BenchResult:
     ensure_services(base, services)
     rows: list[Row] = []
     notes: list[str] = []
+    rev = context.params.get("baseline")
+    baseline = extract_baseline(rev, context.scratch) if rev else None
     try:
         payload_file = context.scratch / "payloads.pickle"
         count, mean_bytes = generate_payloads(events, base.seed, payload_file)
         for case in cases:
+            if baseline is not None:
+                case_rows, case_notes = _run_baseline(
+                    baseline, base, case, context.scratch, payload_file, count
+                )
+                rows += case_rows
+                notes += case_notes
             case_rows, case_notes = _run_case(
                 case_settings(base, case, context.scratch), case, payload_file, count
             )
@@ -295,16 +342,22 @@ def run(context: BenchContext) -> BenchResult:
         if ours:
             stop_services(base, ours)
     from shopflow.sources.bus.kafka import DEFAULT_PARTITIONS
-    from shopflow.sources.bus.pubsub import PULL_BATCH
+    from shopflow.sources.bus.pubsub_consumer import PULL_BATCH
 
     dirt = SimulationConfig().dirt
     settings: dict[str, object] = {
         "events": f"{events:,} valid events from the simulator (seed {base.seed}) = {count:,} payloads, mean {mean_bytes:.0f} bytes",
         "dirt": f"duplicates {dirt.duplicate_rate:.1%}, late {dirt.late_rate:.1%}, malformed {dirt.malformed_rate:.1%}",
         "landing batch": f"closes at {base.landing_batch_max_messages:,} messages or {base.landing_batch_max_seconds:g} s (settings)",
-        "Pub/Sub": f"emulator at {base.pubsub_emulator_host}; sync pull = unary Pull of up to {PULL_BATCH:,} per call; streaming pull = StreamingPull with flow control of 20,000 outstanding",
+        "Pub/Sub": f"emulator at {base.pubsub_emulator_host}; sync pull = unary Pull of up to {PULL_BATCH:,} per call, {base.pubsub_pull_concurrency} in flight; streaming pull = StreamingPull with flow control of 20,000 outstanding",
         "Kafka": f"Tansu at {base.kafka_bootstrap_servers}, topic with {DEFAULT_PARTITIONS} partitions, one consumer",
         "services started by this run": ", ".join(ours) or "none (already running)",
         "lake": "local file system under a temporary directory",
     }
+    if baseline is not None:
+        settings["baseline"] = (
+            f"`--param baseline={rev}` = commit {baseline.commit}: each bus's *before* row lands "
+            "a fresh topic of the same payloads with that commit's code and default settings, "
+            "just before the current code's rows"
+        )
     return BenchResult(rows=rows, settings=settings, notes=notes)

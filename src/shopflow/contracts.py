@@ -7,6 +7,8 @@ Behaviour events travel on the bus as UTF-8 JSON objects:
      "session_id": "s-..." | null}
 
 `parse_event` is the one place a wire payload becomes a typed `Event` (or a reason it cannot).
+The landing consumer checks whole batches faster with `shopflow.ingest.staging`, which accepts
+only what `parse_event` accepts, with the same values, and hands everything else to it.
 """
 
 from __future__ import annotations

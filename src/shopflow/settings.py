@@ -104,6 +104,8 @@ class Settings(BaseSettings):
         ),
     )
     pubsub_pull_mode: Literal["sync", "streaming"] = "sync"
+    # Sync pull: Pull calls (of up to 1,000 messages each) in flight at once while a batch fills.
+    pubsub_pull_concurrency: int = Field(default=4, ge=1, le=32)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_consumer_group: str = "shopflow-landing"
 
@@ -111,7 +113,8 @@ class Settings(BaseSettings):
     bus_call_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     # Landing.
-    landing_batch_max_messages: int = Field(default=5000, ge=1)
+    # 20,000: fewer, larger raw files at bus speed (bench landing); a batch is ~4 MB of payloads.
+    landing_batch_max_messages: int = Field(default=20_000, ge=1)
     landing_batch_max_seconds: float = Field(default=5.0, gt=0)
     # Plausible events: the rest is dead-lettered at landing with the bound it breaks.
     event_max_future_seconds: float = Field(

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from shopflow.contracts import Event, encode_event
 from shopflow.ingest.events import LandingLimits, land_events
 from shopflow.lake import LakeLayout
 from shopflow.settings import BusKind, Settings
+from shopflow.sources.bus.base import EventConsumer, MessageBatch, ReceivedMessage
 from shopflow.sources.bus.factory import ensure_event_topic, make_consumer, make_publisher
 from shopflow.sources.bus.pubsub import ensure_topic_and_subscription
 from tests.ingest.conftest import raw_rows, visible_temp_files
@@ -206,3 +208,55 @@ def test_a_bus_address_that_answers_but_is_not_the_bus_fails_within_the_deadline
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and address in lines[0], result.stderr
     assert elapsed < 30, f"took {elapsed:.0f} s with a 3 s bus deadline"
+
+
+class CheckedAcks:
+    """A real consumer whose every acknowledgement first checks, on disk, that each message of the
+    batch is in a committed raw or dead-letter file (read back with pyarrow)."""
+
+    def __init__(self, inner: EventConsumer, lake: str) -> None:
+        self.inner = inner
+        self.lake = lake
+        self.acked: list[str] = []
+
+    def receive_batch(self, max_messages: int, timeout_seconds: float) -> MessageBatch:
+        return self.inner.receive_batch(max_messages, timeout_seconds)
+
+    def acknowledge_batch(self, batch: MessageBatch) -> None:
+        on_disk = {
+            str(row["message_id"])
+            for dataset in ("raw/events", "deadletter/events")
+            for row in raw_rows(self.lake, dataset)
+        }
+        missing = set(batch.message_ids) - on_disk
+        assert not missing, f"{len(missing)} messages acknowledged before their file was committed"
+        self.acked.extend(batch.message_ids)
+        self.inner.acknowledge_batch(batch)
+
+    def receive(self, max_messages: int, timeout_seconds: float) -> list[ReceivedMessage]:
+        return self.receive_batch(max_messages, timeout_seconds).messages()
+
+    def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
+        self.acknowledge_batch(MessageBatch.from_messages(messages))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_batch_is_acknowledged_only_once_its_files_are_committed(bus_settings: Settings) -> None:
+    """Files are written while the next batch is read: acknowledgements still wait for them."""
+    valid = valid_payloads(6000, "a")
+    publish(bus_settings, valid + MALFORMED)
+    consumer = CheckedAcks(make_consumer(bus_settings), bus_settings.lake_url)
+    try:
+        report = land_events(
+            consumer,
+            LakeLayout.from_settings(bus_settings),
+            LandingLimits(batch_max_messages=500, batch_max_seconds=2.0, idle_stop_seconds=5.0),
+        )
+    finally:
+        consumer.close()
+    assert report.read >= len(valid) + len(MALFORMED)
+    assert len(consumer.acked) == report.read  # every batch read was acknowledged, once
+    landed = {row["event_id"] for row in raw_rows(bus_settings.lake_url, "raw/events")}
+    assert landed == {f"a-{n:07d}" for n in range(6000)}

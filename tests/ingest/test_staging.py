@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shopflow.contracts import EventBounds
-from shopflow.ingest import events as landing
+from shopflow.ingest import staging
 from shopflow.ingest.events import event_bounds, stage_batch
 from shopflow.settings import Settings
 from shopflow.sources.bus.base import ReceivedMessage
@@ -92,7 +92,20 @@ def test_an_unexpected_failure_in_validation_is_a_reason_not_a_crash(
     def explode(payload: bytes) -> None:
         raise KeyError("something no one foresaw")
 
-    monkeypatch.setattr(landing, "parse_event", explode)
+    # Both judges fail: the bulk decoder (the batch falls back to one message at a time) and
+    # the per-message one (the message becomes a dead letter with the failure as its reason).
+    monkeypatch.setattr(staging, "_DECODE", explode)
+    monkeypatch.setattr(staging, "parse_event", explode)
     staged = stage_batch(messages([_event(b"x")]), ingest_ts=NOW)
     assert staged.events == []
     assert "something no one foresaw" in staged.dead_letters[0][1]
+
+
+def test_a_failing_bulk_path_still_lands_every_valid_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(payload: bytes) -> None:
+        raise KeyError("something no one foresaw")
+
+    monkeypatch.setattr(staging, "_DECODE", explode)
+    staged = stage_batch(messages([_event(b"a"), b"{not json", _event(b"b")]), ingest_ts=NOW)
+    assert [e.event_id for e, _ in staged.events] == ["a", "b"]
+    assert [m.payload for m, _ in staged.dead_letters] == [b"{not json"]

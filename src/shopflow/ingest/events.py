@@ -13,33 +13,37 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Final
 
-import pyarrow as pa
-
-from shopflow.contracts import (
-    DEADLETTER_SCHEMA,
-    RAW_EVENT_SCHEMA,
-    Event,
-    EventBounds,
-    InvalidEventError,
-    parse_event,
-)
+from shopflow.contracts import EventBounds
+from shopflow.ingest.event_files import PendingWrite, start_write, write_batch
 from shopflow.ingest.report import IngestReport
-from shopflow.lake import LakeLayout, remove_stale_temp_files, write_parquet_atomic
-from shopflow.lake.commit_log import register_files
+from shopflow.ingest.staging import StagedBatch, stage_messages
+from shopflow.lake import LakeLayout, remove_stale_temp_files
 from shopflow.settings import Settings
-from shopflow.sources.bus.base import EventConsumer, ReceivedMessage
+from shopflow.sources.bus.base import EventConsumer, MessageBatch, ReceivedMessage
 from shopflow.sources.bus.factory import ensure_event_topic, make_consumer
+
+__all__ = [
+    "LandingLimits",
+    "StagedBatch",
+    "event_bounds",
+    "ingest_events",
+    "land_events",
+    "stage_batch",
+    "write_batch",
+]
 
 #: Longest single wait on the bus, so a stop request is noticed quickly.
 POLL_SECONDS: Final = 1.0
+#: Files of a batch written at once (their fsyncs overlap).
+WRITE_THREADS: Final = 4
 #: A temp file older than this belongs to no live writer (a batch is written in seconds).
 STALE_TEMP_AGE: Final = timedelta(minutes=10)
 
@@ -72,14 +76,6 @@ class LandingLimits:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class StagedBatch:
-    """One batch split into valid events (with their messages) and dead letters with reasons."""
-
-    events: list[tuple[Event, ReceivedMessage]]
-    dead_letters: list[tuple[ReceivedMessage, str]]
-
-
 def event_bounds(settings: Settings) -> EventBounds:
     """The landing's event bounds from settings."""
     return EventBounds(
@@ -90,107 +86,18 @@ def event_bounds(settings: Settings) -> EventBounds:
 
 
 def stage_batch(
-    messages: Sequence[ReceivedMessage],
+    messages: Sequence[ReceivedMessage] | MessageBatch,
     bounds: EventBounds | None = None,
     ingest_ts: datetime | None = None,
 ) -> StagedBatch:
     """Validate every message against the event contract and `bounds` (default: `EventBounds()`)
-    at `ingest_ts` (default: now).
+    at `ingest_ts` (default: now); in bulk, see `shopflow.ingest.staging`.
 
     No payload can stop the batch: anything a message makes fail is its dead-letter reason, so the
     valid messages around it still land and the batch is acknowledged.
     """
-    bounds = bounds or EventBounds()
-    ingest_ts = ingest_ts or datetime.now(UTC)
-    events: list[tuple[Event, ReceivedMessage]] = []
-    dead_letters: list[tuple[ReceivedMessage, str]] = []
-    for message in messages:
-        try:
-            event = parse_event(message.payload)
-            bounds.check(event, ingest_ts)
-        except InvalidEventError as error:
-            dead_letters.append((message, str(error)))
-        except Exception as error:  # a payload must never stop landing, whatever it breaks
-            dead_letters.append((message, f"payload could not be checked: {error!r}"[:300]))
-        else:
-            events.append((event, message))
-    return StagedBatch(events, dead_letters)
-
-
-def events_table(events: Sequence[tuple[Event, ReceivedMessage]], ingest_ts: datetime) -> pa.Table:
-    """Valid events of one partition as a raw-zone table."""
-    return pa.Table.from_pydict(
-        {
-            "event_id": [e.event_id for e, _ in events],
-            "event_name": [e.event_name for e, _ in events],
-            "product_id": [e.product_id for e, _ in events],
-            "user_id": [e.user_id for e, _ in events],
-            "order_id": [e.order_id for e, _ in events],
-            "price": [e.price for e, _ in events],
-            "event_ts": [e.event_ts for e, _ in events],
-            "session_id": [e.session_id for e, _ in events],
-            "message_id": [m.message_id for _, m in events],
-            "publish_ts": [m.publish_ts for _, m in events],
-            "ingest_ts": [ingest_ts] * len(events),
-        },
-        schema=RAW_EVENT_SCHEMA,
-    )
-
-
-def dead_letters_table(
-    dead_letters: Sequence[tuple[ReceivedMessage, str]], ingest_ts: datetime
-) -> pa.Table:
-    """Rejected messages with their raw payload and reason."""
-    return pa.Table.from_pydict(
-        {
-            "payload": [m.payload for m, _ in dead_letters],
-            "reason": [reason for _, reason in dead_letters],
-            "message_id": [m.message_id for m, _ in dead_letters],
-            "publish_ts": [m.publish_ts for m, _ in dead_letters],
-            "ingest_ts": [ingest_ts] * len(dead_letters),
-        },
-        schema=DEADLETTER_SCHEMA,
-    )
-
-
-def _first_ts(messages: Sequence[ReceivedMessage], fallback: datetime) -> datetime:
-    # Publish time, not ingest time, so a redelivered identical batch gets the same file name.
-    stamps = [m.publish_ts for m in messages if m.publish_ts is not None]
-    return min(stamps) if stamps else fallback
-
-
-def write_batch(
-    layout: LakeLayout,
-    staged: StagedBatch,
-    report: IngestReport,
-    ingest_ts: datetime | None = None,
-) -> None:
-    """Write one staged batch durably: a file per event hour, one dead-letter file.
-
-    `ingest_ts` defaults to now; a replay of simulated time (benchmarks) passes its own clock.
-    """
-    ingest_ts = ingest_ts or datetime.now(UTC)
-    by_hour: dict[tuple[date, int], list[tuple[Event, ReceivedMessage]]] = defaultdict(list)
-    for event, message in staged.events:
-        by_hour[(event.date, event.hour)].append((event, message))
-    event_files = []
-    for (day, hour), events in sorted(by_hour.items()):
-        messages = [m for _, m in events]
-        first_ts = _first_ts(messages, min(e.event_ts for e, _ in events))
-        url = layout.event_batch_file_in(day, hour, first_ts, (m.message_id for m in messages))
-        write_parquet_atomic(events_table(events, ingest_ts), url)
-        event_files.append(url)
-        report.files.append(url)
-        report.written += len(events)
-    # After the files are durable, before anything is acknowledged: the ETL reads what is recorded.
-    register_files(layout, "events", event_files)
-    if staged.dead_letters:
-        messages = [m for m, _ in staged.dead_letters]
-        first_ts = _first_ts(messages, ingest_ts)
-        url = layout.deadletter_file("events", first_ts, (m.message_id for m in messages))
-        write_parquet_atomic(dead_letters_table(staged.dead_letters, ingest_ts), url)
-        report.files.append(url)
-        report.deadlettered += len(staged.dead_letters)
+    batch = messages if isinstance(messages, MessageBatch) else MessageBatch.from_messages(messages)
+    return stage_messages(batch, bounds or EventBounds(), ingest_ts or datetime.now(UTC))
 
 
 @contextmanager
@@ -222,13 +129,19 @@ def land_events(
 ) -> IngestReport:
     """Land batches until a limit is reached, the bus stays idle, or `stop` is set.
 
+    A batch is read, validated, then its files are written (concurrently) while the next batch is
+    read and validated; a batch is acknowledged only once all its files are committed, and
+    batches are acknowledged in the order they were read.
+
     On a stop request the open batch is finished: written, then acknowledged. A process killed
     outright leaves its open batch unacknowledged, and the bus delivers it again.
     """
     stop = stop or threading.Event()
+    bounds = bounds or EventBounds()
     report = IngestReport(source="events")
     started = time.monotonic()
     last_message_at = started
+    in_flight: tuple[PendingWrite, MessageBatch] | None = None
 
     def run_over() -> bool:
         now = time.monotonic()
@@ -241,30 +154,49 @@ def land_events(
             and now - last_message_at >= limits.idle_stop_seconds
         )
 
-    while not stop.is_set() and not run_over():
-        batch: list[ReceivedMessage] = []
-        batch_started = time.monotonic()
-        while not stop.is_set() and len(batch) < limits.batch_max_messages:
-            wanted = limits.batch_max_messages - len(batch)
-            if limits.max_messages is not None:
-                wanted = min(wanted, limits.max_messages - report.read - len(batch))
-            remaining = limits.batch_max_seconds - (time.monotonic() - batch_started)
-            if wanted <= 0 or remaining <= 0:
-                break
-            received = consumer.receive(wanted, min(POLL_SECONDS, remaining))
-            if received:
-                batch.extend(received)
-                last_message_at = time.monotonic()
-            elif not batch and run_over():
-                break
-        if not batch:
-            continue
-        report.read += len(batch)
-        ingest_ts = datetime.now(UTC)
-        write_batch(layout, stage_batch(batch, bounds, ingest_ts), report, ingest_ts)
-        consumer.acknowledge(batch)
+    def settle() -> None:
+        """Wait until the batch in flight is written, then acknowledge it."""
+        nonlocal in_flight
+        if in_flight is None:
+            return
+        pending, written = in_flight
+        in_flight = None
+        pending.wait(report)
+        consumer.acknowledge_batch(written)
         if on_batch:
             on_batch(report)
+
+    # Leaving on an error waits for the files in flight but acknowledges nothing more.
+    with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="landing-write") as writers:
+        while not stop.is_set() and not run_over():
+            parts: list[MessageBatch] = []
+            size = 0
+            batch_started = time.monotonic()
+            while not stop.is_set() and size < limits.batch_max_messages:
+                if in_flight is not None and in_flight[0].done():
+                    settle()
+                wanted = limits.batch_max_messages - size
+                if limits.max_messages is not None:
+                    wanted = min(wanted, limits.max_messages - report.read - size)
+                remaining = limits.batch_max_seconds - (time.monotonic() - batch_started)
+                if wanted <= 0 or remaining <= 0:
+                    break
+                received = consumer.receive_batch(wanted, min(POLL_SECONDS, remaining))
+                if len(received):
+                    parts.append(received)
+                    size += len(received)
+                    last_message_at = time.monotonic()
+                elif not parts and run_over():
+                    break
+            if not parts:
+                continue
+            batch = MessageBatch.join(parts)
+            report.read += len(batch)
+            ingest_ts = datetime.now(UTC)
+            staged = stage_messages(batch, bounds, ingest_ts)
+            settle()  # batches are acknowledged in order
+            in_flight = (start_write(layout, staged, ingest_ts, writers), batch)
+        settle()
     report.seconds = time.monotonic() - started
     return report
 

@@ -57,10 +57,10 @@ def batch_file_name(prefix: str, first_ts: datetime, keys: Iterable[str]) -> str
     ingest time).
     """
     _check_name(prefix)
-    digest = hashlib.sha256()
-    for key in sorted(keys):
-        digest.update(key.encode())
-        digest.update(b"\0")
+    ordered = sorted(keys)
+    # The hash of every key followed by a NUL, in one update (a batch has tens of thousands).
+    text = "\0".join(ordered) + "\0" if ordered else ""
+    digest = hashlib.sha256(text.encode())
     return f"{prefix}_{ts_token(first_ts)}_{digest.hexdigest()[:16]}.parquet"
 
 

@@ -24,7 +24,7 @@ def make_consumer(settings: Settings) -> EventConsumer:
         from shopflow.sources.bus.kafka import KafkaConsumer
 
         return KafkaConsumer(settings)
-    from shopflow.sources.bus.pubsub import PubSubConsumer
+    from shopflow.sources.bus.pubsub_consumer import PubSubConsumer
 
     return PubSubConsumer(settings)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
@@ -23,7 +22,7 @@ from confluent_kafka.cimpl import NewTopic
 from shopflow.errors import ServiceUnavailableError, ShopflowError
 from shopflow.services.manager import port_open, split_host_port
 from shopflow.settings import Settings
-from shopflow.sources.bus.base import ReceivedMessage
+from shopflow.sources.bus.base import MessageBatch, ReceivedMessage
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +204,11 @@ class KafkaConsumer:
         self._consumer.subscribe([self.topic])
         self._committed: dict[tuple[str, int], int] = {}
 
-    def receive(self, max_messages: int, timeout_seconds: float) -> list[ReceivedMessage]:
+    def receive_batch(self, max_messages: int, timeout_seconds: float) -> MessageBatch:
         """Up to `max_messages` messages, waiting at most `timeout_seconds` for the first."""
         first = self._consumer.poll(max(timeout_seconds, 0))
         if first is None:
-            return []
+            return MessageBatch()
         raw = [first]
         while len(raw) < max_messages:
             # timeout=0: only what librdkafka has already fetched; never wait for more.
@@ -217,28 +216,53 @@ class KafkaConsumer:
             if not more:
                 break
             raw.extend(more)
+        # map() over the C methods: no Python frame per message (a batch holds tens of thousands).
+        if any(map(Message.error, raw)):
+            raw = self._without_errors(raw)
+        topic = self.topic
+        partitions = list(map(Message.partition, raw))
+        offsets = list(map(Message.offset, raw))
+        return MessageBatch(
+            payloads=[value or b"" for value in map(Message.value, raw)],
+            message_ids=[f"{topic}/{p}/{o}" for p, o in zip(partitions, offsets, strict=True)],
+            publish_ts_us=[
+                None if kind == TIMESTAMP_NOT_AVAILABLE else ms * 1000
+                for kind, ms in map(Message.timestamp, raw)
+            ],
+            ack_tokens=[(topic, p, o) for p, o in zip(partitions, offsets, strict=True)],
+        )
+
+    def _without_errors(self, raw: list[Message]) -> list[Message]:
+        """The messages of `raw` that are data; a transient error is skipped, any other raises."""
         out = []
         for message in raw:
             error = message.error()
-            if error is not None:
-                if (
-                    error.code() == KafkaError._TRANSPORT
-                    or error.code() == KafkaError._ALL_BROKERS_DOWN
-                ):
-                    raise _unreachable(self._settings, error.str())
-                if not error.fatal() and error.retriable():
-                    continue
+            if error is None:
+                out.append(message)
+                continue
+            if error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+                raise _unreachable(self._settings, error.str())
+            if error.fatal() or not error.retriable():
                 raise ShopflowError(f"Kafka consumer error on {self.topic}: {error.str()}")
-            out.append(_received(message))
         return out
+
+    def receive(self, max_messages: int, timeout_seconds: float) -> list[ReceivedMessage]:
+        """Up to `max_messages` messages, waiting at most `timeout_seconds` for the first."""
+        return self.receive_batch(max_messages, timeout_seconds).messages()
+
+    def acknowledge_batch(self, batch: MessageBatch) -> None:
+        """Commit, synchronously, the highest offset + 1 of each partition seen in `batch`."""
+        self._commit(batch.ack_tokens)
 
     def acknowledge(self, messages: Sequence[ReceivedMessage]) -> None:
         """Commit, synchronously, the highest offset + 1 of each partition seen in `messages`."""
+        self._commit([m.ack_token for m in messages])
+
+    def _commit(self, tokens: Sequence[object]) -> None:
         highest: dict[tuple[str, int], int] = {}
-        for m in messages:
-            token: tuple[str, int, int] = m.ack_token  # type: ignore[assignment]
-            key = (token[0], token[1])
-            highest[key] = max(highest.get(key, -1), token[2])
+        for topic, partition, offset in cast(Sequence[tuple[str, int, int]], tokens):
+            if offset > highest.get((topic, partition), -1):
+                highest[topic, partition] = offset
         offsets = [
             TopicPartition(topic, partition, offset + 1)
             for (topic, partition), offset in highest.items()
@@ -268,17 +292,3 @@ class KafkaConsumer:
         started = time.monotonic()
         self._consumer.close()
         log.debug("kafka consumer closed in %.2f s", time.monotonic() - started)
-
-
-def _received(message: Message) -> ReceivedMessage:
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    ts_type, ts_ms = message.timestamp()
-    publish_ts = (
-        None if ts_type == TIMESTAMP_NOT_AVAILABLE else datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
-    )
-    return ReceivedMessage(
-        payload=message.value() or b"",
-        message_id=f"{topic}/{partition}/{offset}",
-        publish_ts=publish_ts,
-        ack_token=(topic, partition, offset),
-    )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
     AwareDatetime,
@@ -48,6 +48,21 @@ class BusKind(StrEnum):
 
 #: The engines the ETL's transforms run on.
 EtlEngine = Literal["duckdb", "spark"]
+
+
+#: Files of the zone database that are not zones every engine knows.
+_NOT_ZONES: Final = frozenset({"localtime", "posixrules", "Factory"})
+
+
+def canonical_timezone(name: str) -> str:
+    """The IANA key of a time zone name (ValueError when it is not one DuckDB and BigQuery know)."""
+    try:
+        key = ZoneInfo(name.strip()).key
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone") from None
+    if key in _NOT_ZONES or (key not in available_timezones() and key != "UTC"):
+        raise ValueError(f"{name!r} is not an IANA time zone")
+    return key
 
 
 class Settings(BaseSettings):
@@ -232,8 +247,8 @@ class Settings(BaseSettings):
     @classmethod
     def _check_reporting_timezone(cls, value: str) -> str:
         try:
-            return ZoneInfo(value.strip()).key
-        except (ZoneInfoNotFoundError, ValueError):
+            return canonical_timezone(value)
+        except ValueError:
             raise ValueError(
                 f"{value!r} is not an IANA time zone name (e.g. UTC, Asia/Kolkata)"
             ) from None

@@ -310,7 +310,9 @@ def test_daily_tables_and_snapshots_are_the_same_on_both_engines(
         clean = t.events.events_clean(raw.events(rows, nullable=True))
         out = {
             "product_activity_daily": t.activity.product_activity_daily(clean),
-            "user_activity_daily": _daily(t, clean, t.activity.user_activity_daily),
+            "user_activity_daily": _daily(
+                t, clean, lambda day, _: t.activity.user_activity_daily(day)
+            ),
             "order_activity_daily": t.activity.order_activity_daily(clean),
         }
         for name, (full, incremental) in _full_and_incremental(t, raw, rows).items():

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pytest
 
 from shopflow.contracts import RAW_EVENT_SCHEMA
+from shopflow.errors import ShopflowError
 from shopflow.lake import LakeError, LakeLayout, list_partitions, read_dataset, write_parquet_atomic
 from shopflow.lake.commit_log import CommitLog, register_files
 from shopflow.metrics import load_warehouse
@@ -266,3 +267,57 @@ def test_session_ids_and_counts_do_not_depend_on_the_recomputed_range(
     # it is a second session.
     assert len(busy_ids) == 2
     assert sessions == 1 + 2
+
+
+# ------------------------------------------------------------------------------------------------
+# Damage to the log and manifests: reported, never silent loss (found by a hostile probe)
+
+
+def test_a_record_deleted_below_the_end_is_reported_and_later_commits_are_still_read(
+    tmp_path: Path,
+) -> None:
+    layout = LakeLayout(str(tmp_path / "lake"))
+    log = CommitLog(layout, "events")
+    for n in range(5):
+        log.append([f"{layout.events_root()}/date=2026-01-01/hour=00/f{n}.parquet"])
+    Path(log.record_url(2)).unlink()
+    writer = CommitLog(layout, "events")  # a new process: finds the end past the gap
+    assert writer.append([f"{layout.events_root()}/date=2026-01-02/hour=00/g.parquet"]) == 6
+    reader = CommitLog(layout, "events")
+    assert [r.seq for r in reader.read_after(0)] == [1, 3, 4, 5, 6]
+    assert reader.missing == [2]
+
+
+def test_a_lost_manifest_never_empties_its_date_and_says_how_to_rebuild(
+    duckdb_session: Any, settings: Settings
+) -> None:
+    layout = LakeLayout.from_settings(settings)
+    land_catalogue_and_orders(layout)
+    land(layout, "a", [_event("e1", timedelta(0)), _event("e2", HOUR)])
+    run_etl(duckdb_session, settings, EtlRequest())
+    manifest = Path(layout.state_root()) / "manifests" / "events" / f"date={DAY.isoformat()}.json"
+    manifest.write_text("{}")
+    with pytest.raises(LakeError, match=r"is not readable .*shopflow lake register"):
+        run_etl(duckdb_session, settings, backfill_request(DAY.isoformat(), DAY.isoformat()))
+    manifest.unlink()
+    with pytest.raises(ShopflowError, match=r"2 files no commit record names .*lake register"):
+        run_etl(duckdb_session, settings, backfill_request(DAY.isoformat(), DAY.isoformat()))
+    assert _event_ids(layout, "events_clean") == {"e1", "e2"}  # not emptied
+
+
+def test_a_whole_lake_load_empties_the_dates_the_lake_no_longer_has(
+    duckdb_session: Any, settings: Settings
+) -> None:
+    layout = LakeLayout.from_settings(settings)
+    land_catalogue_and_orders(layout)
+    land(layout, "a", [_event("e1", timedelta(0))])
+    land(layout, "b", [_event("e2", timedelta(days=1, hours=1))])
+    run_etl(duckdb_session, settings, EtlRequest())
+    load_warehouse(settings)
+    next_day = DAY + timedelta(days=1)
+    shutil.rmtree(f"{layout.events_root()}/date={next_day.isoformat()}")
+    run_etl(duckdb_session, settings, backfill_request(next_day.isoformat(), next_day.isoformat()))
+    load_warehouse(settings)  # as `shopflow load` with no dates
+    assert _warehouse_event_ids(settings, "user_behavior", next_day) == set()
+    assert _warehouse_event_ids(settings, "events_clean", next_day) == set()
+    assert _warehouse_event_ids(settings, "user_behavior", DAY) == {"e1"}

@@ -3,6 +3,7 @@ backup, files copied in by hand), so the next ETL run reads them."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +27,14 @@ def _source_of(layout: LakeLayout, url: str) -> str:
 
 def _check_event_partition(url: str) -> None:
     values = partition_values(url)
-    if set(values) != {"date", "hour"}:
+    problem = set(values) != {"date", "hour"}
+    if not problem:
+        try:
+            date.fromisoformat(values["date"])
+            problem = not (values["hour"].isdigit() and 0 <= int(values["hour"]) <= 23)
+        except ValueError:
+            problem = True
+    if problem:
         raise ShopflowError(f"{url} is not in a raw/events/date=YYYY-MM-DD/hour=HH/ folder")
 
 
@@ -50,7 +58,8 @@ def register(
             source = _source_of(layout, file_url)
             if source == "events":
                 _check_event_partition(file_url)
-            by_source.setdefault(source, []).append(file_url)
+            if file_url not in by_source.setdefault(source, []):
+                by_source[source].append(file_url)
     for source, urls in by_source.items():
         seq = register_files(layout, source, urls)
         print(f"registered {len(urls)} raw {source} files (commit record {seq})")

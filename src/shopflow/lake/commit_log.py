@@ -6,6 +6,10 @@ its input. Records carry a dense sequence number (1, 2, 3, ...) and are created 
 local hard link; on GCS `ifGenerationMatch=0`), so two writers never take the same number and no
 number is skipped: a writer that loses a race moves on to the next free one.
 
+Each writer also raises a hint, `HEAD.json`, to the number it took (best effort, never lowered on
+purpose): a record deleted by hand leaves a gap, and the hint keeps writers from refilling numbers
+below the end and readers from stopping at the gap (they report it and read on).
+
 A reader remembers the last number it processed and reads forward until the first number that does
 not exist yet. That finds exactly the files committed since, with no listing of the lake or of the
 log, whatever the clocks of the hosts or the modification times of the files (restored from a
@@ -57,6 +61,8 @@ class CommitLog:
         self._fs, _ = resolve(self._root, storage_options)
         self._next_seq: int | None = None
         self._lock = threading.Lock()
+        #: Numbers below the end found missing by `read_after` (records deleted by hand).
+        self.missing: list[int] = []
 
     def record_url(self, seq: int) -> str:
         """Where record `seq` lives."""
@@ -66,13 +72,42 @@ class CommitLog:
         _, path = resolve(self.record_url(seq), self._storage_options)
         return bool(self._fs.exists(path))
 
+    def _head_url(self) -> str:
+        return f"{self._root}/HEAD.json"
+
+    def head_hint(self) -> int:
+        """The highest number a writer recorded in `HEAD.json` (0: none, or unreadable)."""
+        _, path = resolve(self._head_url(), self._storage_options)
+        try:
+            found = self._fs.cat([path], on_error="omit").get(path)
+            seq = json.loads(found)["seq"] if found is not None else 0
+        except (ValueError, KeyError, TypeError):
+            return 0
+        return seq if isinstance(seq, int) and seq > 0 else 0
+
+    def _raise_head(self, seq: int) -> None:
+        if seq <= self.head_hint():
+            return
+        body = json.dumps({"seq": seq}).encode()
+        write_bytes_atomic(body, self._head_url(), storage_options=self._storage_options)
+
     def is_empty(self) -> bool:
         """Whether nothing was ever committed."""
-        return not self._exists(1)
+        return self.tail() == 0
 
     def tail(self) -> int:
-        """The highest sequence number committed so far (0: none): numbers are dense, so an
-        exponential then a binary search finds it in O(log n) existence checks."""
+        """The highest sequence number committed so far (0: none).
+
+        Numbers are dense unless a record was deleted by hand, so an exponential then a binary
+        search finds the end in O(log n) existence checks; the `HEAD.json` hint lifts it past a
+        gap, and the end is then confirmed by probing forward.
+        """
+        end = max(self._dense_tail(), self.head_hint())
+        while self._exists(end + 1):
+            end += 1
+        return end
+
+    def _dense_tail(self) -> int:
         high = 1
         while self._exists(high):
             high *= 2
@@ -116,20 +151,32 @@ class CommitLog:
                 seq = max(seq + 1, self.tail() + 1)
                 continue
             self._next_seq = seq + 1
+            self._raise_head(seq)
             return seq
 
     def read_after(self, seq: int, *, limit: int | None = None) -> list[CommitRecord]:
-        """The records after `seq`, in order, up to the first number not written yet."""
+        """The records after `seq`, in order, up to the first number not written yet.
+
+        A missing number below the `HEAD.json` hint is a record deleted by hand: it is added to
+        `missing` and skipped, so the records after it are still read.
+        """
         records: list[CommitRecord] = []
+        head: int | None = None
         start = seq + 1
         while limit is None or len(records) < limit:
             urls = [self.record_url(n) for n in range(start, start + _READ_CHUNK)]
             paths = [resolve(url, self._storage_options)[1] for url in urls]
             found: dict[str, bytes] = self._fs.cat(paths, on_error="omit")
             for n, url, path in zip(range(start, start + _READ_CHUNK), urls, paths, strict=True):
-                data = found.get(path)
-                if data is None or (limit is not None and len(records) >= limit):
+                if limit is not None and len(records) >= limit:
                     return records
+                data = found.get(path)
+                if data is None:
+                    head = self.head_hint() if head is None else head
+                    if n > head:
+                        return records
+                    self.missing.append(n)
+                    continue
                 records.append(_decode(url, n, data))
             start += _READ_CHUNK
         return records
@@ -142,10 +189,17 @@ class CommitLog:
 def _decode(url: str, seq: int, data: bytes) -> CommitRecord:
     try:
         body: Any = json.loads(data)
-        files = tuple(str(f) for f in body["files"])
+        if not isinstance(body["files"], list) or not all(
+            isinstance(f, str) for f in body["files"]
+        ):
+            raise ValueError("'files' is not a list of paths")
+        files = tuple(body["files"])
         committed_at = str(body["committed_at"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise LakeError(f"commit record {url} is not readable: {exc}") from None
+        raise LakeError(
+            f"commit record {url} is not readable ({exc}); move it aside (the ETL reports the "
+            "gap) and register its files again with `shopflow lake register`"
+        ) from None
     if body.get("seq") != seq:
         raise LakeError(f"commit record {url} says it is number {body.get('seq')}, not {seq}")
     return CommitRecord(seq, committed_at, files)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.qualify_tables import qualify_tables
 
+from shopflow.settings import canonical_timezone
 from shopflow.warehouse.base import Dialect
 
 
@@ -177,13 +177,10 @@ def metric_view(name: str) -> MetricView:
 
 def _report_date(reporting_timezone: str) -> str:
     """The SQL of an event's date in the reporting time zone (UTC: the stored `date` column)."""
-    try:
-        zone = ZoneInfo(reporting_timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{reporting_timezone!r} is not an IANA time zone") from None
-    if zone.key == "UTC":
+    key = canonical_timezone(reporting_timezone)
+    if key == "UTC":
         return "date"
-    return f"DATE(event_ts, '{zone.key}')"
+    return f"DATE(event_ts, '{key}')"
 
 
 def view_body(

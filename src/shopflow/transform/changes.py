@@ -43,6 +43,8 @@ class PendingChanges:
     new_pulls: bool = False
     #: Event records read (folded into the manifests).
     event_records: list[CommitRecord] = field(default_factory=list)
+    #: Commit records found missing below the end of their log (deleted by hand), by source.
+    missing_records: list[str] = field(default_factory=list)
 
 
 def _partition_date(relative_path: str) -> date | None:
@@ -57,7 +59,9 @@ def read_pending(layout: LakeLayout, cursors: Mapping[str, int]) -> PendingChang
     pending = PendingChanges(cursors={})
     for source in RAW_SOURCES:
         after = int(cursors.get(source, 0))
-        records = CommitLog(layout, source).read_after(after)
+        commit_log = CommitLog(layout, source)
+        records = commit_log.read_after(after)
+        pending.missing_records += [commit_log.record_url(n) for n in commit_log.missing]
         pending.cursors[source] = records[-1].seq if records else after
         if source != "events":
             pending.new_pulls |= bool(records)
@@ -83,11 +87,17 @@ def _read_manifest(layout: LakeLayout, day: date) -> set[str]:
     try:
         with fs.open(path, "rb") as handle:
             body: Any = json.load(handle)
+        files = body["files"]
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise ValueError("'files' is not a list of paths")
     except FileNotFoundError:
         return set()
-    except ValueError as exc:
-        raise LakeError(f"manifest {url} is not readable: {exc}") from None
-    return {str(f) for f in body["files"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LakeError(
+            f"manifest {url} is not readable ({exc}); delete it and run `shopflow lake register "
+            f"{layout.events_root()}/date={day.isoformat()}` to rebuild it from the files"
+        ) from None
+    return set(files)
 
 
 def fold_into_manifests(layout: LakeLayout, event_files: Mapping[date, set[str]]) -> None:

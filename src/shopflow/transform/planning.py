@@ -32,6 +32,8 @@ class _Plan:
     new_pulls: bool
     #: Committed raw files left alone: their date is not a date, or is outside the accepted range.
     skipped: tuple[str, ...] = ()
+    #: Commit records missing below the end of their log (deleted by hand).
+    missing_records: tuple[str, ...] = ()
 
 
 def accepted_event_dates(settings: Settings) -> tuple[date, date]:
@@ -85,20 +87,31 @@ def plan_run(
         wanted |= changed | {d + timedelta(days=1) for d in changed}
         new_pulls = pending.new_pulls
     with_events = {d for d in wanted if has_manifest(layout, d)}
-    # A date whose raw events are all gone, or a next date without events, but with curated rows.
+    # A date whose raw events are all gone, or a next date without events, but with curated rows,
+    # is recomputed to empty; one whose folder still holds files nobody committed (or whose
+    # manifest was lost) is left alone, its files reported: never emptied for a missing record.
     emptied = {
         d
         for d in _curated_dates(layout, wanted - with_events)
-        if not raw_event_files(layout, [d]).committed
+        if not raw_event_files(layout, [d]).uncommitted
     }
     dates = wanted & with_events | emptied
     if not request.incremental and not dates:
         days = _date_span(request.dates)
+        stray = raw_event_files(layout, wanted).uncommitted
+        if stray:
+            folder = stray[0].rsplit("/", 2)[0]
+            raise ShopflowError(
+                f"raw events of {days} are {len(stray)} files no commit record names (e.g. in "
+                f"{folder}): register them with `shopflow lake register {folder}`, then backfill"
+            )
         raise ShopflowError(f"no raw events on {days}: nothing to backfill in {layout.root}")
     # A backfill leaves the cursors where they were: the next incremental run still covers the
     # records read here (recomputing their dates again is harmless).
     kept = pending.cursors if request.incremental else cursors
-    return _Plan(tuple(sorted(dates)), kept, new_pulls, tuple(skipped))
+    return _Plan(
+        tuple(sorted(dates)), kept, new_pulls, tuple(skipped), tuple(pending.missing_records)
+    )
 
 
 def _date_span(dates: Sequence[date]) -> str:

@@ -38,6 +38,9 @@ class EtlRun:
     skipped: list[str] = field(default_factory=list)
     #: Raw event files of the dates read that no commit record names: reported, not read.
     uncommitted: list[str] = field(default_factory=list)
+    #: Raw event files named by a commit record but gone (deleted, quarantined), and commit
+    #: records missing from their log: reported.
+    missing: list[str] = field(default_factory=list)
 
     @property
     def partitions_written(self) -> int:
@@ -58,6 +61,12 @@ class EtlRun:
             moved.append(
                 f"  not read: {len(self.uncommitted)} raw event files no commit record names "
                 f"(register them with `shopflow lake register` if they belong), e.g. {example}"
+            )
+        if self.missing:
+            example = "/".join(self.missing[0].rsplit("/", 3)[-3:])
+            moved.append(
+                f"  missing: {len(self.missing)} committed raw files or commit records are gone "
+                f"(deleted or quarantined), e.g. {example}"
             )
         if not self.dates and not self.partitions:
             return "\n".join(

@@ -64,6 +64,10 @@ class Warehouse(Protocol):
         """Append `data` to the history table `table` (all rows or none); rows appended."""
         ...
 
+    def loaded_dates(self, table: str) -> set[date]:
+        """The dates a date-partitioned table holds rows for."""
+        ...
+
     def create_view(self, name: str, select_sql: str) -> None:
         """Create or replace the view `name` as `select_sql` (in this warehouse's dialect)."""
         ...

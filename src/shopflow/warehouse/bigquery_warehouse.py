@@ -19,7 +19,7 @@ import hashlib
 import io
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -246,6 +246,11 @@ class BigQueryWarehouse:
             ),
         )
         return int(rows.num_rows)
+
+    def loaded_dates(self, table: str) -> set[date]:
+        """The dates a date-partitioned table holds rows for."""
+        rows = self.query(f"SELECT DISTINCT date FROM `{self._table_id(table)}`")
+        return {row["date"] for row in rows if row["date"] is not None}
 
     def create_view(self, name: str, select_sql: str) -> None:
         """Create or replace a view of the dataset."""

@@ -9,6 +9,7 @@ import itertools
 import os
 import shutil
 from collections.abc import Iterator, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,11 @@ class DuckDBWarehouse:
                 self._con.rollback()
             raise
         return int(rows.num_rows)
+
+    def loaded_dates(self, table: str) -> set[date]:
+        """The dates a date-partitioned table holds rows for."""
+        rows = self._con.execute(f'SELECT DISTINCT date FROM "{table}"').fetchall()
+        return {row[0] for row in rows if row[0] is not None}
 
     def create_view(self, name: str, select_sql: str) -> None:
         """Create or replace a view."""

@@ -170,11 +170,37 @@ def _closing(warehouse: Warehouse) -> Iterator[Warehouse]:
         warehouse.close()
 
 
+def _with_vanished_dates(
+    target: Warehouse, layout: LakeLayout, loads: Sequence[TableLoad]
+) -> list[TableLoad]:
+    """`loads` with each dated table's warehouse dates the lake no longer has added (they load
+    empty): a whole-lake load mirrors the curated zone, deleted dates included."""
+    mirrored = []
+    for load in loads:
+        if load.partitions is None:
+            mirrored.append(load)
+            continue
+        known = {key.date for key in load.partitions}
+        gone = sorted(target.loaded_dates(load.table) - known)
+        if not gone:
+            mirrored.append(load)
+            continue
+        keys = tuple(sorted([*load.partitions, *(PartitionKey(d) for d in gone)]))
+        mirrored.append(TableLoad(load.table, keys, lake_reader(layout, load.table, keys)))
+    return mirrored
+
+
 def _apply(
-    target: Warehouse, loads: Sequence[TableLoad], after_load: AfterLoad | None
+    target: Warehouse,
+    loads: Sequence[TableLoad],
+    after_load: AfterLoad | None,
+    mirror_of: LakeLayout | None = None,
 ) -> list[int]:
-    """Run `loads` in `target` as one batch, then `after_load`."""
+    """Run `loads` in `target` as one batch (with `mirror_of`, the lake's vanished dates
+    emptied too: `_with_vanished_dates`), then `after_load`."""
     try:
+        if mirror_of is not None:
+            loads = _with_vanished_dates(target, mirror_of, loads)
         rows = target.load_batch(loads) if loads else []
     except ShopflowError:
         raise
@@ -211,18 +237,20 @@ def _load_warehouse(
     ):
         days = ", ".join(d.isoformat() for d in dates)
         raise WarehouseError(f"the lake has no curated partition for {days}: nothing loaded")
+    # A load of everything mirrors the lake: dates it no longer has are emptied in the warehouse.
+    mirror = layout if dates is None and tables is None else None
     if warehouse is not None:
-        rows = _apply(warehouse, loads, after_load)
+        rows = _apply(warehouse, loads, after_load, mirror)
     elif settings.profile is Profile.GCP:
         with _closing(open_warehouse(settings, load_id=load_id)) as target:
-            rows = _apply(target, loads, after_load)
+            rows = _apply(target, loads, after_load, mirror)
     else:
         from shopflow.warehouse.duckdb_warehouse import DuckDBWarehouse, replaced_on_success
 
         path = duckdb_path(settings)
         path.parent.mkdir(parents=True, exist_ok=True)
         with replaced_on_success(path) as copy, _closing(DuckDBWarehouse(copy)) as target:
-            rows = _apply(target, loads, after_load)
+            rows = _apply(target, loads, after_load, mirror)
     reports = tuple(
         TableReport(load.table, load.partitions, n) for load, n in zip(loads, rows, strict=True)
     )

@@ -168,7 +168,7 @@ def scenario_corrupt_raw_files(zone: RawZone, scratch: Path, rounds: int, seed: 
     if must_succeed(etl, outcome):
         if f"{outcome.injections} files quarantined" not in etl.stdout:
             outcome.problems.append("the run summary does not count the quarantined files")
-        if "skipped 1 raw partitions outside the accepted event dates" not in etl.stdout:
+        if "skipped 1 raw files outside the accepted event dates" not in etl.stdout:
             outcome.problems.append("the far-future partition was not reported as skipped")
         must_succeed(run(env, "load"), outcome)
     if not (far / "far-future.parquet").exists():

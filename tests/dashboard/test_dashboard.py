@@ -57,7 +57,7 @@ def warehouse(settings: Settings, tiny_lake: LakeLayout) -> Path:
 
 def test_whole_range_is_exactly_the_metric_views(settings: Settings, warehouse: Path) -> None:
     snapshot = read_snapshot(settings)
-    assert (snapshot.first_date, snapshot.last_date, snapshot.events) == (DAY1, DAY2, 16)
+    assert (snapshot.first_date, snapshot.last_date, snapshot.events) == (DAY1, DAY2, 17)
     assert (snapshot.start, snapshot.end) == (DAY1, DAY2)
     views = open_warehouse(settings, must_exist=True)
     try:
@@ -70,32 +70,32 @@ def test_whole_range_is_exactly_the_metric_views(settings: Settings, warehouse: 
 def test_freshness(settings: Settings, warehouse: Path) -> None:
     freshness = read_snapshot(settings).freshness
     assert freshness.latest_event_ts is not None
-    assert freshness.latest_event_ts.isoformat() == "2026-11-26T18:00:00+00:00"
+    assert freshness.latest_event_ts.isoformat() == "2026-11-26T19:00:00+00:00"
     assert freshness.latest_ingest_ts == freshness.latest_event_ts  # tiny lake: ingest = event
     assert freshness.last_loaded is not None
     assert abs(freshness.last_loaded.timestamp() - warehouse.stat().st_mtime) < 1
 
 
 def test_one_day_follows_the_metric_definitions(settings: Settings, warehouse: Path) -> None:
-    # 2026-11-26 alone, by hand: e09..e16, sessions s4..s7, orders o2 (400) and o3 (400),
-    # the return of o1 (200); users u1, u2, u4.
+    # 2026-11-26 alone, by hand: e09..e17, shopping sessions s4..s7 (s8 holds only a return),
+    # orders o2 (400) and o3 (400), the returns of o1 (200) and o2 (400); users u1, u2, u4.
     m = read_snapshot(settings, DAY2, DAY2).metrics
     top = {
         r["product_id"]: (r["sold"], r["wishlisted"], r["returned"])
         for r in m["metric_top_products"]
     }
-    assert top == {"p1": (0, 1, 1), "p2": (0, 0, 0), "p3": (2, 1, 0)}
+    assert top == {"p1": (0, 1, 1), "p2": (0, 0, 0), "p3": (2, 1, 1)}
     overall = m["metric_avg_spend_per_session"][0]
     assert overall["scope"] == "overall"
     assert (overall["sessions"], overall["spend_inr"], overall["avg_spend_per_session_inr"]) == (
         4,
-        600.0,
-        150.0,
+        200.0,
+        50.0,
     )
     visitors = [(r["scope"], r["date"], r["unique_visitors"]) for r in m["metric_unique_visitors"]]
     assert visitors == [("overall", None, 3), ("day", DAY2, 3)]
     assert [(r["date"], r["orders"], r["net_amount_inr"]) for r in m["metric_orders_by_date"]] == [
-        (DAY2, 2, 600.0)
+        (DAY2, 2, 200.0)
     ]
     assert {r["date"] for r in m["metric_daily_traffic"]} == {DAY2}
     # A range past the data is clamped to it.
@@ -135,14 +135,14 @@ def test_page_date_filter_changes_the_numbers(
     assert not at.exception
     assert len(at.get("vega_lite_chart")) == 5
     values = {m.label: m.value for m in at.metric}
-    assert values["Average spend per session"] == "₹121.43"  # 850 / 7
+    assert values["Average spend per session"] == "₹64.29"  # 450 / 7
     assert values["Unique visitors in the range"] == "4"
-    assert "latest event: 2026-11-26 18:00:00 UTC" in at.caption[0].value
+    assert "latest event: 2026-11-26 19:00:00 UTC" in at.caption[0].value
 
     at.sidebar.date_input[0].set_value((DAY2, DAY2)).run()
     assert not at.exception
     values = {m.label: m.value for m in at.metric}
-    assert values["Average spend per session"] == "₹150.00"  # 600 / 4
+    assert values["Average spend per session"] == "₹50.00"  # 200 / 4
     assert values["Unique visitors in the range"] == "3"
     assert values["Orders in the range"] == "2"
 
@@ -279,10 +279,10 @@ def test_dashboard_renders_five_charts_in_headless_chromium(served: str) -> None
                 expected = (
                     "shopflow dashboard",
                     "Data freshness",
-                    "latest event: 2026-11-26 18:00:00 UTC",
+                    "latest event: 2026-11-26 19:00:00 UTC",
                     "Top products",
                     "Average spend per session",
-                    "₹121.43",
+                    "₹64.29",
                     "Unique visitors",
                     "Orders by date",
                     "Daily traffic",

@@ -22,7 +22,7 @@ from bench.etl_engines import RawZone, fresh_lake, write_raw_zone
 from pyspark.sql import SparkSession
 
 from shopflow.lake import LakeLayout, list_data_files, read_dataset
-from shopflow.metrics import load_warehouse
+from shopflow.quality import gated_load
 from shopflow.settings import Settings
 from shopflow.transform.engine import engine_of
 from shopflow.transform.jobs import CURATED_TABLES, REJECTS_SOURCE, EtlRequest, EtlRun, run_etl
@@ -155,7 +155,7 @@ def test_both_engines_give_identical_curated_zones_and_warehouses(
     assert spark_tables["user_behavior"].num_rows == EVENTS
 
     for settings in lakes.values():
-        load_warehouse(settings)
+        gated_load(settings)  # as `shopflow load`: the quality checks first, into quality_results
     spark_wh, duckdb_wh = _warehouse(lakes["spark"]), _warehouse(lakes["duckdb"])
     assert sorted(spark_wh) == sorted(duckdb_wh)
     assert {n for n in spark_wh if n.startswith("metric_")} >= {

@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 
 from shopflow.contracts import RAW_EVENT_SCHEMA
 from shopflow.lake import LakeLayout, list_partitions, read_dataset, write_parquet_atomic
+from shopflow.lake.commit_log import register_files
 from shopflow.settings import Settings
 from shopflow.transform.jobs import EtlRequest, run_etl
 from shopflow.transform.streaming import STREAM_TABLE, checkpoint_location, start_events_stream
@@ -43,6 +44,7 @@ class Lake:
         write_parquet_atomic(pa.Table.from_pylist(full, RAW_EVENT_SCHEMA), url)
         mtime = self.base_mtime + 10 * self.files
         os.utime(url, (mtime, mtime))
+        register_files(self.layout, "events", [url])  # as the landing consumer does
 
 
 def ev(event_id: str, user_id: str, ts: datetime, **extra: Any) -> dict[str, Any]:

@@ -14,7 +14,6 @@ listing of the raw zone's history:
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,8 +22,6 @@ from typing import Any
 from shopflow.lake import LakeLayout, list_data_files, partition_values, resolve, write_json_atomic
 from shopflow.lake.commit_log import RAW_SOURCES, CommitLog, CommitRecord
 from shopflow.lake.errors import LakeError
-
-log = logging.getLogger(__name__)
 
 _PULL_SOURCES = tuple(s for s in RAW_SOURCES if s != "events")
 
@@ -147,7 +144,7 @@ def adopt_uncommitted_lake(layout: LakeLayout) -> int:
     """Register every raw file of a lake that predates the commit logs; returns how many.
 
     Runs only while a source's log is empty: a lake whose files were all written before the
-    landing kept a record would otherwise look empty to the ETL.
+    landing kept a record would otherwise look empty to the ETL. The run's summary says so.
     """
     adopted = 0
     for source in RAW_SOURCES:
@@ -158,8 +155,5 @@ def adopt_uncommitted_lake(layout: LakeLayout) -> int:
         urls = [f.url for f in list_data_files(root)]
         if urls:
             log_of_source.append(urls)
-            log.warning(
-                "registered %d raw %s files landed before the commit log existed", len(urls), source
-            )
             adopted += len(urls)
     return adopted

@@ -192,6 +192,7 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
     raw_files = raw_event_files(layout, context)
     run.uncommitted = list(raw_files.uncommitted)
     run.missing = [*plan.missing_records, *raw_files.missing]
+    run.adopted = plan.adopted
     run.quarantined += screen_raw_events(layout, raw_files.committed)
     run.quarantined += screen_pulls(layout)
     moved = {q.url for q in run.quarantined}

@@ -34,6 +34,8 @@ class _Plan:
     skipped: tuple[str, ...] = ()
     #: Commit records missing below the end of their log (deleted by hand).
     missing_records: tuple[str, ...] = ()
+    #: Raw files of a lake older than the commit logs, registered by this run.
+    adopted: int = 0
 
 
 def accepted_event_dates(settings: Settings) -> tuple[date, date]:
@@ -66,7 +68,7 @@ def plan_run(
     first, last = accepted
     record = state.get(STATE_NAME)
     cursors = {str(k): int(v) for k, v in ((record or {}).get("commits") or {}).items()}
-    adopt_uncommitted_lake(layout)
+    adopted = adopt_uncommitted_lake(layout)
     pending = read_pending(layout, cursors)
     fold_into_manifests(layout, pending.event_files)
     skipped = [f"{layout.root}/{path}" for path in pending.undated]
@@ -110,7 +112,12 @@ def plan_run(
     # records read here (recomputing their dates again is harmless).
     kept = pending.cursors if request.incremental else cursors
     return _Plan(
-        tuple(sorted(dates)), kept, new_pulls, tuple(skipped), tuple(pending.missing_records)
+        tuple(sorted(dates)),
+        kept,
+        new_pulls,
+        tuple(skipped),
+        tuple(pending.missing_records),
+        adopted,
     )
 
 

@@ -41,6 +41,8 @@ class EtlRun:
     #: Raw event files named by a commit record but gone (deleted, quarantined), and commit
     #: records missing from their log: reported.
     missing: list[str] = field(default_factory=list)
+    #: Raw files of a lake older than the commit logs, registered by this run.
+    adopted: int = 0
 
     @property
     def partitions_written(self) -> int:
@@ -61,6 +63,10 @@ class EtlRun:
             moved.append(
                 f"  not read: {len(self.uncommitted)} raw event files no commit record names "
                 f"(register them with `shopflow lake register` if they belong), e.g. {example}"
+            )
+        if self.adopted:
+            moved.append(
+                f"  registered {self.adopted:,} raw files landed before the commit log existed"
             )
         if self.missing:
             example = "/".join(self.missing[0].rsplit("/", 3)[-3:])

@@ -82,7 +82,19 @@ def users_enriched(
         _event_count("wishlist").alias("wishlists"),
         _event_count("order").alias("order_events"),
         _event_count("return").alias("returns"),
-        F.countDistinct("session_id").cast("long").alias("sessions"),
+        # Sessions as user_activity_daily counts them: each on the date of its start.
+        F.countDistinct(
+            F.when(
+                F.to_date(F.col("session_start_ts")) == F.col("date"),
+                F.concat_ws(
+                    "|",
+                    F.col("session_id"),
+                    F.unix_micros(F.col("session_start_ts")).cast("string"),
+                ),
+            )
+        )
+        .cast("long")
+        .alias("sessions"),
         F.min("event_ts").alias("first_seen_ts"),
         F.max("event_ts").alias("last_seen_ts"),
     )

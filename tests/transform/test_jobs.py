@@ -455,9 +455,10 @@ def test_snapshots_from_the_activity_tables_equal_the_full_computation_over_ever
             name
         )
     users = {u["user_id"]: u for u in stored["users_enriched"].to_pylist()}
-    # u1: a1; a2..o1a across midnight; late1; then o7a, r1, r9 an hour apart each. u2: s-b (over
-    # three dates, counted once) and b3's derived one.
-    assert (users["u1"]["sessions"], users["u2"]["sessions"], users["u3"]["sessions"]) == (6, 2, 1)
+    # u1: a1; a2..o1a across midnight; late1; then o7a, r1, r9 an hour apart each. u2: s-b on DAY
+    # and again two dates later with none between (a new session by the stated rule,
+    # docs/metrics.md), and b3's derived one.
+    assert (users["u1"]["sessions"], users["u2"]["sessions"], users["u3"]["sessions"]) == (6, 3, 1)
     assert users["u1"]["events"] == 8
 
 

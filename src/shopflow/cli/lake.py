@@ -3,8 +3,8 @@ backup, files copied in by hand), so the next ETL run reads them."""
 
 from __future__ import annotations
 
+import os
 from datetime import date
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -50,7 +50,7 @@ def register(
     layout = LakeLayout.from_settings(load_settings())
     by_source: dict[str, list[str]] = {}
     for path in paths:
-        url = path if "://" in path else str(Path(path).resolve())
+        url = path if "://" in path else os.path.abspath(path)
         files = [f.url for f in list_data_files(url)]
         if not files:
             raise ShopflowError(f"no .parquet files at {path}")

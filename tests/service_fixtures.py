@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from shopflow.services import ensure_services, stop_services
-from shopflow.services.manager import probe_kafka, probe_pubsub, split_host_port
+from shopflow.services.probes import probe_kafka, probe_pubsub, split_host_port
 from shopflow.settings import BusKind, Settings
 
 

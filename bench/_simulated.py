@@ -5,7 +5,7 @@ from __future__ import annotations
 from shopflow.ingest.events import StagedBatch, stage_batch, write_batch
 from shopflow.ingest.report import IngestReport
 from shopflow.lake import LakeLayout
-from shopflow.simulator.shop import SimBatch
+from shopflow.simulator.records import SimBatch
 from shopflow.sources.bus.base import ReceivedMessage
 
 

@@ -19,7 +19,8 @@ from shopflow.errors import ShopflowError
 from shopflow.settings import load_settings
 from shopflow.simulator.config import DEFAULT_START, DirtConfig, SimulationConfig
 from shopflow.simulator.publish import publish_simulation, seed_shop
-from shopflow.simulator.shop import GroundTruth, ShopSimulator
+from shopflow.simulator.records import GroundTruth
+from shopflow.simulator.shop import ShopSimulator
 
 _SEED_HELP = "Random seed; the same seed gives the same shop and events. Default: SHOPFLOW_SEED."
 _USERS_HELP = "Users signed up before the simulation starts."

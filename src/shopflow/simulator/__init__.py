@@ -2,15 +2,8 @@
 
 from shopflow.simulator.config import DEFAULT_START, DirtConfig, SimulationConfig
 from shopflow.simulator.malformed import MalformedKind
-from shopflow.simulator.shop import (
-    Delivery,
-    DeliveryKind,
-    GroundTruth,
-    ShopSimulator,
-    SimBatch,
-    event_id_for,
-    simulate,
-)
+from shopflow.simulator.records import Delivery, DeliveryKind, GroundTruth, SimBatch, event_id_for
+from shopflow.simulator.shop import ShopSimulator, simulate
 
 __all__ = [
     "DEFAULT_START",

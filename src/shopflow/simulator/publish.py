@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from shopflow.errors import ShopflowError
 from shopflow.settings import Settings
 from shopflow.simulator.config import SimulationConfig
-from shopflow.simulator.shop import GroundTruth, ShopSimulator
+from shopflow.simulator.records import GroundTruth
+from shopflow.simulator.shop import ShopSimulator
 
 #: Called after each published window with the ground truth so far.
 ProgressCallback = Callable[[GroundTruth], None]

@@ -17,158 +17,40 @@ import heapq
 import json
 import math
 import random
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
-from enum import StrEnum
-from json.encoder import encode_basestring_ascii as _quote
+from dataclasses import dataclass, replace
+from datetime import UTC, date, timedelta
 from typing import Any, Final
 
 from shopflow.contracts import Event, OrderLine, Product, User
+from shopflow.simulator.clock import (
+    IST_HOUR_WEIGHTS,
+    IST_OFFSET_US,
+    US_PER_DAY,
+    US_PER_HOUR,
+    US_PER_SECOND,
+    WEEKDAY_WEIGHTS,
+    datetime_from_us,
+    us_from_datetime,
+)
 from shopflow.simulator.config import SimulationConfig
 from shopflow.simulator.malformed import malformed_payload
 from shopflow.simulator.people import PeopleFactory
+from shopflow.simulator.records import (
+    Delivery,
+    DeliveryKind,
+    GroundTruth,
+    SimBatch,
+    encode_event_payload,
+    event_id_for,
+)
 from shopflow.sources.flipkart import load_catalogue
-
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-US_PER_SECOND: Final = 1_000_000
-US_PER_HOUR: Final = 3600 * US_PER_SECOND
-US_PER_DAY: Final = 24 * US_PER_HOUR
-IST_OFFSET_US: Final = 5 * US_PER_HOUR + 30 * 60 * US_PER_SECOND
-
-#: Relative traffic by hour of the day in India (IST): quiet nights, a lunch bump, evening peak.
-_IST_HOUR_SHAPE: Final = (
-    0.35, 0.2, 0.12, 0.08, 0.08, 0.12, 0.25, 0.45, 0.65, 0.8, 0.9, 1.0,
-    1.1, 1.1, 1.0, 0.95, 1.0, 1.1, 1.3, 1.6, 1.9, 2.0, 1.7, 1.0,
-)  # fmt: skip
-#: Relative traffic by weekday (Monday first): weekends are busier.
-_WEEKDAY_SHAPE: Final = (0.92, 0.9, 0.93, 0.95, 1.0, 1.15, 1.15)
-IST_HOUR_WEIGHTS: Final = tuple(w * 24 / sum(_IST_HOUR_SHAPE) for w in _IST_HOUR_SHAPE)
-WEEKDAY_WEIGHTS: Final = tuple(w * 7 / sum(_WEEKDAY_SHAPE) for w in _WEEKDAY_SHAPE)
 
 _MEAN_VIEW_GAP_S: Final = 45.0
 _MAX_VIEW_GAP_S: Final = 20 * 60.0  # below the 30-minute inactivity that ends a derived session
 _SAME_CATEGORY_SHARE: Final = 0.7
 _PID_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _VARIANTS: Final = ("Navy", "Maroon", "Olive", "Pack of 2", "Combo", "2026 Edition", "Pro", "Mini")
-
-
-def event_id_for(seed: int, sequence: int) -> str:
-    """The id of the `sequence`-th valid event of a simulation."""
-    return f"e-{seed}-{sequence:010d}"
-
-
-def _datetime(ts_us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=ts_us)
-
-
-def _micros(ts: datetime) -> int:
-    delta = ts.astimezone(UTC) - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * US_PER_SECOND + delta.microseconds
-
-
-def _json_string(value: str | None) -> str:
-    return "null" if value is None else _quote(value)
-
-
-def _encode_event(event: Event, event_ts_text: str) -> bytes:
-    """Byte for byte what `contracts.encode_event` writes, without its per-event `asdict` cost."""
-    return (
-        f'{{"event_id":{_quote(event.event_id)},"event_name":{_quote(event.event_name)},'
-        f'"product_id":{_quote(event.product_id)},"user_id":{_quote(event.user_id)},'
-        f'"order_id":{_json_string(event.order_id)},"price":{event.price!r},'
-        f'"event_ts":"{event_ts_text}","session_id":{_json_string(event.session_id)}}}'
-    ).encode()
-
-
-class DeliveryKind(StrEnum):
-    """Why a payload is on the bus."""
-
-    ON_TIME = "on_time"
-    LATE = "late"
-    DUPLICATE = "duplicate"
-    MALFORMED = "malformed"
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One payload handed to the bus at simulated time `deliver_ts`; `event` is None if malformed."""
-
-    payload: bytes
-    kind: DeliveryKind
-    deliver_ts: datetime
-    event: Event | None
-
-
-@dataclass(frozen=True, slots=True)
-class SimBatch:
-    """Everything that happens in one simulated time window.
-
-    Catalogue versions apply from `window_start`; `order_lines` holds placed lines and the status
-    updates of returned ones; `deliveries` are in delivery order.
-    """
-
-    window_start: datetime
-    window_end: datetime
-    deliveries: list[Delivery]
-    order_lines: list[OrderLine]
-    products: list[Product]
-    users: list[User]
-
-    @property
-    def payloads(self) -> list[bytes]:
-        """The payloads to publish, in delivery order."""
-        return [delivery.payload for delivery in self.deliveries]
-
-
-@dataclass(slots=True)
-class GroundTruth:
-    """What the simulation produced, counted as it was produced, to check the pipeline against."""
-
-    seed: int
-    valid_events: int = 0
-    events_by_name: Counter[str] = field(default_factory=Counter)
-    events_with_session_id: int = 0
-    deliveries: int = 0
-    duplicate_deliveries: int = 0
-    late_deliveries: int = 0
-    malformed_deliveries: int = 0
-    malformed_by_kind: Counter[str] = field(default_factory=Counter)
-    sessions: int = 0
-    orders: int = 0
-    order_lines: int = 0
-    returned_lines: int = 0
-    price_changes: int = 0
-    new_products: int = 0
-    new_users: int = 0
-    renamed_users: int = 0
-    first_event_ts: datetime | None = None
-    last_event_ts: datetime | None = None
-
-    def valid_event_ids(self) -> Iterator[str]:
-        """Every distinct valid event id (ids are counters, so this needs no memory)."""
-        return (event_id_for(self.seed, sequence) for sequence in range(self.valid_events))
-
-    def counts(self) -> dict[str, int]:
-        """The counts as a flat mapping (for summaries and JSON)."""
-        counts = {
-            "valid_events": self.valid_events,
-            "deliveries": self.deliveries,
-            "duplicate_deliveries": self.duplicate_deliveries,
-            "late_deliveries": self.late_deliveries,
-            "malformed_deliveries": self.malformed_deliveries,
-            "sessions": self.sessions,
-            "orders": self.orders,
-            "order_lines": self.order_lines,
-            "returned_lines": self.returned_lines,
-            "price_changes": self.price_changes,
-            "new_products": self.new_products,
-            "new_users": self.new_users,
-            "renamed_users": self.renamed_users,
-        }
-        counts.update({f"{name}_events": n for name, n in sorted(self.events_by_name.items())})
-        return counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +117,7 @@ class ShopSimulator:
             raise RuntimeError("a ShopSimulator runs once; make a new one to run again")
         self._started = True
         window_us = self.config.batch_minutes * 60 * US_PER_SECOND
-        window_start = _micros(self.config.start)
+        window_start = us_from_datetime(self.config.start)
         while True:
             window_end = window_start + window_us
             products: list[Product] = []
@@ -254,8 +136,8 @@ class ShopSimulator:
                     return
             else:
                 yield SimBatch(
-                    window_start=_datetime(window_start),
-                    window_end=_datetime(window_end),
+                    window_start=datetime_from_us(window_start),
+                    window_end=datetime_from_us(window_end),
                     deliveries=deliveries,
                     order_lines=order_lines,
                     products=products,
@@ -268,7 +150,7 @@ class ShopSimulator:
 
     def _window_target(self, window_start: int, window_end: int) -> int:
         middle = (window_start + window_end) // 2
-        ist = _datetime(middle + IST_OFFSET_US)
+        ist = datetime_from_us(middle + IST_OFFSET_US)
         weight = IST_HOUR_WEIGHTS[ist.hour] * WEEKDAY_WEIGHTS[ist.weekday()]
         expected = self.config.events_per_day * (window_end - window_start) / US_PER_DAY * weight
         return round(expected * self._behaviour.uniform(0.9, 1.1))
@@ -290,7 +172,7 @@ class ShopSimulator:
         self, window_start: int, window_end: int
     ) -> tuple[list[Product], list[User]]:
         dirt = self.config.dirt
-        today = _datetime(window_start).date()
+        today = datetime_from_us(window_start).date()
         products: list[Product] = []
         users: list[User] = []
         for _ in range(
@@ -453,7 +335,7 @@ class ShopSimulator:
                 order_id=order_id,
                 product_id=product.product_id,
                 user_id=user.user_id,
-                order_ts=_datetime(ts_us),
+                order_ts=datetime_from_us(ts_us),
                 quantity=step.quantity,
                 unit_price_inr=product.price,
             )
@@ -494,7 +376,7 @@ class ShopSimulator:
         session_id: str | None,
     ) -> None:
         truth = self.truth
-        event_ts = _datetime(ts_us)
+        event_ts = datetime_from_us(ts_us)
         event = Event(
             event_id=event_id_for(self.config.seed, truth.valid_events),
             event_name=event_name,
@@ -506,7 +388,7 @@ class ShopSimulator:
             session_id=session_id,
         )
         event_ts_text = event_ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        payload = _encode_event(event, event_ts_text)
+        payload = encode_event_payload(event, event_ts_text)
         truth.valid_events += 1
         truth.events_by_name[event_name] += 1
         if session_id is not None:
@@ -526,13 +408,14 @@ class ShopSimulator:
                 rng.uniform(dirt.late_min_hours, dirt.late_max_hours) * US_PER_HOUR
             )
             truth.late_deliveries += 1
-        self._deliver(Delivery(payload, kind, _datetime(deliver_us), event), deliver_us)
+        self._deliver(Delivery(payload, kind, datetime_from_us(deliver_us), event), deliver_us)
         if rng.random() < dirt.duplicate_rate:
             again_us = deliver_us + int(
                 rng.uniform(1.0, dirt.redelivery_max_seconds) * US_PER_SECOND
             )
             self._deliver(
-                Delivery(payload, DeliveryKind.DUPLICATE, _datetime(again_us), event), again_us
+                Delivery(payload, DeliveryKind.DUPLICATE, datetime_from_us(again_us), event),
+                again_us,
             )
             truth.duplicate_deliveries += 1
         if rng.random() < dirt.malformed_rate:

@@ -76,3 +76,19 @@ def test_the_rendered_batch_is_the_same_for_a_retry_and_names_its_interval(gcp: 
     assert batch["environment_config"]["execution_config"]["service_account"].startswith("etl@")
     other = dataproc_batch(gcp, END, END + timedelta(hours=1))
     assert other["pyspark_batch"]["args"] != batch["pyspark_batch"]["args"]
+
+
+def test_gcp_with_the_duckdb_engine_runs_the_etl_in_process_not_on_dataproc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    from shopflow.orchestration.airflow_tasks import etl_task
+
+    monkeypatch.setenv("SHOPFLOW_ORDERS_API_TOKEN", "not-the-default")
+    monkeypatch.setenv("SHOPFLOW_PROFILE", "gcp")
+    monkeypatch.setenv("SHOPFLOW_GCS_BUCKET", "shop-lake")
+    monkeypatch.setenv("SHOPFLOW_ETL_ENGINE", "duckdb")
+    task = etl_task(timeout=timedelta(minutes=45))
+    assert isinstance(task, PythonOperator)
+    assert task.op_kwargs == {"step": "etl"}

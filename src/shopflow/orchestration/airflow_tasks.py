@@ -243,11 +243,11 @@ def step_task(
 
 
 def etl_task(*, timeout: timedelta) -> BaseOperator:
-    """The hourly ETL: in-process on the configured engine (local profile), or a Dataproc
-    Serverless batch whose ids derive from the interval (gcp profile; Composer has the Google
-    provider)."""
+    """The hourly ETL: a Dataproc Serverless batch whose ids derive from the interval when the
+    gcp profile runs Spark (Composer has the Google provider); otherwise in-process on the worker
+    with the configured engine (the local profile, or gcp with `SHOPFLOW_ETL_ENGINE=duckdb`)."""
     settings = load_settings()
-    if settings.profile is not Profile.GCP:
+    if settings.profile is not Profile.GCP or settings.etl_engine != "spark":
         return step_task(ETL_TASK, timeout=timeout, pool=WRITER_POOL)
     from shopflow.orchestration.dataproc_etl import DataprocIntervalEtl
 

@@ -36,7 +36,10 @@ typecheck: setup
 # Three pytest-xdist workers: the suite mostly waits on services and child processes (about 7 CPU
 # minutes in a 16-minute serial run), so three workers fit two cores; each test has its own home,
 # topics and database, and each worker its own Spark session.
-test: lint typecheck tools
+# setup and tools install side by side: both are mostly downloads.
+test:
+	$(MAKE) --no-print-directory -j2 setup tools
+	$(MAKE) --no-print-directory lint typecheck
 	bash scripts/ensure-postgres.sh
 	$(BIN)/shopflow services up
 	$(BIN)/pytest -n 3 --dist worksteal

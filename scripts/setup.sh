@@ -21,17 +21,28 @@ command -v java >/dev/null || { echo "setup: Java 17 is required for Spark (apt-
 if [ ! -x "$venv/bin/python" ]; then
   python3.11 -m venv "$venv" 2>/dev/null || python3 -m venv "$venv"
 fi
+
+# The BigQuery emulator (tests only) pins protobuf<7, which clashes with the pipeline's own
+# google-cloud clients, so it lives in a virtualenv of its own and talks to the tests over HTTP.
+# It installs in the background: setup's time is downloads (pyspark alone is ~450 MB), and two
+# downloads at once take little longer than one here.
+bq_venv="$venv/bqemulator"
+bq_pid=""
+if [ ! -x "$bq_venv/bin/python" ] || ! "$bq_venv/bin/python" -c "import bqemulator" 2>/dev/null; then
+  (
+    python3.11 -m venv "$bq_venv" 2>/dev/null || python3 -m venv "$bq_venv"
+    "$bq_venv/bin/python" -m pip install -q --upgrade pip
+    "$bq_venv/bin/python" -m pip install -q -r scripts/bqemulator-requirements.txt
+  ) &
+  bq_pid=$!
+fi
+
 "$venv/bin/python" -m pip install -q --upgrade pip
 # Every extra: the tests exercise all of them (the local services, Spark, both buses, GCP clients,
 # the dashboard and Airflow).
 "$venv/bin/python" -m pip install -q -c constraints.txt -e '.[local,dashboard,airflow,dev]'
-
-# The BigQuery emulator (tests only) pins protobuf<7, which clashes with the pipeline's own
-# google-cloud clients, so it lives in a virtualenv of its own and talks to the tests over HTTP.
-bq_venv="$venv/bqemulator"
-if [ ! -x "$bq_venv/bin/python" ] || ! "$bq_venv/bin/python" -c "import bqemulator" 2>/dev/null; then
-  python3.11 -m venv "$bq_venv" 2>/dev/null || python3 -m venv "$bq_venv"
-  "$bq_venv/bin/python" -m pip install -q --upgrade pip
-  "$bq_venv/bin/python" -m pip install -q -r scripts/bqemulator-requirements.txt
+if [ -n "$bq_pid" ] && ! wait "$bq_pid"; then
+  echo "setup: installing the BigQuery emulator into $bq_venv failed" >&2
+  exit 1
 fi
 echo "setup: ready in $venv"

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final
 
 import pyarrow as pa
@@ -67,7 +68,8 @@ EXPECTED_TOP_PRODUCTS: Final = [
 ]
 EXPECTED_AVG_SPEND: Final = [
     # scope, user_id, sessions, order_amount, return_amount, spend, avg_spend_per_session
-    ("overall", None, 7, 1050.0, 600.0, 450.0, 450.0 / 7),
+    # (exact decimals; the average is rounded to the paisa: 450 / 7 = 64.2857…)
+    ("overall", None, 7, 1050.0, 600.0, 450.0, Decimal("64.29")),
     ("user", "u1", 2, 250.0, 200.0, 50.0, 25.0),
     ("user", "u2", 2, 400.0, 400.0, 0.0, 0.0),
     ("user", "u3", 1, 0.0, 0.0, 0.0, 0.0),
@@ -102,7 +104,7 @@ def _ts(day: date, hhmm: str) -> datetime:
 
 
 def _table(name: str, rows: Sequence[dict[str, Any]]) -> pa.Table:
-    schema = TABLES[name].arrow_schema()
+    schema = TABLES[name].lake_arrow_schema()
     return pa.Table.from_pylist(list(rows), schema=schema)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import typer
@@ -65,7 +66,7 @@ def load(
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
+    if isinstance(value, float | Decimal):
         return f"{value:,.2f}"
     if isinstance(value, int):
         return f"{value:,}"
@@ -77,7 +78,10 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = N
     table = Table(title=title, title_justify="left")
     for name in names:
         table.add_column(
-            name, justify="right" if rows and isinstance(rows[0][name], int | float) else "left"
+            name,
+            justify="right"
+            if rows and isinstance(rows[0][name], int | float | Decimal)
+            else "left",
         )
     for row in rows:
         table.add_row(*(_cell(row[name]) for name in names))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, Final
 
 import altair as alt
@@ -68,6 +69,8 @@ def _freshness(freshness: Freshness, snapshot: Snapshot) -> None:
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    # Money comes as exact decimals; charts draw floats (Vega-Lite cannot take a Decimal).
+    rows = [{k: float(v) if isinstance(v, Decimal) else v for k, v in r.items()} for r in rows]
     frame = pd.DataFrame(rows)
     if "date" in frame.columns:
         # ISO strings: Vega-Lite reads them as UTC dates, whatever the browser's time zone.

@@ -58,22 +58,36 @@ FROM per_product
 LEFT JOIN products_clean ON products_clean.product_id = per_product.product_id
 """
 
-_AVG_SPEND_PER_SESSION: Final = """
+
+def _per_paisa(amount_inr: str, count: str) -> str:
+    """BigQuery SQL of `amount_inr` ÷ `count` as NUMERIC, rounded to the paisa (half away from
+    zero; null when `count` is 0), the same in both warehouses.
+
+    DuckDB divides decimals as DOUBLE, so the division is done in paise as FLOAT64 everywhere:
+    a whole number of paise (money is loaded at the paisa) over a count is never close enough to
+    a half for the double's error to round it the wrong way, so the rounded quotient is exact;
+    it is scaled back to rupees in NUMERIC.
+    """
+    paise = f"ROUND(SAFE_DIVIDE(CAST(({amount_inr}) * 100 AS FLOAT64), {count}))"
+    return f"CAST(CAST({paise} AS NUMERIC) * CAST(0.01 AS NUMERIC) AS NUMERIC)"
+
+
+_AVG_SPEND_PER_SESSION: Final = f"""
 WITH per_user AS (
   SELECT
     user_id,
     -- Sessions of shopping: a session holding only returns is not a chance to spend.
     COUNT(DISTINCT IF(event_name != 'return', session_id, NULL)) AS sessions,
-    COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
-    COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr
+    COALESCE(SUM(IF(event_name = 'order', price, 0)), 0) AS order_amount_inr,
+    COALESCE(SUM(IF(event_name = 'return', price, 0)), 0) AS return_amount_inr
   FROM user_behavior
   GROUP BY user_id
 ),
 overall AS (
   SELECT
     COUNT(DISTINCT IF(event_name != 'return', session_id, NULL)) AS sessions,
-    COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
-    COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr
+    COALESCE(SUM(IF(event_name = 'order', price, 0)), 0) AS order_amount_inr,
+    COALESCE(SUM(IF(event_name = 'return', price, 0)), 0) AS return_amount_inr
   FROM user_behavior
 )
 SELECT
@@ -84,7 +98,7 @@ SELECT
   per_user.order_amount_inr,
   per_user.return_amount_inr,
   per_user.order_amount_inr - per_user.return_amount_inr AS spend_inr,
-  SAFE_DIVIDE(per_user.order_amount_inr - per_user.return_amount_inr, per_user.sessions)
+  {_per_paisa("per_user.order_amount_inr - per_user.return_amount_inr", "per_user.sessions")}
     AS avg_spend_per_session_inr
 FROM per_user
 -- Named by the latest name.
@@ -98,7 +112,7 @@ SELECT
   order_amount_inr,
   return_amount_inr,
   order_amount_inr - return_amount_inr AS spend_inr,
-  SAFE_DIVIDE(order_amount_inr - return_amount_inr, sessions) AS avg_spend_per_session_inr
+  {_per_paisa("order_amount_inr - return_amount_inr", "sessions")} AS avg_spend_per_session_inr
 FROM overall
 """
 
@@ -116,10 +130,10 @@ SELECT
   REPORT_DATE AS date,
   COUNT(DISTINCT IF(event_name = 'order', order_id, NULL)) AS orders,
   COUNTIF(event_name = 'order') AS order_lines,
-  COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
+  COALESCE(SUM(IF(event_name = 'order', price, 0)), 0) AS order_amount_inr,
   COUNTIF(event_name = 'return') AS returns,
-  COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr,
-  COALESCE(SUM(IF(event_name = 'order', price, -price)), 0.0) AS net_amount_inr
+  COALESCE(SUM(IF(event_name = 'return', price, 0)), 0) AS return_amount_inr,
+  COALESCE(SUM(IF(event_name = 'order', price, -price)), 0) AS net_amount_inr
 FROM user_behavior
 WHERE event_name IN ('order', 'return')
 GROUP BY 1
@@ -183,6 +197,15 @@ def _report_date(reporting_timezone: str) -> str:
     return f"DATE(event_ts, '{key}')"
 
 
+def _numeric_as_duckdb_decimal(tree: exp.Expr) -> exp.Expr:
+    """`tree` with BigQuery's NUMERIC spelled DECIMAL(38, 9): SQLGlot writes a bare DECIMAL,
+    which DuckDB reads as DECIMAL(18, 3)."""
+    for kind in list(tree.find_all(exp.DataType)):
+        if kind.this == exp.DataType.Type.DECIMAL and not kind.expressions:
+            kind.replace(exp.DataType.build("DECIMAL(38, 9)", dialect="duckdb"))
+    return tree
+
+
 def view_body(
     view: MetricView,
     dialect: Dialect,
@@ -193,6 +216,8 @@ def view_body(
     daily figures by the date in `reporting_timezone`."""
     sql = view.sql.replace("REPORT_DATE", _report_date(reporting_timezone))
     tree = sqlglot.parse_one(sql, read="bigquery")
+    if dialect == "duckdb":
+        tree = _numeric_as_duckdb_decimal(tree)
     if dataset is not None:
         project, _, name = dataset.rpartition(".")
         tree = qualify_tables(tree, db=name, catalog=project or None, dialect="bigquery")

@@ -25,7 +25,7 @@ from shopflow.lake import (
     read_dataset,
     resolve,
 )
-from shopflow.warehouse.schema import table_spec
+from shopflow.warehouse.schema import table_spec, to_warehouse_type
 
 #: The curated tables the checks read and the columns they need. Dated tables are read for the
 #: checked dates only; snapshot tables (`products_clean`, `users_enriched`) whole.
@@ -93,7 +93,7 @@ def _with_columns(table: pa.Table, name: str, columns: Sequence[str]) -> pa.Tabl
     for column in columns:
         kind = schema.field(column).type
         if column in table.column_names:
-            arrays.append(table.column(column).cast(kind))
+            arrays.append(to_warehouse_type(table.column(column), kind))
         else:
             arrays.append(pa.nulls(table.num_rows, kind))
     return pa.Table.from_arrays(arrays, names=list(columns))

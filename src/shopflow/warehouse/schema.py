@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from shopflow.warehouse.errors import WarehouseError
 
@@ -30,15 +31,22 @@ class ColumnType(StrEnum):
     STRING = "STRING"
     INT64 = "INT64"
     FLOAT64 = "FLOAT64"
+    NUMERIC = "NUMERIC"  # money: an exact decimal, 38 digits of which 9 after the point
     DATE = "DATE"
     TIMESTAMP = "TIMESTAMP"
     BOOL = "BOOL"
 
 
+#: The Arrow type of money in the warehouse: BigQuery's NUMERIC, DuckDB's DECIMAL(38, 9).
+MONEY_TYPE: Final = pa.decimal128(38, 9)
+#: Decimal places money is rounded to when it comes from a float column of the lake (the paisa).
+MONEY_PLACES: Final = 2
+
 _DUCKDB_TYPES: Final = {
     ColumnType.STRING: "VARCHAR",
     ColumnType.INT64: "BIGINT",
     ColumnType.FLOAT64: "DOUBLE",
+    ColumnType.NUMERIC: "DECIMAL(38, 9)",  # BigQuery's NUMERIC exactly
     ColumnType.DATE: "DATE",
     ColumnType.TIMESTAMP: "TIMESTAMPTZ",
     ColumnType.BOOL: "BOOLEAN",
@@ -48,6 +56,7 @@ _ARROW_TYPES: Final[dict[ColumnType, pa.DataType]] = {
     ColumnType.STRING: pa.string(),
     ColumnType.INT64: pa.int64(),
     ColumnType.FLOAT64: pa.float64(),
+    ColumnType.NUMERIC: MONEY_TYPE,
     ColumnType.DATE: pa.date32(),
     ColumnType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
     ColumnType.BOOL: pa.bool_(),
@@ -76,17 +85,28 @@ class TableSpec:
         """The Arrow schema a load casts its input to."""
         return pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in self.columns])
 
+    def lake_arrow_schema(self) -> pa.Schema:
+        """The Arrow schema of the curated table in the lake: as the warehouse's, but money is a
+        float there (the transforms' arithmetic), made exact by `conform` at the load."""
+        return pa.schema(
+            [
+                (name, pa.float64() if kind is ColumnType.NUMERIC else _ARROW_TYPES[kind])
+                for name, kind in self.columns
+            ]
+        )
+
     def duckdb_ddl(self) -> str:
         """`CREATE TABLE IF NOT EXISTS` for DuckDB."""
         cols = ", ".join(f"{name} {_DUCKDB_TYPES[kind]}" for name, kind in self.columns)
         return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols})"
 
 
-# Short names keep the column lists below readable (N: INT64).
-S, N, F, D, T = (
+# Short names keep the column lists below readable (N: INT64, M: money).
+S, N, F, M, D, T = (
     ColumnType.STRING,
     ColumnType.INT64,
     ColumnType.FLOAT64,
+    ColumnType.NUMERIC,
     ColumnType.DATE,
     ColumnType.TIMESTAMP,
 )
@@ -116,7 +136,7 @@ _SPECS: Final = (
             ("product_id", S),
             ("user_id", S),
             ("order_id", S),
-            ("price", F),
+            ("price", M),
             ("event_ts", T),
             ("date", D),
             ("hour", N),
@@ -137,13 +157,13 @@ _SPECS: Final = (
             ("date", D),
             ("order_ts", T),
             ("quantity", N),
-            ("unit_price_inr", F),
+            ("unit_price_inr", M),
             ("status", S),
             ("updated_at", T),
             ("product_name", S),
             ("category", S),
-            ("line_amount_inr", F),
-            ("order_total_inr", F),
+            ("line_amount_inr", M),
+            ("order_total_inr", M),
         ),
     ),
     TableSpec(
@@ -157,8 +177,8 @@ _SPECS: Final = (
             ("category_l1", S),
             ("category_l2", S),
             ("category_path", S),
-            ("price", F),
-            ("retail_price_inr", F),
+            ("price", M),
+            ("retail_price_inr", M),
             ("price_band", S),
             ("date", D),
             ("updated_at", T),
@@ -170,9 +190,9 @@ _SPECS: Final = (
         (
             ("category", S),
             ("products", N),
-            ("min_price_inr", F),
-            ("avg_price_inr", F),
-            ("max_price_inr", F),
+            ("min_price_inr", M),
+            ("avg_price_inr", M),
+            ("max_price_inr", M),
             ("products_under_500_inr", N),
             ("products_500_to_1999_inr", N),
             ("products_2000_to_9999_inr", N),
@@ -182,7 +202,7 @@ _SPECS: Final = (
             ("returns", N),
             ("orders", N),
             ("units_sold", N),
-            ("revenue_inr", F),
+            ("revenue_inr", M),
         ),
     ),
     TableSpec(
@@ -202,7 +222,7 @@ _SPECS: Final = (
             ("returns", N),
             ("sessions", N),
             ("orders", N),
-            ("ordered_amount_inr", F),
+            ("ordered_amount_inr", M),
             ("first_seen_ts", T),
             ("last_seen_ts", T),
         ),
@@ -214,7 +234,7 @@ _SPECS: Final = (
             ("date", D),
             ("event_id", S),
             ("event_name", S),
-            ("price", F),
+            ("price", M),
             ("product_id", S),
             ("product_name", S),
             ("user_id", S),
@@ -298,5 +318,16 @@ def conform(spec: TableSpec, table: pa.Table) -> pa.Table:
     if missing:
         raise WarehouseError(f"{spec.name}: input lacks column(s) {', '.join(missing)}")
     schema = spec.arrow_schema()
-    columns = [table.column(field.name).cast(field.type) for field in schema]
+    columns = [to_warehouse_type(table.column(field.name), field.type) for field in schema]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def to_warehouse_type(column: pa.ChunkedArray | pa.Array, kind: pa.DataType) -> pa.ChunkedArray:
+    """`column` cast to the warehouse type `kind`; a float cast to money is rounded to the paisa
+    (half to even) first and converted through its shortest decimal text, so 0.1 is 0.1 exactly
+    (a direct cast would keep the binary float's error: 12345678.12 as 12345678.119999999)."""
+    chunked = column if isinstance(column, pa.ChunkedArray) else pa.chunked_array([column])
+    if pa.types.is_decimal(kind) and pa.types.is_floating(chunked.type):
+        text = pc.round(chunked, MONEY_PLACES).cast(pa.string())
+        return text.cast(kind)
+    return chunked.cast(kind)

@@ -60,7 +60,8 @@ def test_top_products(loaded: Warehouse) -> None:
     got = [
         (
             r["product_id"],
-            r["sold"],
+            r["lines_sold"],
+            r["units_sold"],
             r["wishlisted"],
             r["returned"],
             r["viewed"],

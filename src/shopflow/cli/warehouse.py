@@ -94,7 +94,14 @@ def print_metrics(results: dict[str, list[dict[str, Any]]], limit: int) -> None:
     for view in METRIC_VIEWS:
         rows = results[view.name]
         if view.name == "metric_top_products":
-            base = ["product_id", "product_name", "category", "sold", "wishlisted", "returned"]
+            base = [
+                "product_id",
+                "product_name",
+                "lines_sold",
+                "units_sold",
+                "wishlisted",
+                "returned",
+            ]
             for rank, label in (
                 ("sold_rank", "most sold"),
                 ("wishlisted_rank", "most wishlisted"),

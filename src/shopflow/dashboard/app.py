@@ -86,7 +86,7 @@ def _top_products(rows: list[dict[str, Any]]) -> alt.VConcatChart:
     frame = _frame(rows)
     charts = []
     for measure, rank, title, colour in (
-        ("sold", "sold_rank", "Most sold", EVENT_COLOURS["order"]),
+        ("lines_sold", "sold_rank", "Most sold (order lines)", EVENT_COLOURS["order"]),
         ("wishlisted", "wishlisted_rank", "Most wishlisted", EVENT_COLOURS["wishlist"]),
         ("returned", "returned_rank", "Most returned", EVENT_COLOURS["return"]),
     ):
@@ -96,7 +96,9 @@ def _top_products(rows: list[dict[str, Any]]) -> alt.VConcatChart:
             alt.Chart(top, title=title)
             .mark_bar(color=colour)
             .encode(
-                x=alt.X(f"{measure}:Q", title=measure, axis=alt.Axis(tickMinStep=1)),
+                x=alt.X(
+                    f"{measure}:Q", title=measure.replace("_", " "), axis=alt.Axis(tickMinStep=1)
+                ),
                 y=alt.Y(
                     "product_name:N",
                     sort=alt.EncodingSortField(rank),
@@ -107,7 +109,8 @@ def _top_products(rows: list[dict[str, Any]]) -> alt.VConcatChart:
                     "product_id",
                     "product_name",
                     "category",
-                    "sold",
+                    "lines_sold",
+                    "units_sold",
                     "wishlisted",
                     "returned",
                 ],

@@ -33,27 +33,36 @@ _TOP_PRODUCTS: Final = """
 WITH per_product AS (
   SELECT
     product_id,
-    COUNTIF(event_name = 'order') AS sold,
+    COUNTIF(event_name = 'order') AS lines_sold,
     COUNTIF(event_name = 'wishlist') AS wishlisted,
     COUNTIF(event_name = 'return') AS returned,
     COUNTIF(event_name = 'view') AS viewed
   FROM user_behavior
+  GROUP BY product_id
+),
+-- Units are the orders API's quantities (an order event carries none); cancelled lines sold none.
+units AS (
+  SELECT product_id, SUM(quantity) AS units_sold
+  FROM orders_enriched
+  WHERE status != 'cancelled'
   GROUP BY product_id
 )
 SELECT
   per_product.product_id,
   products_clean.product_name,
   products_clean.category,
-  per_product.sold,
+  per_product.lines_sold,
+  COALESCE(units.units_sold, 0) AS units_sold,
   per_product.wishlisted,
   per_product.returned,
   per_product.viewed,
-  ROW_NUMBER() OVER (ORDER BY per_product.sold DESC, per_product.product_id) AS sold_rank,
+  ROW_NUMBER() OVER (ORDER BY per_product.lines_sold DESC, per_product.product_id) AS sold_rank,
   ROW_NUMBER() OVER (ORDER BY per_product.wishlisted DESC, per_product.product_id)
     AS wishlisted_rank,
   ROW_NUMBER() OVER (ORDER BY per_product.returned DESC, per_product.product_id)
     AS returned_rank
 FROM per_product
+LEFT JOIN units ON units.product_id = per_product.product_id
 -- Named by its latest name (user_behavior keeps the name each event saw).
 LEFT JOIN products_clean ON products_clean.product_id = per_product.product_id
 """
@@ -153,7 +162,7 @@ GROUP BY 1, 2
 METRIC_VIEWS: Final = (
     MetricView(
         "metric_top_products",
-        "Top products (sold, wishlisted, returned)",
+        "Top products (lines and units sold, wishlisted, returned)",
         _TOP_PRODUCTS,
         "sold_rank",
     ),

@@ -27,40 +27,14 @@ from shopflow.lake import (
 )
 from shopflow.warehouse.schema import table_spec, to_warehouse_type
 
-#: The curated tables the checks read and the columns they need. Dated tables are read for the
-#: checked dates only; snapshot tables (`products_clean`, `users_enriched`) whole.
+#: The curated tables the checks read and the columns they read. Dated tables are read whole
+#: (their warehouse columns, declared in `shopflow.schemas`) for the checked dates only;
+#: snapshot tables (`products_clean`, `users_enriched`) whole, the few columns the checks need.
 COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "events_clean": (
-        "event_id",
-        "event_name",
-        "product_id",
-        "user_id",
-        "order_id",
-        "price",
-        "event_ts",
-        "session_id",
-        "date",
-        "hour",
-    ),
-    "user_behavior": (
-        "date",
-        "event_id",
-        "event_name",
-        "product_id",
-        "user_id",
-        "order_id",
-        "event_ts",
-        "session_id",
-    ),
-    "orders_enriched": ("order_id", "product_id", "user_id", "date", "quantity", "status"),
-    "order_reconciliation": (
-        "date",
-        "api_orders",
-        "event_orders",
-        "orders_without_event",
-        "events_without_order",
-        "amount_mismatches",
-    ),
+    **{
+        name: table_spec(name).column_names
+        for name in ("events_clean", "user_behavior", "orders_enriched", "order_reconciliation")
+    },
     "products_clean": ("product_id", "product_name"),
     "users_enriched": ("user_id",),
     # Every key the catalogue ever had (deleted ones too): what events may refer to.

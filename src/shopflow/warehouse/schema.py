@@ -1,8 +1,9 @@
 """The warehouse tables: names, columns and types, and how each is partitioned.
 
-One description serves both warehouses: DuckDB DDL, BigQuery schema fields and the Arrow schema a
-load casts its input to. Columns follow the curated tables of `shopflow.transform` (names and
-order); `user_behavior` starts with the seed's nine unified-table columns.
+Derived from the curated tables' declarations (`shopflow.schemas`, the one place a table's
+columns are declared): each warehouse table is its curated table's warehouse columns, in order,
+in warehouse types. One description serves both warehouses: DuckDB DDL, BigQuery schema fields
+and the Arrow schema a load casts its input to.
 """
 
 from __future__ import annotations
@@ -14,15 +15,9 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shopflow.schemas import CURATED, Kind, curated
+from shopflow.schemas import Grain as Grain  # re-exported: the warehouse speaks of grains too
 from shopflow.warehouse.errors import WarehouseError
-
-
-class Grain(StrEnum):
-    """How a table is partitioned in the lake and replaced in the warehouse."""
-
-    HOURLY = "hourly"  # curated/<t>/date=/hour=/ ; replaced per (date, hour) or per date
-    DAILY = "daily"  # curated/<t>/date=/ ; replaced per date
-    WHOLE = "whole"  # one snapshot; replaced whole
 
 
 class ColumnType(StrEnum):
@@ -86,14 +81,10 @@ class TableSpec:
         return pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in self.columns])
 
     def lake_arrow_schema(self) -> pa.Schema:
-        """The Arrow schema of the curated table in the lake: as the warehouse's, but money is a
-        float there (the transforms' arithmetic), made exact by `conform` at the load."""
-        return pa.schema(
-            [
-                (name, pa.float64() if kind is ColumnType.NUMERIC else _ARROW_TYPES[kind])
-                for name, kind in self.columns
-            ]
-        )
+        """The Arrow schema of its curated table in the lake, these columns only (money is a float
+        there, made exact by `conform` at the load)."""
+        lake = curated(self.name).lake_schema()
+        return pa.schema([lake.field(name) for name in self.column_names])
 
     def duckdb_ddl(self) -> str:
         """`CREATE TABLE IF NOT EXISTS` for DuckDB."""
@@ -101,168 +92,28 @@ class TableSpec:
         return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols})"
 
 
-# Short names keep the column lists below readable (N: INT64, M: money).
-S, N, F, M, D, T = (
-    ColumnType.STRING,
-    ColumnType.INT64,
-    ColumnType.FLOAT64,
-    ColumnType.NUMERIC,
-    ColumnType.DATE,
-    ColumnType.TIMESTAMP,
-)
+#: The warehouse type of each declared kind (`hour` is INT64 here, money exact).
+_WAREHOUSE_TYPES: Final = {
+    Kind.STRING: ColumnType.STRING,
+    Kind.INT32: ColumnType.INT64,
+    Kind.INT64: ColumnType.INT64,
+    Kind.FLOAT64: ColumnType.FLOAT64,
+    Kind.MONEY: ColumnType.NUMERIC,
+    Kind.DATE: ColumnType.DATE,
+    Kind.TIMESTAMP: ColumnType.TIMESTAMP,
+}
 
-_TRAFFIC_MEASURES: Final = (
-    ("events", N),
-    ("views", N),
-    ("wishlists", N),
-    ("orders", N),
-    ("returns", N),
-    ("unique_visitors", N),
-    ("sessions", N),
-    ("view_to_wishlist_rate", F),
-    ("wishlist_to_order_rate", F),
-    ("view_to_order_rate", F),
-    ("return_rate", F),
-    ("events_per_session", F),
-)
 
-_SPECS: Final = (
-    TableSpec(
-        "events_clean",
-        Grain.HOURLY,
-        (
-            ("event_id", S),
-            ("event_name", S),
-            ("product_id", S),
-            ("user_id", S),
-            ("order_id", S),
-            ("price", M),
-            ("event_ts", T),
-            ("date", D),
-            ("hour", N),
-            ("session_id", S),
-            ("session_source", S),
-            ("ingest_ts", T),
-        ),
-    ),
-    TableSpec("traffic_hourly", Grain.HOURLY, (("date", D), ("hour", N), *_TRAFFIC_MEASURES)),
-    TableSpec("traffic_daily", Grain.DAILY, (("date", D), *_TRAFFIC_MEASURES)),
-    TableSpec(
-        "orders_enriched",
-        Grain.DAILY,
-        (
-            ("order_id", S),
-            ("product_id", S),
-            ("user_id", S),
-            ("date", D),
-            ("order_ts", T),
-            ("quantity", N),
-            ("unit_price_inr", M),
-            ("status", S),
-            ("updated_at", T),
-            ("product_name", S),
-            ("category", S),
-            ("line_amount_inr", M),
-            ("order_total_inr", M),
-        ),
-    ),
-    TableSpec(
-        "products_clean",
-        Grain.WHOLE,
-        (
-            ("product_id", S),
-            ("product_name", S),
-            ("brand", S),
-            ("category", S),
-            ("category_l1", S),
-            ("category_l2", S),
-            ("category_path", S),
-            ("price", M),
-            ("retail_price_inr", M),
-            ("price_band", S),
-            ("date", D),
-            ("updated_at", T),
-        ),
-    ),
-    TableSpec(
-        "category_summary",
-        Grain.WHOLE,
-        (
-            ("category", S),
-            ("products", N),
-            ("min_price_inr", M),
-            ("avg_price_inr", M),
-            ("max_price_inr", M),
-            ("products_under_500_inr", N),
-            ("products_500_to_1999_inr", N),
-            ("products_2000_to_9999_inr", N),
-            ("products_10000_plus_inr", N),
-            ("views", N),
-            ("wishlists", N),
-            ("returns", N),
-            ("orders", N),
-            ("units_sold", N),
-            ("revenue_inr", M),
-        ),
-    ),
-    TableSpec(
-        "users_enriched",
-        Grain.WHOLE,
-        (
-            ("user_id", S),
-            ("user_name", S),
-            ("email", S),
-            ("city", S),
-            ("date", D),
-            ("updated_at", T),
-            ("events", N),
-            ("views", N),
-            ("wishlists", N),
-            ("order_events", N),
-            ("returns", N),
-            ("sessions", N),
-            ("orders", N),
-            ("ordered_amount_inr", M),
-            ("first_seen_ts", T),
-            ("last_seen_ts", T),
-        ),
-    ),
-    TableSpec(
-        "user_behavior",
-        Grain.DAILY,
-        (
-            ("date", D),
-            ("event_id", S),
-            ("event_name", S),
-            ("price", M),
-            ("product_id", S),
-            ("product_name", S),
-            ("user_id", S),
-            ("user_name", S),
-            ("order_id", S),
-            ("event_ts", T),
-            ("session_id", S),
-            ("category", S),
-        ),
-    ),
-    TableSpec(
-        "order_reconciliation",
-        Grain.DAILY,
-        (
-            ("date", D),
-            ("api_orders", N),
-            ("event_orders", N),
-            ("matched_orders", N),
-            ("orders_without_event", N),
-            ("events_without_order", N),
-            ("amount_mismatches", N),
-            ("returns_without_order", N),
-        ),
-    ),
-)
+def _from_declaration(name: str) -> TableSpec:
+    table = curated(name)
+    columns = tuple((c.name, _WAREHOUSE_TYPES[c.kind]) for c in table.columns if c.warehouse)
+    return TableSpec(table.name, table.grain, columns)
+
 
 #: Every warehouse table by name, in load order.
-TABLES: Final[dict[str, TableSpec]] = {spec.name: spec for spec in _SPECS}
+TABLES: Final[dict[str, TableSpec]] = {
+    name: _from_declaration(name) for name, table in CURATED.items() if table.warehouse
+}
 
 #: The data-quality results: one row per check, table and date per run, appended (a history),
 #: never loaded from the lake. `partition` is the checked date (null for a snapshot table).
@@ -270,15 +121,15 @@ QUALITY_RESULTS: Final = TableSpec(
     "quality_results",
     Grain.WHOLE,
     (
-        ("check_name", S),
-        ("table_name", S),
-        ("partition", D),
-        ("severity", S),
-        ("observed", F),
-        ("threshold", F),
+        ("check_name", ColumnType.STRING),
+        ("table_name", ColumnType.STRING),
+        ("partition", ColumnType.DATE),
+        ("severity", ColumnType.STRING),
+        ("observed", ColumnType.FLOAT64),
+        ("threshold", ColumnType.FLOAT64),
         ("passed", ColumnType.BOOL),
-        ("run_ts", T),
-        ("detail", S),
+        ("run_ts", ColumnType.TIMESTAMP),
+        ("detail", ColumnType.STRING),
     ),
 )
 

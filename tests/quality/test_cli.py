@@ -111,3 +111,40 @@ def test_quality_of_dates_the_lake_does_not_have_checks_nothing(
     assert "no curated data for 2026-11-03: not checked" in some.stdout
     assert "quality checks passed for 2026-11-02 " in some.stdout
 
+
+def test_a_deliberate_volume_drop_loads_when_accepted_and_is_recorded_as_overridden(
+    lake_settings: Settings,
+) -> None:
+    kept = faults.volume_drop(LakeLayout.from_settings(lake_settings), DAY2, 12)
+    other_date = shopflow(
+        lake_settings, "load", "--date", "2026-11-02", "--accept-volume-drop", "2026-11-01"
+    )
+    assert other_date.returncode == 2
+    assert "quality gate failed for 2026-11-02: volume" in other_date.stderr
+
+    accepted = shopflow(
+        lake_settings, "load", "--date", "2026-11-02", "--accept-volume-drop", "2026-11-02"
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert "quality override: volume (events_clean 2026-11-02): accepted by" in accepted.stderr
+    warehouse = open_warehouse(lake_settings, must_exist=True)
+    try:
+        rows = warehouse.query(
+            "SELECT severity, passed, run_ts FROM quality_results WHERE check_name = 'volume'"
+            " ORDER BY run_ts"
+        )
+        twelve = warehouse.query(
+            "SELECT count(*) AS n FROM events_clean WHERE date = DATE '2026-11-02' AND hour = 12"
+        )
+    finally:
+        warehouse.close()
+    assert [(r["severity"], r["passed"]) for r in rows] == [
+        ("error", False),
+        ("overridden", False),
+    ]
+    assert twelve == [{"n": kept}]
+    bad = shopflow(lake_settings, "load", "--accept-volume-drop", "yesterday")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().endswith(
+        "--accept-volume-drop 'yesterday' is not a date; use YYYY-MM-DD, e.g. 2026-11-25"
+    )

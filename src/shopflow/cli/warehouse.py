@@ -22,19 +22,27 @@ _DATE_HELP = "Load only this UTC date (YYYY-MM-DD); repeat for more. Default: ev
 _TABLE_HELP = f"Load only this table; repeat for more. Default: all ({', '.join(TABLES)})."
 
 
-def parse_date(text: str) -> date:
-    """A `--date` option's value; a bad one is a one-line error."""
+def parse_date(text: str, option: str = "--date") -> date:
+    """A date option's value; a bad one is a one-line error naming `option`."""
     try:
         return date.fromisoformat(text)
     except ValueError:
         raise ShopflowError(
-            f"--date {text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-25"
+            f"{option} {text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-25"
         ) from None
 
 
 def load(
     dates: list[str] = typer.Option([], "--date", help=_DATE_HELP),
     tables: list[str] = typer.Option([], "--table", help=_TABLE_HELP),
+    accept_volume_drop: list[str] = typer.Option(
+        [],
+        "--accept-volume-drop",
+        metavar="DATE",
+        help="A date whose drop in events is deliberate (a deleted hour, a backfill): its failed "
+        "volume check is recorded as 'overridden' in quality_results and does not stop this "
+        "load. Repeatable; this run only.",
+    ),
 ) -> None:
     """Check, then load curated lake partitions into the warehouse (replacing them) and refresh
     the metric views.
@@ -44,9 +52,14 @@ def load(
     nothing is loaded (see `shopflow quality`)."""
     settings = load_settings()
     days = [parse_date(d) for d in dates] or None
-    checked, report = gated_load(settings, dates=days, tables=tables or None)
+    accepted = {parse_date(d, "--accept-volume-drop") for d in accept_volume_drop}
+    checked, report = gated_load(
+        settings, dates=days, tables=tables or None, accept_volume_drop=accepted
+    )
     for warning in checked.warnings:
         typer.echo(f"quality warning: {warning.line()}", err=True)
+    for override in checked.overridden:
+        typer.echo(f"quality override: {override.line()}", err=True)
     typer.echo(
         f"quality checks passed for {checked.span} ({len(checked.results)} results, "
         f"{len(checked.warnings)} warnings)"

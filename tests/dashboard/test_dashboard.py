@@ -81,10 +81,11 @@ def test_one_day_follows_the_metric_definitions(settings: Settings, warehouse: P
     # orders o2 (400) and o3 (400), the returns of o1 (200) and o2 (400); users u1, u2, u4.
     m = read_snapshot(settings, DAY2, DAY2).metrics
     top = {
-        r["product_id"]: (r["sold"], r["wishlisted"], r["returned"])
+        r["product_id"]: (r["lines_sold"], r["units_sold"], r["wishlisted"], r["returned"])
         for r in m["metric_top_products"]
     }
-    assert top == {"p1": (0, 1, 1), "p2": (0, 0, 0), "p3": (2, 1, 1)}
+    # Units from the API lines of that day only; o4 (p2) was cancelled.
+    assert top == {"p1": (0, 0, 1, 1), "p2": (0, 0, 0, 0), "p3": (2, 2, 1, 1)}
     overall = m["metric_avg_spend_per_session"][0]
     assert overall["scope"] == "overall"
     assert (overall["sessions"], overall["spend_inr"], overall["avg_spend_per_session_inr"]) == (

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
+import pyarrow as pa
 import pytest
 
 from shopflow.lake import LakeLayout
@@ -18,13 +20,17 @@ from shopflow.metrics import (
 )
 from shopflow.settings import Settings
 from shopflow.warehouse import Warehouse, open_warehouse
+from shopflow.warehouse.schema import TABLES, ColumnType
 from tests.warehouse.tiny_lake import (
+    DAY1,
     EXPECTED_AVG_SPEND,
     EXPECTED_DAILY_TRAFFIC,
     EXPECTED_DAILY_TRAFFIC_KOLKATA_CHANGES,
     EXPECTED_ORDERS_BY_DATE,
     EXPECTED_TOP_PRODUCTS,
     EXPECTED_UNIQUE_VISITORS,
+    curated_tables,
+    write_curated,
 )
 
 
@@ -54,7 +60,8 @@ def test_top_products(loaded: Warehouse) -> None:
     got = [
         (
             r["product_id"],
-            r["sold"],
+            r["lines_sold"],
+            r["units_sold"],
             r["wishlisted"],
             r["returned"],
             r["viewed"],
@@ -82,7 +89,8 @@ def test_avg_spend_per_session(loaded: Warehouse) -> None:
         )
         for r in rows
     ]
-    assert got == [pytest.approx(row) for row in EXPECTED_AVG_SPEND]
+    assert got == EXPECTED_AVG_SPEND
+    assert all(isinstance(r["avg_spend_per_session_inr"], Decimal) for r in rows)
 
 
 def test_unique_visitors(loaded: Warehouse) -> None:
@@ -138,3 +146,69 @@ def test_views_are_written_once_and_transpiled() -> None:
         if "SAFE_DIVIDE" in view.sql:
             assert "SAFE_DIVIDE" not in duck and "SAFE_DIVIDE" in bq
         assert "`my-project`.`shop`.`user_behavior`" in bq
+
+
+#: Orders priced in paise that binary floats cannot hold: 0.1 + 0.2 + 0.05 is not 0.35 in floats.
+_PAISE_EVENTS: Final = (
+    ("e1", DAY1, "10:00", "order", "p1", "u1", "o1", 0.1, "s1"),
+    ("e2", DAY1, "10:01", "order", "p2", "u1", "o1", 0.2, "s1"),
+    ("e3", DAY1, "11:00", "view", "p1", "u2", None, 0.1, "s2"),
+    ("e4", DAY1, "12:00", "view", "p1", "u3", None, 0.1, "s3"),
+    ("e5", DAY1, "13:00", "order", "p2", "u4", "o2", 0.05, "s4"),
+    ("e6", DAY1, "14:00", "view", "p2", "u4", None, 0.2, "s5"),
+)
+
+
+@pytest.mark.parametrize(
+    "kind", ["duckdb", pytest.param("bigquery", marks=pytest.mark.integration)]
+)
+def test_money_is_an_exact_decimal(
+    kind: str, request: pytest.FixtureRequest, settings: Settings
+) -> None:
+    write_curated(LakeLayout.from_settings(settings), curated_tables(_PAISE_EVENTS))
+    warehouse = (
+        open_warehouse(settings) if kind == "duckdb" else request.getfixturevalue("bq_warehouse")
+    )
+    try:
+        load_warehouse(settings, warehouse=warehouse)
+        (day,) = _rows(warehouse, "metric_orders_by_date")
+        assert day["order_amount_inr"] == Decimal("0.35")
+        assert isinstance(day["order_amount_inr"], Decimal)
+        spend = {
+            r["user_id"]: r["avg_spend_per_session_inr"]
+            for r in _rows(warehouse, "metric_avg_spend_per_session")
+        }
+        # 0.35 / 5 shopping sessions; u1 0.30 in one; u4 0.05 / 2 = 0.025, half away from zero.
+        assert spend == {
+            None: Decimal("0.07"),
+            "u1": Decimal("0.3"),
+            "u2": Decimal("0"),
+            "u3": Decimal("0"),
+            "u4": Decimal("0.03"),
+        }
+        price = warehouse.query(
+            "SELECT SUM(price) AS total FROM " + _table(warehouse, "user_behavior")
+        )
+        assert price == [{"total": Decimal("0.75")}]
+    finally:
+        if kind == "duckdb":
+            warehouse.close()
+
+
+def _table(warehouse: Warehouse, name: str) -> str:
+    dataset = getattr(warehouse, "dataset_ref", None)
+    return f"`{dataset}.{name}`" if dataset else name
+
+
+def test_every_money_column_is_numeric() -> None:
+    money = [
+        (spec.name, name)
+        for spec in TABLES.values()
+        for name, kind in spec.columns
+        if name == "price" or (name.endswith("_inr") and not name.startswith("products_"))
+    ]
+    assert len(money) == 12
+    for table, name in money:
+        assert dict(TABLES[table].columns)[name] is ColumnType.NUMERIC, (table, name)
+        assert TABLES[table].arrow_schema().field(name).type == pa.decimal128(38, 9)
+    assert "price DECIMAL(38, 9)" in TABLES["user_behavior"].duckdb_ddl()

@@ -82,3 +82,69 @@ def test_load_checks_first_then_loads_a_clean_lake(lake_settings: Settings) -> N
     assert "quality checks passed for 2026-11-01..2026-11-02" in done.stdout
     assert "quality warning: freshness" in done.stderr
     assert "events_clean: 3,000 rows (2026-11-01, 2026-11-02)" in done.stdout
+
+
+def test_quality_on_an_empty_lake_says_there_is_nothing_to_check(settings: Settings) -> None:
+    done = shopflow(settings, "quality", "--date", "2026-11-01")
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"shopflow: nothing to check: no curated data in {settings.home / 'lake'}/curated"
+    ]
+    assert "passed" not in done.stdout
+    assert not (settings.home / "warehouse.duckdb").exists()
+
+
+def test_quality_of_dates_the_lake_does_not_have_checks_nothing(
+    lake_settings: Settings,
+) -> None:
+    done = shopflow(lake_settings, "quality", "--date", "2020-01-01")
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.strip() == (
+        "shopflow: nothing to check: no curated data for 2020-01-01 in "
+        f"{lake_settings.home / 'lake'}/curated"
+    )
+    assert not (lake_settings.home / "warehouse.duckdb").exists()
+    # A range with one date of data checks that date and names the other.
+    some = shopflow(lake_settings, "quality", "--start", "2026-11-02", "--end", "2026-11-03")
+    assert some.returncode == 0, some.stderr
+    assert "no curated data for 2026-11-03: not checked" in some.stdout
+    assert "quality checks passed for 2026-11-02 " in some.stdout
+
+
+def test_a_deliberate_volume_drop_loads_when_accepted_and_is_recorded_as_overridden(
+    lake_settings: Settings,
+) -> None:
+    kept = faults.volume_drop(LakeLayout.from_settings(lake_settings), DAY2, 12)
+    other_date = shopflow(
+        lake_settings, "load", "--date", "2026-11-02", "--accept-volume-drop", "2026-11-01"
+    )
+    assert other_date.returncode == 2
+    assert "quality gate failed for 2026-11-02: volume" in other_date.stderr
+
+    accepted = shopflow(
+        lake_settings, "load", "--date", "2026-11-02", "--accept-volume-drop", "2026-11-02"
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert "quality override: volume (events_clean 2026-11-02): accepted by" in accepted.stderr
+    warehouse = open_warehouse(lake_settings, must_exist=True)
+    try:
+        rows = warehouse.query(
+            "SELECT severity, passed, run_ts FROM quality_results WHERE check_name = 'volume'"
+            " ORDER BY run_ts"
+        )
+        twelve = warehouse.query(
+            "SELECT count(*) AS n FROM events_clean WHERE date = DATE '2026-11-02' AND hour = 12"
+        )
+    finally:
+        warehouse.close()
+    assert [(r["severity"], r["passed"]) for r in rows] == [
+        ("error", False),
+        ("overridden", False),
+    ]
+    assert twelve == [{"n": kept}]
+    bad = shopflow(lake_settings, "load", "--accept-volume-drop", "yesterday")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().endswith(
+        "--accept-volume-drop 'yesterday' is not a date; use YYYY-MM-DD, e.g. 2026-11-25"
+    )

@@ -27,6 +27,7 @@ from shopflow.warehouse import (
     open_warehouse,
 )
 from shopflow.warehouse.base import lake_reader
+from shopflow.warehouse.duckdb_warehouse import DuckDBWarehouse
 from tests.warehouse.tiny_lake import (
     DAY1,
     DAY2,
@@ -299,3 +300,21 @@ def test_a_load_is_refused_while_another_process_writes_or_loads_the_file(
         loader.wait()
     assert path.read_bytes() == before
     load_warehouse(settings, dates=[DAY2])  # both gone: it loads
+
+
+def test_a_warehouse_with_float_money_is_brought_to_decimal(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as old:  # a warehouse made when money was DOUBLE
+        old.execute("CREATE TABLE orders_enriched (order_id VARCHAR, line_amount_inr DOUBLE)")
+        old.execute("INSERT INTO orders_enriched VALUES ('o1', 0.1), ('o2', 0.2)")
+    warehouse = DuckDBWarehouse(path)
+    try:
+        rows = warehouse.query(
+            "SELECT typeof(line_amount_inr) AS kind, SUM(line_amount_inr) AS total"
+            " FROM orders_enriched GROUP BY 1"
+        )
+    finally:
+        warehouse.close()
+    assert [(r["kind"], str(r["total"])) for r in rows] == [("DECIMAL(38,9)", "0.300000000")]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final
 
 import pyarrow as pa
@@ -60,14 +61,17 @@ EVENTS: Final[tuple[tuple[str, date, str, str, str, str, str | None, float, str]
 )
 
 EXPECTED_TOP_PRODUCTS: Final = [
-    # product_id, sold, wishlisted, returned, viewed, sold_rank, wishlisted_rank, returned_rank
-    ("p3", 2, 1, 1, 2, 1, 3, 2),
-    ("p1", 1, 2, 1, 2, 2, 1, 1),
-    ("p2", 1, 1, 0, 3, 3, 2, 3),
+    # product_id, lines_sold, units_sold, wishlisted, returned, viewed, sold_rank,
+    # wishlisted_rank, returned_rank. p1's one line (o1) is 2 units (₹200 at ₹100); p2's
+    # cancelled API line o4 counts neither as a line nor as units.
+    ("p3", 2, 2, 1, 1, 2, 1, 3, 2),
+    ("p1", 1, 2, 2, 1, 2, 2, 1, 1),
+    ("p2", 1, 1, 1, 0, 3, 3, 2, 3),
 ]
 EXPECTED_AVG_SPEND: Final = [
     # scope, user_id, sessions, order_amount, return_amount, spend, avg_spend_per_session
-    ("overall", None, 7, 1050.0, 600.0, 450.0, 450.0 / 7),
+    # (exact decimals; the average is rounded to the paisa: 450 / 7 = 64.2857…)
+    ("overall", None, 7, 1050.0, 600.0, 450.0, Decimal("64.29")),
     ("user", "u1", 2, 250.0, 200.0, 50.0, 25.0),
     ("user", "u2", 2, 400.0, 400.0, 0.0, 0.0),
     ("user", "u3", 1, 0.0, 0.0, 0.0, 0.0),
@@ -102,7 +106,7 @@ def _ts(day: date, hhmm: str) -> datetime:
 
 
 def _table(name: str, rows: Sequence[dict[str, Any]]) -> pa.Table:
-    schema = TABLES[name].arrow_schema()
+    schema = TABLES[name].lake_arrow_schema()
     return pa.Table.from_pylist(list(rows), schema=schema)
 
 
@@ -185,6 +189,18 @@ def curated_tables(events: Sequence[tuple[Any, ...]] = EVENTS) -> dict[str, pa.T
         for r in clean
         if r["event_name"] == "order"
     ]
+    # An API line cancelled before any order event: no line sold, and its 3 units are not sold.
+    orders.append(
+        {
+            **orders[-1],
+            "order_id": "o4",
+            "product_id": "p2",
+            "quantity": 3,
+            "status": "cancelled",
+            "product_name": PRODUCTS["p2"][0],
+            "category": PRODUCTS["p2"][1],
+        }
+    )
     products = [
         {"product_id": pid, "product_name": n, "category": c, "price": p, "date": DAY1}
         for pid, (n, c, p) in PRODUCTS.items()

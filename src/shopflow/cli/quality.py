@@ -11,11 +11,21 @@ from rich.table import Table
 
 from shopflow.cli.warehouse import parse_date
 from shopflow.errors import ShopflowError
-from shopflow.quality import QualityGateError, QualityReport, record_results, run_checks
+from shopflow.lake import LakeLayout
+from shopflow.quality import (
+    QualityGateError,
+    QualityReport,
+    curated_dates,
+    record_results,
+    run_checks,
+)
 from shopflow.settings import load_settings
 
 #: The most dates one run checks (a year): a typo in --start should not read the whole lake.
 MAX_DATES = 366
+#: Exit code of `shopflow quality` when none of the dates has curated data: nothing was checked
+#: (not a pass, 0; not a failed check, 2).
+NOTHING_TO_CHECK = 3
 
 
 def _dates(dates: list[str], start: str | None, end: str | None) -> list[date]:
@@ -80,15 +90,36 @@ def quality(
 ) -> None:
     """Run the data-quality checks over the curated partitions of the dates, print every result,
     and append them to the warehouse's `quality_results`. Exits 2 with one line naming the first
-    failed error-severity check when one failed (what would stop a load)."""
+    failed error-severity check when one failed (what would stop a load); exits 3 with one line,
+    recording nothing, when none of the dates has curated data (nothing to check)."""
     settings = load_settings()
     days = _dates(dates, start, end)
-    report = run_checks(settings, days)
+    curated = f"{LakeLayout.from_settings(settings).root}/curated"
+    present = set(curated_dates(settings))
+    if not present:
+        _nothing_to_check(f"no curated data in {curated}")
+    absent = [d for d in days if d not in present]
+    if len(absent) == len(days):
+        _nothing_to_check(f"no curated data for {_span(absent)} in {curated}")
+    if absent:
+        typer.echo(f"no curated data for {_span(absent)}: not checked")
+    report = run_checks(settings, [d for d in days if d in present])
     record_results(settings, report)
     print_report(report, Console(width=200))
     if report.errors:
         raise QualityGateError(report.failure_message())
     typer.echo(f"{report.failure_message()} ({len(report.warnings)} warnings)")
+
+
+def _span(days: list[date]) -> str:
+    return ", ".join(d.isoformat() for d in days[:5]) + (
+        f" and {len(days) - 5} more dates" if len(days) > 5 else ""
+    )
+
+
+def _nothing_to_check(why: str) -> None:
+    typer.echo(f"shopflow: nothing to check: {why}", err=True)
+    raise typer.Exit(NOTHING_TO_CHECK)
 
 
 def register(app: typer.Typer) -> None:

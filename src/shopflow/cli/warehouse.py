@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import typer
@@ -21,19 +22,27 @@ _DATE_HELP = "Load only this UTC date (YYYY-MM-DD); repeat for more. Default: ev
 _TABLE_HELP = f"Load only this table; repeat for more. Default: all ({', '.join(TABLES)})."
 
 
-def parse_date(text: str) -> date:
-    """A `--date` option's value; a bad one is a one-line error."""
+def parse_date(text: str, option: str = "--date") -> date:
+    """A date option's value; a bad one is a one-line error naming `option`."""
     try:
         return date.fromisoformat(text)
     except ValueError:
         raise ShopflowError(
-            f"--date {text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-25"
+            f"{option} {text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-25"
         ) from None
 
 
 def load(
     dates: list[str] = typer.Option([], "--date", help=_DATE_HELP),
     tables: list[str] = typer.Option([], "--table", help=_TABLE_HELP),
+    accept_volume_drop: list[str] = typer.Option(
+        [],
+        "--accept-volume-drop",
+        metavar="DATE",
+        help="A date whose drop in events is deliberate (a deleted hour, a backfill): its failed "
+        "volume check is recorded as 'overridden' in quality_results and does not stop this "
+        "load. Repeatable; this run only.",
+    ),
 ) -> None:
     """Check, then load curated lake partitions into the warehouse (replacing them) and refresh
     the metric views.
@@ -43,9 +52,14 @@ def load(
     nothing is loaded (see `shopflow quality`)."""
     settings = load_settings()
     days = [parse_date(d) for d in dates] or None
-    checked, report = gated_load(settings, dates=days, tables=tables or None)
+    accepted = {parse_date(d, "--accept-volume-drop") for d in accept_volume_drop}
+    checked, report = gated_load(
+        settings, dates=days, tables=tables or None, accept_volume_drop=accepted
+    )
     for warning in checked.warnings:
         typer.echo(f"quality warning: {warning.line()}", err=True)
+    for override in checked.overridden:
+        typer.echo(f"quality override: {override.line()}", err=True)
     typer.echo(
         f"quality checks passed for {checked.span} ({len(checked.results)} results, "
         f"{len(checked.warnings)} warnings)"
@@ -65,7 +79,7 @@ def load(
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
+    if isinstance(value, float | Decimal):
         return f"{value:,.2f}"
     if isinstance(value, int):
         return f"{value:,}"
@@ -77,7 +91,10 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = N
     table = Table(title=title, title_justify="left")
     for name in names:
         table.add_column(
-            name, justify="right" if rows and isinstance(rows[0][name], int | float) else "left"
+            name,
+            justify="right"
+            if rows and isinstance(rows[0][name], int | float | Decimal)
+            else "left",
         )
     for row in rows:
         table.add_row(*(_cell(row[name]) for name in names))
@@ -90,7 +107,14 @@ def print_metrics(results: dict[str, list[dict[str, Any]]], limit: int) -> None:
     for view in METRIC_VIEWS:
         rows = results[view.name]
         if view.name == "metric_top_products":
-            base = ["product_id", "product_name", "category", "sold", "wishlisted", "returned"]
+            base = [
+                "product_id",
+                "product_name",
+                "lines_sold",
+                "units_sold",
+                "wishlisted",
+                "returned",
+            ]
             for rank, label in (
                 ("sold_rank", "most sold"),
                 ("wishlisted_rank", "most wishlisted"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, Final
 
 import altair as alt
@@ -68,6 +69,8 @@ def _freshness(freshness: Freshness, snapshot: Snapshot) -> None:
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    # Money comes as exact decimals; charts draw floats (Vega-Lite cannot take a Decimal).
+    rows = [{k: float(v) if isinstance(v, Decimal) else v for k, v in r.items()} for r in rows]
     frame = pd.DataFrame(rows)
     if "date" in frame.columns:
         # ISO strings: Vega-Lite reads them as UTC dates, whatever the browser's time zone.
@@ -83,7 +86,7 @@ def _top_products(rows: list[dict[str, Any]]) -> alt.VConcatChart:
     frame = _frame(rows)
     charts = []
     for measure, rank, title, colour in (
-        ("sold", "sold_rank", "Most sold", EVENT_COLOURS["order"]),
+        ("lines_sold", "sold_rank", "Most sold (order lines)", EVENT_COLOURS["order"]),
         ("wishlisted", "wishlisted_rank", "Most wishlisted", EVENT_COLOURS["wishlist"]),
         ("returned", "returned_rank", "Most returned", EVENT_COLOURS["return"]),
     ):
@@ -93,7 +96,9 @@ def _top_products(rows: list[dict[str, Any]]) -> alt.VConcatChart:
             alt.Chart(top, title=title)
             .mark_bar(color=colour)
             .encode(
-                x=alt.X(f"{measure}:Q", title=measure, axis=alt.Axis(tickMinStep=1)),
+                x=alt.X(
+                    f"{measure}:Q", title=measure.replace("_", " "), axis=alt.Axis(tickMinStep=1)
+                ),
                 y=alt.Y(
                     "product_name:N",
                     sort=alt.EncodingSortField(rank),
@@ -104,7 +109,8 @@ def _top_products(rows: list[dict[str, Any]]) -> alt.VConcatChart:
                     "product_id",
                     "product_name",
                     "category",
-                    "sold",
+                    "lines_sold",
+                    "units_sold",
                     "wishlisted",
                     "returned",
                 ],

@@ -56,6 +56,11 @@ class Snapshot:
     metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
+#: The dated tables the metric views read, narrowed to the chosen dates (`orders_enriched`: the
+#: units of top products).
+_DATED_SOURCES: Final = ("user_behavior", "orders_enriched")
+
+
 def filtered_view_sql(
     view: MetricView, dialect: Dialect, start: date, end: date, dataset: str | None = None
 ) -> str:
@@ -63,17 +68,17 @@ def filtered_view_sql(
     tree = sqlglot.parse_one(view.sql, read="bigquery")
     # Collected first: the replacement holds a user_behavior table of its own.
     for table in list(tree.find_all(exp.Table)):
-        if table.name != "user_behavior":
+        if table.name not in _DATED_SOURCES:
             continue
         inner = (
             exp.select("*")
-            .from_("user_behavior")
+            .from_(table.name)
             .where(
                 f"date BETWEEN DATE '{start.isoformat()}' AND DATE '{end.isoformat()}'",
                 dialect="bigquery",
             )
         )
-        subquery = inner.subquery("user_behavior")
+        subquery = inner.subquery(table.name)
         table.replace(subquery)
     narrowed = MetricView(view.name, view.title, tree.sql(dialect="bigquery"), view.order_by)
     body = view_body(narrowed, dialect, dataset)

@@ -33,47 +33,70 @@ _TOP_PRODUCTS: Final = """
 WITH per_product AS (
   SELECT
     product_id,
-    COUNTIF(event_name = 'order') AS sold,
+    COUNTIF(event_name = 'order') AS lines_sold,
     COUNTIF(event_name = 'wishlist') AS wishlisted,
     COUNTIF(event_name = 'return') AS returned,
     COUNTIF(event_name = 'view') AS viewed
   FROM user_behavior
+  GROUP BY product_id
+),
+-- Units are the orders API's quantities (an order event carries none); cancelled lines sold none.
+units AS (
+  SELECT product_id, SUM(quantity) AS units_sold
+  FROM orders_enriched
+  WHERE status != 'cancelled'
   GROUP BY product_id
 )
 SELECT
   per_product.product_id,
   products_clean.product_name,
   products_clean.category,
-  per_product.sold,
+  per_product.lines_sold,
+  COALESCE(units.units_sold, 0) AS units_sold,
   per_product.wishlisted,
   per_product.returned,
   per_product.viewed,
-  ROW_NUMBER() OVER (ORDER BY per_product.sold DESC, per_product.product_id) AS sold_rank,
+  ROW_NUMBER() OVER (ORDER BY per_product.lines_sold DESC, per_product.product_id) AS sold_rank,
   ROW_NUMBER() OVER (ORDER BY per_product.wishlisted DESC, per_product.product_id)
     AS wishlisted_rank,
   ROW_NUMBER() OVER (ORDER BY per_product.returned DESC, per_product.product_id)
     AS returned_rank
 FROM per_product
+LEFT JOIN units ON units.product_id = per_product.product_id
 -- Named by its latest name (user_behavior keeps the name each event saw).
 LEFT JOIN products_clean ON products_clean.product_id = per_product.product_id
 """
 
-_AVG_SPEND_PER_SESSION: Final = """
+
+def _per_paisa(amount_inr: str, count: str) -> str:
+    """BigQuery SQL of `amount_inr` ÷ `count` as NUMERIC, rounded to the paisa (half away from
+    zero; null when `count` is 0), the same in both warehouses.
+
+    DuckDB divides decimals as DOUBLE, so the division is done in paise as FLOAT64 everywhere:
+    a whole number of paise (money is loaded at the paisa) over a count is never close enough to
+    a half for the double's error to round it the wrong way, so the rounded quotient is exact;
+    it is scaled back to rupees in NUMERIC.
+    """
+    paise = f"ROUND(SAFE_DIVIDE(CAST(({amount_inr}) * 100 AS FLOAT64), {count}))"
+    return f"CAST(CAST({paise} AS NUMERIC) * CAST(0.01 AS NUMERIC) AS NUMERIC)"
+
+
+_AVG_SPEND_PER_SESSION: Final = f"""
 WITH per_user AS (
   SELECT
     user_id,
     -- Sessions of shopping: a session holding only returns is not a chance to spend.
     COUNT(DISTINCT IF(event_name != 'return', session_id, NULL)) AS sessions,
-    COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
-    COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr
+    COALESCE(SUM(IF(event_name = 'order', price, 0)), 0) AS order_amount_inr,
+    COALESCE(SUM(IF(event_name = 'return', price, 0)), 0) AS return_amount_inr
   FROM user_behavior
   GROUP BY user_id
 ),
 overall AS (
   SELECT
     COUNT(DISTINCT IF(event_name != 'return', session_id, NULL)) AS sessions,
-    COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
-    COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr
+    COALESCE(SUM(IF(event_name = 'order', price, 0)), 0) AS order_amount_inr,
+    COALESCE(SUM(IF(event_name = 'return', price, 0)), 0) AS return_amount_inr
   FROM user_behavior
 )
 SELECT
@@ -84,7 +107,7 @@ SELECT
   per_user.order_amount_inr,
   per_user.return_amount_inr,
   per_user.order_amount_inr - per_user.return_amount_inr AS spend_inr,
-  SAFE_DIVIDE(per_user.order_amount_inr - per_user.return_amount_inr, per_user.sessions)
+  {_per_paisa("per_user.order_amount_inr - per_user.return_amount_inr", "per_user.sessions")}
     AS avg_spend_per_session_inr
 FROM per_user
 -- Named by the latest name.
@@ -98,7 +121,7 @@ SELECT
   order_amount_inr,
   return_amount_inr,
   order_amount_inr - return_amount_inr AS spend_inr,
-  SAFE_DIVIDE(order_amount_inr - return_amount_inr, sessions) AS avg_spend_per_session_inr
+  {_per_paisa("order_amount_inr - return_amount_inr", "sessions")} AS avg_spend_per_session_inr
 FROM overall
 """
 
@@ -116,10 +139,10 @@ SELECT
   REPORT_DATE AS date,
   COUNT(DISTINCT IF(event_name = 'order', order_id, NULL)) AS orders,
   COUNTIF(event_name = 'order') AS order_lines,
-  COALESCE(SUM(IF(event_name = 'order', price, 0.0)), 0.0) AS order_amount_inr,
+  COALESCE(SUM(IF(event_name = 'order', price, 0)), 0) AS order_amount_inr,
   COUNTIF(event_name = 'return') AS returns,
-  COALESCE(SUM(IF(event_name = 'return', price, 0.0)), 0.0) AS return_amount_inr,
-  COALESCE(SUM(IF(event_name = 'order', price, -price)), 0.0) AS net_amount_inr
+  COALESCE(SUM(IF(event_name = 'return', price, 0)), 0) AS return_amount_inr,
+  COALESCE(SUM(IF(event_name = 'order', price, -price)), 0) AS net_amount_inr
 FROM user_behavior
 WHERE event_name IN ('order', 'return')
 GROUP BY 1
@@ -139,7 +162,7 @@ GROUP BY 1, 2
 METRIC_VIEWS: Final = (
     MetricView(
         "metric_top_products",
-        "Top products (sold, wishlisted, returned)",
+        "Top products (lines and units sold, wishlisted, returned)",
         _TOP_PRODUCTS,
         "sold_rank",
     ),
@@ -183,6 +206,15 @@ def _report_date(reporting_timezone: str) -> str:
     return f"DATE(event_ts, '{key}')"
 
 
+def _numeric_as_duckdb_decimal(tree: exp.Expr) -> exp.Expr:
+    """`tree` with BigQuery's NUMERIC spelled DECIMAL(38, 9): SQLGlot writes a bare DECIMAL,
+    which DuckDB reads as DECIMAL(18, 3)."""
+    for kind in list(tree.find_all(exp.DataType)):
+        if kind.this == exp.DataType.Type.DECIMAL and not kind.expressions:
+            kind.replace(exp.DataType.build("DECIMAL(38, 9)", dialect="duckdb"))
+    return tree
+
+
 def view_body(
     view: MetricView,
     dialect: Dialect,
@@ -193,6 +225,8 @@ def view_body(
     daily figures by the date in `reporting_timezone`."""
     sql = view.sql.replace("REPORT_DATE", _report_date(reporting_timezone))
     tree = sqlglot.parse_one(sql, read="bigquery")
+    if dialect == "duckdb":
+        tree = _numeric_as_duckdb_decimal(tree)
     if dataset is not None:
         project, _, name = dataset.rpartition(".")
         tree = qualify_tables(tree, db=name, catalog=project or None, dialect="bigquery")

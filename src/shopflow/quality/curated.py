@@ -25,42 +25,16 @@ from shopflow.lake import (
     read_dataset,
     resolve,
 )
-from shopflow.warehouse.schema import table_spec
+from shopflow.warehouse.schema import table_spec, to_warehouse_type
 
-#: The curated tables the checks read and the columns they need. Dated tables are read for the
-#: checked dates only; snapshot tables (`products_clean`, `users_enriched`) whole.
+#: The curated tables the checks read and the columns they read. Dated tables are read whole
+#: (their warehouse columns, declared in `shopflow.schemas`) for the checked dates only;
+#: snapshot tables (`products_clean`, `users_enriched`) whole, the few columns the checks need.
 COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "events_clean": (
-        "event_id",
-        "event_name",
-        "product_id",
-        "user_id",
-        "order_id",
-        "price",
-        "event_ts",
-        "session_id",
-        "date",
-        "hour",
-    ),
-    "user_behavior": (
-        "date",
-        "event_id",
-        "event_name",
-        "product_id",
-        "user_id",
-        "order_id",
-        "event_ts",
-        "session_id",
-    ),
-    "orders_enriched": ("order_id", "product_id", "user_id", "date", "quantity", "status"),
-    "order_reconciliation": (
-        "date",
-        "api_orders",
-        "event_orders",
-        "orders_without_event",
-        "events_without_order",
-        "amount_mismatches",
-    ),
+    **{
+        name: table_spec(name).column_names
+        for name in ("events_clean", "user_behavior", "orders_enriched", "order_reconciliation")
+    },
     "products_clean": ("product_id", "product_name"),
     "users_enriched": ("user_id",),
     # Every key the catalogue ever had (deleted ones too): what events may refer to.
@@ -93,7 +67,7 @@ def _with_columns(table: pa.Table, name: str, columns: Sequence[str]) -> pa.Tabl
     for column in columns:
         kind = schema.field(column).type
         if column in table.column_names:
-            arrays.append(table.column(column).cast(kind))
+            arrays.append(to_warehouse_type(table.column(column), kind))
         else:
             arrays.append(pa.nulls(table.num_rows, kind))
     return pa.Table.from_arrays(arrays, names=list(columns))

@@ -18,6 +18,9 @@ class Severity(StrEnum):
 
     ERROR = "error"
     WARN = "warn"
+    #: An error check the operator accepted for this run (`shopflow load --accept-volume-drop`):
+    #: recorded as failed, but it does not stop the load.
+    OVERRIDDEN = "overridden"
 
 
 class QualityGateError(ShopflowError):
@@ -65,6 +68,11 @@ class QualityReport:
     def warnings(self) -> list[CheckResult]:
         """Failed checks of severity warn: recorded, the load goes on."""
         return [r for r in self.results if not r.passed and r.severity is Severity.WARN]
+
+    @property
+    def overridden(self) -> list[CheckResult]:
+        """Failed error checks accepted for this run: recorded, the load goes on."""
+        return [r for r in self.results if not r.passed and r.severity is Severity.OVERRIDDEN]
 
     @property
     def span(self) -> str:

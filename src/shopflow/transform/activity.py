@@ -12,42 +12,18 @@ from typing import Final
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from shopflow.schemas import ORDER_ACTIVITY_DAILY, PRODUCT_ACTIVITY_DAILY, USER_ACTIVITY_DAILY
 from shopflow.transform._common import fill_nulls
 
 #: Columns of `product_activity_daily`, in order: one row per event date and product.
-PRODUCT_ACTIVITY_DAILY_COLUMNS: Final = (
-    "date",
-    "product_id",
-    "events",
-    "views",
-    "wishlists",
-    "order_events",
-    "returns",
-)
+PRODUCT_ACTIVITY_DAILY_COLUMNS: Final = PRODUCT_ACTIVITY_DAILY.column_names
 
 #: Columns of `user_activity_daily`, in order: one row per event date and user.
-USER_ACTIVITY_DAILY_COLUMNS: Final = (
-    "date",
-    "user_id",
-    "events",
-    "views",
-    "wishlists",
-    "order_events",
-    "returns",
-    "sessions_started",
-    "first_seen_ts",
-    "last_seen_ts",
-)
+USER_ACTIVITY_DAILY_COLUMNS: Final = USER_ACTIVITY_DAILY.column_names
 
 #: Columns of `order_activity_daily`, in order: one row per event date and order with order or
 #: return events that date.
-ORDER_ACTIVITY_DAILY_COLUMNS: Final = (
-    "date",
-    "order_id",
-    "order_events",
-    "order_amount_inr",
-    "returns",
-)
+ORDER_ACTIVITY_DAILY_COLUMNS: Final = ORDER_ACTIVITY_DAILY.column_names
 
 
 def _event_count(event_name: str) -> Column:

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any, Final
 
-import pyarrow as pa
-
 from shopflow.contracts import (
     RAW_ORDER_SCHEMA,
     RAW_PRODUCT_SCHEMA,
     RAW_USER_SCHEMA,
 )
+from shopflow.schemas import EVENTS_CLEAN, curated
 
 #: Partition keys of a curated table: (date, hour) for hourly tables, (date, None) for daily ones.
 Keys = Sequence[tuple[date, int | None]]
@@ -70,54 +69,10 @@ RAW_DATE_COLUMN: Final = "raw_date"
 #: The ETL's state record under `_state/`.
 STATE_NAME: Final = "etl_hourly"
 
-CURATED_EVENTS_SCHEMA: Final = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("event_name", pa.string()),
-        ("product_id", pa.string()),
-        ("user_id", pa.string()),
-        ("order_id", pa.string()),
-        ("price", pa.float64()),
-        ("event_ts", pa.timestamp("us", tz="UTC")),
-        ("session_id", pa.string()),
-        ("session_source", pa.string()),
-        ("session_start_ts", pa.timestamp("us", tz="UTC")),
-        ("ingest_ts", pa.timestamp("us", tz="UTC")),
-        ("date", pa.date32()),
-        ("hour", pa.int32()),
-    ]
-)
-
-_COUNT = pa.int64()
-
-_BEHAVIOUR_COUNTS = ("events", "views", "wishlists", "order_events", "returns")
+#: How `events_clean` reads back (`date` and `hour` from the path).
+CURATED_EVENTS_SCHEMA: Final = EVENTS_CLEAN.lake_schema(partitions_last=True)
 
 #: How the activity tables read back (`date` from the path).
 ACTIVITY_SCHEMAS: Final = {
-    "product_activity_daily": pa.schema(
-        [
-            ("product_id", pa.string()),
-            *((name, _COUNT) for name in _BEHAVIOUR_COUNTS),
-            ("date", pa.date32()),
-        ]
-    ),
-    "user_activity_daily": pa.schema(
-        [
-            ("user_id", pa.string()),
-            *((name, _COUNT) for name in _BEHAVIOUR_COUNTS),
-            ("sessions_started", _COUNT),
-            ("first_seen_ts", pa.timestamp("us", tz="UTC")),
-            ("last_seen_ts", pa.timestamp("us", tz="UTC")),
-            ("date", pa.date32()),
-        ]
-    ),
-    "order_activity_daily": pa.schema(
-        [
-            ("order_id", pa.string()),
-            ("order_events", _COUNT),
-            ("order_amount_inr", pa.float64()),
-            ("returns", _COUNT),
-            ("date", pa.date32()),
-        ]
-    ),
+    name: curated(name).lake_schema(partitions_last=True) for name in ACTIVITY_TABLES
 }

@@ -9,24 +9,11 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopflow.contracts import EVENT_NAMES
+from shopflow.schemas import EVENTS_CLEAN
 from shopflow.transform._common import clean_id
 
 #: Columns of `events_clean`, in order.
-EVENTS_CLEAN_COLUMNS: Final = (
-    "event_id",
-    "event_name",
-    "product_id",
-    "user_id",
-    "order_id",
-    "price",
-    "event_ts",
-    "date",
-    "hour",
-    "session_id",
-    "session_source",
-    "session_start_ts",
-    "ingest_ts",
-)
+EVENTS_CLEAN_COLUMNS: Final = EVENTS_CLEAN.column_names
 
 #: Columns of `stage_events`, in order (`reject_reason` is null for a good row).
 STAGED_EVENT_COLUMNS: Final = (

@@ -7,6 +7,7 @@ from typing import Final
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from shopflow.schemas import ORDERS_ENRICHED
 from shopflow.transform._common import clean_id, latest_per_key
 
 #: Columns of `dedup_order_lines`, in order.
@@ -23,13 +24,7 @@ ORDER_LINE_COLUMNS: Final = (
 )
 
 #: Columns of `orders_enriched`, in order.
-ORDERS_ENRICHED_COLUMNS: Final = (
-    *ORDER_LINE_COLUMNS,
-    "product_name",
-    "category",
-    "line_amount_inr",
-    "order_total_inr",
-)
+ORDERS_ENRICHED_COLUMNS: Final = ORDERS_ENRICHED.column_names
 
 
 def dedup_order_lines(raw_orders: DataFrame) -> DataFrame:

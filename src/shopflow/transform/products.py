@@ -7,43 +7,15 @@ from typing import Final
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from shopflow.schemas import CATEGORY_SUMMARY, PRODUCTS_CLEAN
 from shopflow.transform._common import clean_id, fill_nulls, latest_per_key, normalise_text
 from shopflow.transform.history import PRODUCTS_HISTORY_COLUMNS, versions
 
 #: Columns of `products_clean`, in order.
-PRODUCTS_CLEAN_COLUMNS: Final = (
-    "product_id",
-    "product_name",
-    "brand",
-    "category",
-    "category_l1",
-    "category_l2",
-    "category_path",
-    "price",
-    "retail_price_inr",
-    "price_band",
-    "date",
-    "updated_at",
-)
+PRODUCTS_CLEAN_COLUMNS: Final = PRODUCTS_CLEAN.column_names
 
 #: Columns of `category_summary`, in order.
-CATEGORY_SUMMARY_COLUMNS: Final = (
-    "category",
-    "products",
-    "min_price_inr",
-    "avg_price_inr",
-    "max_price_inr",
-    "products_under_500_inr",
-    "products_500_to_1999_inr",
-    "products_2000_to_9999_inr",
-    "products_10000_plus_inr",
-    "views",
-    "wishlists",
-    "returns",
-    "orders",
-    "units_sold",
-    "revenue_inr",
-)
+CATEGORY_SUMMARY_COLUMNS: Final = CATEGORY_SUMMARY.column_names
 
 #: Category label for products without one, and for events or orders of unknown products.
 UNKNOWN_CATEGORY: Final = "unknown"

@@ -7,17 +7,10 @@ from typing import Final
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from shopflow.schemas import ORDER_RECONCILIATION
+
 #: Columns of `order_reconciliation`, in order.
-ORDER_RECONCILIATION_COLUMNS: Final = (
-    "date",
-    "api_orders",
-    "event_orders",
-    "matched_orders",
-    "orders_without_event",
-    "events_without_order",
-    "amount_mismatches",
-    "returns_without_order",
-)
+ORDER_RECONCILIATION_COLUMNS: Final = ORDER_RECONCILIATION.column_names
 
 #: Largest difference between the order events' amount and the API order total that still matches.
 AMOUNT_TOLERANCE_INR: Final = 0.01

@@ -58,17 +58,15 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import (
     DateType,
-    DoubleType,
     IntegerType,
-    StringType,
     StructField,
     StructType,
-    TimestampType,
 )
 
 from shopflow.contracts import RAW_EVENT_SCHEMA
 from shopflow.lake import LakeLayout, list_partitions, replace_partition, resolve
 from shopflow.lake.io import is_local
+from shopflow.schemas import EVENTS_CLEAN
 from shopflow.settings import Settings
 from shopflow.transform.events import (
     DEFAULT_SESSION_GAP_MINUTES,
@@ -88,23 +86,7 @@ DEFAULT_TRIGGER_INTERVAL: Final = "10 seconds"
 QUERY_NAME: Final = "events_clean_stream"
 
 #: Schema of `events_clean` (and of the stream table), in `EVENTS_CLEAN_COLUMNS` order.
-EVENTS_CLEAN_SCHEMA: Final = StructType(
-    [
-        StructField("event_id", StringType()),
-        StructField("event_name", StringType()),
-        StructField("product_id", StringType()),
-        StructField("user_id", StringType()),
-        StructField("order_id", StringType()),
-        StructField("price", DoubleType()),
-        StructField("event_ts", TimestampType()),
-        StructField("date", DateType()),
-        StructField("hour", IntegerType()),
-        StructField("session_id", StringType()),
-        StructField("session_source", StringType()),
-        StructField("session_start_ts", TimestampType()),
-        StructField("ingest_ts", TimestampType()),
-    ]
-)
+EVENTS_CLEAN_SCHEMA: Final = from_arrow_schema(EVENTS_CLEAN.lake_schema())
 
 
 def raw_event_stream_schema() -> StructType:

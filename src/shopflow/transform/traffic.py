@@ -7,23 +7,11 @@ from typing import Final
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from shopflow.schemas import TRAFFIC_DAILY
 from shopflow.transform._common import safe_ratio
 
 #: Measures of `traffic_hourly` / `traffic_daily`, after the grain columns (date[, hour]).
-TRAFFIC_MEASURES: Final = (
-    "events",
-    "views",
-    "wishlists",
-    "orders",
-    "returns",
-    "unique_visitors",
-    "sessions",
-    "view_to_wishlist_rate",
-    "wishlist_to_order_rate",
-    "view_to_order_rate",
-    "return_rate",
-    "events_per_session",
-)
+TRAFFIC_MEASURES: Final = TRAFFIC_DAILY.column_names[1:]
 
 
 def _count_of(event_name: str) -> Column:

@@ -6,23 +6,11 @@ from typing import Final
 
 from pyspark.sql import DataFrame
 
+from shopflow.schemas import USER_BEHAVIOR
 from shopflow.transform.history import as_of_event
 
 #: Columns of `user_behavior`, in order (the first nine are the seed's unified table).
-USER_BEHAVIOR_COLUMNS: Final = (
-    "date",
-    "event_id",
-    "event_name",
-    "price",
-    "product_id",
-    "product_name",
-    "user_id",
-    "user_name",
-    "order_id",
-    "event_ts",
-    "session_id",
-    "category",
-)
+USER_BEHAVIOR_COLUMNS: Final = USER_BEHAVIOR.column_names
 
 
 def user_behavior(

@@ -7,6 +7,7 @@ from typing import Final
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from shopflow.schemas import USERS_ENRICHED
 from shopflow.transform._common import clean_id, fill_nulls, latest_per_key, normalise_text
 from shopflow.transform.history import USERS_HISTORY_COLUMNS, versions
 
@@ -14,19 +15,7 @@ from shopflow.transform.history import USERS_HISTORY_COLUMNS, versions
 USERS_CLEAN_COLUMNS: Final = ("user_id", "user_name", "email", "city", "date", "updated_at")
 
 #: Columns of `users_enriched`, in order.
-USERS_ENRICHED_COLUMNS: Final = (
-    *USERS_CLEAN_COLUMNS,
-    "events",
-    "views",
-    "wishlists",
-    "order_events",
-    "returns",
-    "sessions",
-    "orders",
-    "ordered_amount_inr",
-    "first_seen_ts",
-    "last_seen_ts",
-)
+USERS_ENRICHED_COLUMNS: Final = USERS_ENRICHED.column_names
 
 
 def staged_users(raw_users: DataFrame) -> DataFrame:

@@ -20,7 +20,8 @@ import io
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -68,6 +69,15 @@ def make_client(project: str, api_endpoint: str | None = None) -> bigquery.Clien
 
 def _schema_fields(spec: TableSpec) -> list[bigquery.SchemaField]:
     return [bigquery.SchemaField(name, kind.value) for name, kind in spec.columns]
+
+
+#: NUMERIC's scale: the client reads 250 as Decimal('250'); DuckDB's DECIMAL(38, 9) as
+#: Decimal('250.000000000'). Both warehouses give the latter, so their rows print the same.
+_NUMERIC_QUANTUM: Final = Decimal("1e-9")
+
+
+def _at_numeric_scale(value: Any) -> Any:
+    return value.quantize(_NUMERIC_QUANTUM) if isinstance(value, Decimal) else value
 
 
 def _digest(*parts: bytes | str) -> str:
@@ -261,7 +271,7 @@ class BigQueryWarehouse:
         """Rows of a BigQuery standard SQL query as dicts."""
         try:
             job = self.client.query(sql, location=self.location)
-            return [dict(row.items()) for row in job.result()]
+            return [{k: _at_numeric_scale(v) for k, v in row.items()} for row in job.result()]
         except GoogleAPIError as exc:
             raise WarehouseError(f"BigQuery query failed: {exc}") from None
 

@@ -27,7 +27,15 @@ from shopflow.warehouse.base import (
     partition_predicate,
 )
 from shopflow.warehouse.errors import WarehouseError
-from shopflow.warehouse.schema import HISTORY_TABLES, TABLES, conform, history_spec, table_spec
+from shopflow.warehouse.schema import (
+    HISTORY_TABLES,
+    MONEY_PLACES,
+    TABLES,
+    ColumnType,
+    conform,
+    history_spec,
+    table_spec,
+)
 
 _incoming = itertools.count()
 
@@ -48,9 +56,26 @@ class DuckDBWarehouse:
             self.ensure_tables()
 
     def ensure_tables(self) -> None:
-        """Create every warehouse table that does not exist yet."""
+        """Create every warehouse table that does not exist yet, and bring money columns of a
+        warehouse made before money was exact to DECIMAL (rounded to the paisa)."""
         for spec in (*TABLES.values(), *HISTORY_TABLES.values()):
             self._con.execute(spec.duckdb_ddl())
+        money = {
+            (spec.name, name)
+            for spec in TABLES.values()
+            for name, kind in spec.columns
+            if kind is ColumnType.NUMERIC
+        }
+        floats = self._con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND data_type IN ('DOUBLE', 'FLOAT')"
+        ).fetchall()
+        for table, column in floats:
+            if (table, column) in money:
+                self._con.execute(
+                    f'ALTER TABLE "{table}" ALTER "{column}" TYPE DECIMAL(38, 9) '
+                    f'USING ROUND("{column}", {MONEY_PLACES})'
+                )
 
     def load_batch(self, loads: Sequence[TableLoad]) -> list[int]:
         """Apply `loads` in one transaction: every table replaced, or none (previous state kept)."""

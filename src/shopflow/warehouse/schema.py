@@ -1,8 +1,9 @@
 """The warehouse tables: names, columns and types, and how each is partitioned.
 
-One description serves both warehouses: DuckDB DDL, BigQuery schema fields and the Arrow schema a
-load casts its input to. Columns follow the curated tables of `shopflow.transform` (names and
-order); `user_behavior` starts with the seed's nine unified-table columns.
+Derived from the curated tables' declarations (`shopflow.schemas`, the one place a table's
+columns are declared): each warehouse table is its curated table's warehouse columns, in order,
+in warehouse types. One description serves both warehouses: DuckDB DDL, BigQuery schema fields
+and the Arrow schema a load casts its input to.
 """
 
 from __future__ import annotations
@@ -12,16 +13,11 @@ from enum import StrEnum
 from typing import Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from shopflow.schemas import CURATED, Kind, curated
+from shopflow.schemas import Grain as Grain  # re-exported: the warehouse speaks of grains too
 from shopflow.warehouse.errors import WarehouseError
-
-
-class Grain(StrEnum):
-    """How a table is partitioned in the lake and replaced in the warehouse."""
-
-    HOURLY = "hourly"  # curated/<t>/date=/hour=/ ; replaced per (date, hour) or per date
-    DAILY = "daily"  # curated/<t>/date=/ ; replaced per date
-    WHOLE = "whole"  # one snapshot; replaced whole
 
 
 class ColumnType(StrEnum):
@@ -30,15 +26,22 @@ class ColumnType(StrEnum):
     STRING = "STRING"
     INT64 = "INT64"
     FLOAT64 = "FLOAT64"
+    NUMERIC = "NUMERIC"  # money: an exact decimal, 38 digits of which 9 after the point
     DATE = "DATE"
     TIMESTAMP = "TIMESTAMP"
     BOOL = "BOOL"
 
 
+#: The Arrow type of money in the warehouse: BigQuery's NUMERIC, DuckDB's DECIMAL(38, 9).
+MONEY_TYPE: Final = pa.decimal128(38, 9)
+#: Decimal places money is rounded to when it comes from a float column of the lake (the paisa).
+MONEY_PLACES: Final = 2
+
 _DUCKDB_TYPES: Final = {
     ColumnType.STRING: "VARCHAR",
     ColumnType.INT64: "BIGINT",
     ColumnType.FLOAT64: "DOUBLE",
+    ColumnType.NUMERIC: "DECIMAL(38, 9)",  # BigQuery's NUMERIC exactly
     ColumnType.DATE: "DATE",
     ColumnType.TIMESTAMP: "TIMESTAMPTZ",
     ColumnType.BOOL: "BOOLEAN",
@@ -48,6 +51,7 @@ _ARROW_TYPES: Final[dict[ColumnType, pa.DataType]] = {
     ColumnType.STRING: pa.string(),
     ColumnType.INT64: pa.int64(),
     ColumnType.FLOAT64: pa.float64(),
+    ColumnType.NUMERIC: MONEY_TYPE,
     ColumnType.DATE: pa.date32(),
     ColumnType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
     ColumnType.BOOL: pa.bool_(),
@@ -76,173 +80,40 @@ class TableSpec:
         """The Arrow schema a load casts its input to."""
         return pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in self.columns])
 
+    def lake_arrow_schema(self) -> pa.Schema:
+        """The Arrow schema of its curated table in the lake, these columns only (money is a float
+        there, made exact by `conform` at the load)."""
+        lake = curated(self.name).lake_schema()
+        return pa.schema([lake.field(name) for name in self.column_names])
+
     def duckdb_ddl(self) -> str:
         """`CREATE TABLE IF NOT EXISTS` for DuckDB."""
         cols = ", ".join(f"{name} {_DUCKDB_TYPES[kind]}" for name, kind in self.columns)
         return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols})"
 
 
-# Short names keep the column lists below readable (N: INT64).
-S, N, F, D, T = (
-    ColumnType.STRING,
-    ColumnType.INT64,
-    ColumnType.FLOAT64,
-    ColumnType.DATE,
-    ColumnType.TIMESTAMP,
-)
+#: The warehouse type of each declared kind (`hour` is INT64 here, money exact).
+_WAREHOUSE_TYPES: Final = {
+    Kind.STRING: ColumnType.STRING,
+    Kind.INT32: ColumnType.INT64,
+    Kind.INT64: ColumnType.INT64,
+    Kind.FLOAT64: ColumnType.FLOAT64,
+    Kind.MONEY: ColumnType.NUMERIC,
+    Kind.DATE: ColumnType.DATE,
+    Kind.TIMESTAMP: ColumnType.TIMESTAMP,
+}
 
-_TRAFFIC_MEASURES: Final = (
-    ("events", N),
-    ("views", N),
-    ("wishlists", N),
-    ("orders", N),
-    ("returns", N),
-    ("unique_visitors", N),
-    ("sessions", N),
-    ("view_to_wishlist_rate", F),
-    ("wishlist_to_order_rate", F),
-    ("view_to_order_rate", F),
-    ("return_rate", F),
-    ("events_per_session", F),
-)
 
-_SPECS: Final = (
-    TableSpec(
-        "events_clean",
-        Grain.HOURLY,
-        (
-            ("event_id", S),
-            ("event_name", S),
-            ("product_id", S),
-            ("user_id", S),
-            ("order_id", S),
-            ("price", F),
-            ("event_ts", T),
-            ("date", D),
-            ("hour", N),
-            ("session_id", S),
-            ("session_source", S),
-            ("ingest_ts", T),
-        ),
-    ),
-    TableSpec("traffic_hourly", Grain.HOURLY, (("date", D), ("hour", N), *_TRAFFIC_MEASURES)),
-    TableSpec("traffic_daily", Grain.DAILY, (("date", D), *_TRAFFIC_MEASURES)),
-    TableSpec(
-        "orders_enriched",
-        Grain.DAILY,
-        (
-            ("order_id", S),
-            ("product_id", S),
-            ("user_id", S),
-            ("date", D),
-            ("order_ts", T),
-            ("quantity", N),
-            ("unit_price_inr", F),
-            ("status", S),
-            ("updated_at", T),
-            ("product_name", S),
-            ("category", S),
-            ("line_amount_inr", F),
-            ("order_total_inr", F),
-        ),
-    ),
-    TableSpec(
-        "products_clean",
-        Grain.WHOLE,
-        (
-            ("product_id", S),
-            ("product_name", S),
-            ("brand", S),
-            ("category", S),
-            ("category_l1", S),
-            ("category_l2", S),
-            ("category_path", S),
-            ("price", F),
-            ("retail_price_inr", F),
-            ("price_band", S),
-            ("date", D),
-            ("updated_at", T),
-        ),
-    ),
-    TableSpec(
-        "category_summary",
-        Grain.WHOLE,
-        (
-            ("category", S),
-            ("products", N),
-            ("min_price_inr", F),
-            ("avg_price_inr", F),
-            ("max_price_inr", F),
-            ("products_under_500_inr", N),
-            ("products_500_to_1999_inr", N),
-            ("products_2000_to_9999_inr", N),
-            ("products_10000_plus_inr", N),
-            ("views", N),
-            ("wishlists", N),
-            ("returns", N),
-            ("orders", N),
-            ("units_sold", N),
-            ("revenue_inr", F),
-        ),
-    ),
-    TableSpec(
-        "users_enriched",
-        Grain.WHOLE,
-        (
-            ("user_id", S),
-            ("user_name", S),
-            ("email", S),
-            ("city", S),
-            ("date", D),
-            ("updated_at", T),
-            ("events", N),
-            ("views", N),
-            ("wishlists", N),
-            ("order_events", N),
-            ("returns", N),
-            ("sessions", N),
-            ("orders", N),
-            ("ordered_amount_inr", F),
-            ("first_seen_ts", T),
-            ("last_seen_ts", T),
-        ),
-    ),
-    TableSpec(
-        "user_behavior",
-        Grain.DAILY,
-        (
-            ("date", D),
-            ("event_id", S),
-            ("event_name", S),
-            ("price", F),
-            ("product_id", S),
-            ("product_name", S),
-            ("user_id", S),
-            ("user_name", S),
-            ("order_id", S),
-            ("event_ts", T),
-            ("session_id", S),
-            ("category", S),
-        ),
-    ),
-    TableSpec(
-        "order_reconciliation",
-        Grain.DAILY,
-        (
-            ("date", D),
-            ("api_orders", N),
-            ("event_orders", N),
-            ("matched_orders", N),
-            ("orders_without_event", N),
-            ("events_without_order", N),
-            ("amount_mismatches", N),
-            ("returns_without_order", N),
-        ),
-    ),
-)
+def _from_declaration(name: str) -> TableSpec:
+    table = curated(name)
+    columns = tuple((c.name, _WAREHOUSE_TYPES[c.kind]) for c in table.columns if c.warehouse)
+    return TableSpec(table.name, table.grain, columns)
+
 
 #: Every warehouse table by name, in load order.
-TABLES: Final[dict[str, TableSpec]] = {spec.name: spec for spec in _SPECS}
+TABLES: Final[dict[str, TableSpec]] = {
+    name: _from_declaration(name) for name, table in CURATED.items() if table.warehouse
+}
 
 #: The data-quality results: one row per check, table and date per run, appended (a history),
 #: never loaded from the lake. `partition` is the checked date (null for a snapshot table).
@@ -250,15 +121,15 @@ QUALITY_RESULTS: Final = TableSpec(
     "quality_results",
     Grain.WHOLE,
     (
-        ("check_name", S),
-        ("table_name", S),
-        ("partition", D),
-        ("severity", S),
-        ("observed", F),
-        ("threshold", F),
+        ("check_name", ColumnType.STRING),
+        ("table_name", ColumnType.STRING),
+        ("partition", ColumnType.DATE),
+        ("severity", ColumnType.STRING),
+        ("observed", ColumnType.FLOAT64),
+        ("threshold", ColumnType.FLOAT64),
         ("passed", ColumnType.BOOL),
-        ("run_ts", T),
-        ("detail", S),
+        ("run_ts", ColumnType.TIMESTAMP),
+        ("detail", ColumnType.STRING),
     ),
 )
 
@@ -298,5 +169,16 @@ def conform(spec: TableSpec, table: pa.Table) -> pa.Table:
     if missing:
         raise WarehouseError(f"{spec.name}: input lacks column(s) {', '.join(missing)}")
     schema = spec.arrow_schema()
-    columns = [table.column(field.name).cast(field.type) for field in schema]
+    columns = [to_warehouse_type(table.column(field.name), field.type) for field in schema]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def to_warehouse_type(column: pa.ChunkedArray | pa.Array, kind: pa.DataType) -> pa.ChunkedArray:
+    """`column` cast to the warehouse type `kind`; a float cast to money is rounded to the paisa
+    (half to even) first and converted through its shortest decimal text, so 0.1 is 0.1 exactly
+    (a direct cast would keep the binary float's error: 12345678.12 as 12345678.119999999)."""
+    chunked = column if isinstance(column, pa.ChunkedArray) else pa.chunked_array([column])
+    if pa.types.is_decimal(kind) and pa.types.is_floating(chunked.type):
+        text = pc.round(chunked, MONEY_PLACES).cast(pa.string())
+        return text.cast(kind)
+    return chunked.cast(kind)

@@ -31,8 +31,8 @@ from shopflow.warehouse.live import CURRENT_VIEW, ensure_current_view
 
 pytestmark = pytest.mark.integration
 
-FIRST_BURST_BOUND_S = 150.0
-BURST_BOUND_S = 60.0
+FIRST_BURST_BOUND_S = 300.0
+BURST_BOUND_S = 120.0
 TRIGGER_SECONDS = 2
 
 

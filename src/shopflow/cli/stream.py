@@ -101,7 +101,9 @@ def stream(
         )
         try:
             while query.isActive or rejects.isActive:
-                query.awaitTermination(1)
+                for running in (query, rejects):
+                    if running.isActive:
+                        running.awaitTermination(0.5)
                 report_late(query)
                 if query.exception() is not None or rejects.exception() is not None:
                     break

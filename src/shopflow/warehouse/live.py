@@ -15,7 +15,7 @@ system of record; its load supersedes a live row as soon as it holds the event.
 
 BigQuery: the same view over an external table of the live Parquet on `gs://` is possible on real
 BigQuery; the local emulator (bqemulator) has no external tables, so on the gcp profile
-`user_behavior_current` is not created and `recent_live_rows` reads the lake directly.
+`user_behavior_current` is not created and `recent_live_rows` refuses (not built for `gs://`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from shopflow.lake import LakeLayout, list_data_files
 from shopflow.lake.io import write_parquet_atomic
 from shopflow.settings import Profile, Settings
 from shopflow.warehouse.base import Warehouse
+from shopflow.warehouse.errors import WarehouseError
 from shopflow.warehouse.schema import TABLES, ColumnType
 
 #: The curated table the stream writes for the warehouse.
@@ -121,6 +122,8 @@ def recent_live_rows(settings: Settings, minutes: float = 15.0) -> list[dict[str
     warehouse attached read-only when no other process holds it (else live rows only)."""
     import duckdb
 
+    if settings.profile is Profile.GCP:
+        raise WarehouseError("recent live rows are read from a local lake only (profile local)")
     ensure_live_placeholder(settings)
     since = datetime.now(UTC) - timedelta(minutes=minutes)
     columns = ", ".join(f'"{c}"' for c in LIVE_COLUMNS)
@@ -128,7 +131,7 @@ def recent_live_rows(settings: Settings, minutes: float = 15.0) -> list[dict[str
     try:
         batch = None
         path = settings.home / "warehouse.duckdb"
-        if settings.profile is not Profile.GCP and Path(path).is_file():
+        if Path(path).is_file():
             try:
                 con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS wh (READ_ONLY)")
                 batch = "wh.main.user_behavior"

@@ -126,18 +126,29 @@ def _batch_files(checkpoint: Path, kind: str) -> set[int]:
     return {int(p.name.split(".")[0]) for p in folder.iterdir() if p.name.split(".")[0].isdigit()}
 
 
+def _log_offset(checkpoint: Path, batch: int) -> int:
+    """The file-source log entry a query batch reads up to (the offset file's last line)."""
+    lines = (checkpoint / "offsets" / str(batch)).read_text().strip().splitlines()
+    return int(json.loads(lines[-1])["logOffset"])
+
+
 def _kill_mid_batch(stream: subprocess.Popen[bytes], checkpoint: Path, after: int) -> int:
-    """kill -9 the stream once a batch > `after` that read new files is started, not committed."""
+    """kill -9 the stream once a batch after `after` that reads new files has started (its offsets
+    are written) and is not committed; return that batch id."""
+    seen = _log_offset(checkpoint, after)
     deadline = time.monotonic() + BURST_BOUND_S
     while time.monotonic() < deadline:
-        started = {b for b in _batch_files(checkpoint, "sources/0") if b > after}
-        pending = started - _batch_files(checkpoint, "commits")
-        if pending:
-            os.kill(stream.pid, signal.SIGKILL)
-            stream.wait()
-            batch = min(pending)
-            assert batch not in _batch_files(checkpoint, "commits"), "committed before the kill"
-            return batch
+        started = {b for b in _batch_files(checkpoint, "offsets") if b > after}
+        for batch in sorted(started - _batch_files(checkpoint, "commits")):
+            try:
+                new_files = _log_offset(checkpoint, batch) > seen
+            except (OSError, ValueError, KeyError):
+                continue  # being written
+            if new_files:
+                os.kill(stream.pid, signal.SIGKILL)
+                stream.wait()
+                assert batch not in _batch_files(checkpoint, "commits"), "committed before kill"
+                return batch
         time.sleep(0.02)
     raise AssertionError("no micro-batch of the third burst started within the bound")
 

@@ -100,6 +100,7 @@ class Processes:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill -9 takes Spark's JVM with it
         )
         self.children[name] = child
         return child
@@ -145,7 +146,7 @@ def _kill_mid_batch(stream: subprocess.Popen[bytes], checkpoint: Path, after: in
             except (OSError, ValueError, KeyError):
                 continue  # being written
             if new_files:
-                os.kill(stream.pid, signal.SIGKILL)
+                os.killpg(stream.pid, signal.SIGKILL)  # the Python driver and its JVM
                 stream.wait()
                 assert batch not in _batch_files(checkpoint, "commits"), "committed before kill"
                 return batch

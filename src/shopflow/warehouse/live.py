@@ -27,7 +27,7 @@ from typing import Any, Final
 import pyarrow as pa
 
 from shopflow.lake import LakeLayout, list_data_files
-from shopflow.lake.io import write_parquet_atomic
+from shopflow.lake.io import is_local, resolve, write_parquet_atomic
 from shopflow.settings import Profile, Settings
 from shopflow.warehouse.base import Warehouse
 from shopflow.warehouse.errors import WarehouseError
@@ -49,6 +49,11 @@ _DUCKDB_CASTS: Final = {
     ColumnType.DATE: "DATE",
     ColumnType.TIMESTAMP: "TIMESTAMPTZ",
 }
+
+
+def _local_lake(settings: Settings) -> bool:
+    fs, _ = resolve(LakeLayout.from_settings(settings).root)
+    return is_local(fs)
 
 
 def live_file_schema() -> pa.Schema:
@@ -96,9 +101,9 @@ def current_view_sql(settings: Settings) -> str:
 def create_current_view(warehouse: Warehouse, settings: Settings) -> list[str]:
     """Create or replace `user_behavior_current` in a DuckDB warehouse; returns what it created.
 
-    On BigQuery nothing is created (see the module docstring).
+    On BigQuery, or with a lake DuckDB cannot glob (`gs://`), nothing is created.
     """
-    if warehouse.dialect != "duckdb" or settings.profile is Profile.GCP:
+    if warehouse.dialect != "duckdb" or not _local_lake(settings):
         return []
     ensure_live_placeholder(settings)
     warehouse.create_view(CURRENT_VIEW, current_view_sql(settings))
@@ -122,7 +127,7 @@ def recent_live_rows(settings: Settings, minutes: float = 15.0) -> list[dict[str
     warehouse attached read-only when no other process holds it (else live rows only)."""
     import duckdb
 
-    if settings.profile is Profile.GCP:
+    if settings.profile is Profile.GCP or not _local_lake(settings):
         raise WarehouseError("recent live rows are read from a local lake only (profile local)")
     ensure_live_placeholder(settings)
     since = datetime.now(UTC) - timedelta(minutes=minutes)

@@ -14,7 +14,14 @@ from shopflow.lake import LakeLayout, list_partitions, read_dataset, write_parqu
 from shopflow.lake.commit_log import register_files
 from shopflow.settings import Settings
 from shopflow.transform.jobs import EtlRequest, run_etl
-from shopflow.transform.streaming import STREAM_TABLE, checkpoint_location, start_events_stream
+from shopflow.transform.stream_live import STREAM_REJECTS_SOURCE
+from shopflow.transform.streaming import (
+    STREAM_TABLE,
+    checkpoint_location,
+    start_events_stream,
+    start_rejects_stream,
+)
+from shopflow.warehouse.live import LIVE_TABLE
 from tests.transform.builders import DAY, T0
 
 MIN = timedelta(minutes=1)
@@ -121,6 +128,17 @@ def test_stream_and_batch_agree_on_events_clean(spark: SparkSession, settings: S
         "e01", "e02", "e03", "e04", "e05", "e06", "e07", "e08", "e09", "e10",
     ]  # fmt: skip
     assert stream_rows == batch_rows
+    # The live part is the batch's user_behavior, row for row (`hour` is its partition only).
+    live = [{k: v for k, v in r.items() if k != "hour"} for r in _rows(layout, LIVE_TABLE)]
+    assert live == _rows(layout, "user_behavior")
+    # The stream's contract rejects are the batch's dead letters, reason included.
+    rejects = start_rejects_stream(spark, settings, available_now=True)
+    rejects.awaitTermination(300)
+    assert rejects.exception() is None
+    stream_dead = read_dataset(layout.deadletter_root(STREAM_REJECTS_SOURCE)).to_pylist()
+    batch_dead = read_dataset(layout.deadletter_root("events_etl")).to_pylist()
+    assert [(r["event_id"], r["reason"]) for r in stream_dead] == [("e-bad", "negative price")]
+    assert stream_dead == batch_dead
 
     by_id = {r["event_id"]: r for r in stream_rows}
     assert by_id["e02"]["ingest_ts"] == T0 + timedelta(days=2, seconds=1)  # first landed copy

@@ -1,13 +1,18 @@
-"""`shopflow stream`: the Spark Structured Streaming job that keeps `events_clean_stream` fresh."""
+"""`shopflow stream`: the Spark Structured Streaming job that keeps `events_clean_stream` and
+the warehouse's live part (`user_behavior_live`) fresh."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shopflow.errors import ShopflowError
 from shopflow.settings import load_settings
+
+if TYPE_CHECKING:
+    from pyspark.sql.streaming.query import StreamingQuery
 
 
 def stream(
@@ -26,29 +31,56 @@ def stream(
         float,
         typer.Option(
             min=0.0,
-            help="Event-time lateness still deduplicated and kept; later events are dropped.",
+            help="Event-time lateness the stream still takes; older events are counted and left to the hourly ETL.",
         ),
     ] = 12.0,
     trigger_seconds: Annotated[
         float, typer.Option(min=1.0, help="Micro-batch interval when running on.")
     ] = 10.0,
 ) -> None:
-    """Stream raw/events/ into curated/events_clean_stream/ (checkpoint in the lake's _state/).
+    """Stream raw/events/ into curated/events_clean_stream/ and the warehouse's live part
+    curated/user_behavior_live/ (read by the warehouse view user_behavior_current); contract rejects
+    go to deadletter/events_stream/; events older than the watermark are counted in
+    _state/streaming/events_clean_stream-late_events.json and left to the hourly ETL.
 
-    Restarts resume from the checkpoint. Stop a continuous run with Ctrl-C.
+    Runs on (a micro-batch every --trigger-seconds) until Ctrl-C; restarts resume from the checkpoint.
     """
     from pyspark.errors import PySparkException
 
     from shopflow.transform.session import build_spark_session
-    from shopflow.transform.streaming import STREAM_TABLE, checkpoint_location, start_events_stream
+    from shopflow.transform.stream_live import record_late
+    from shopflow.transform.streaming import (
+        STREAM_TABLE,
+        checkpoint_location,
+        start_events_stream,
+        start_rejects_stream,
+    )
 
     settings = load_settings()
     spark = build_spark_session(settings, app_name="shopflow-stream")
+    checkpoint = checkpoint_location(settings)
 
     def on_batch(batch_id: int, written: list[str]) -> None:
         if written:
-            typer.echo(f"micro-batch {batch_id}: replaced {len(written)} partition(s)")
+            typer.echo(f"micro-batch {batch_id}: replaced {len(written)} partition(s)", err=True)
 
+    seen: set[int] = set()
+
+    def report_late(query: StreamingQuery) -> None:
+        for progress in query.recentProgress:
+            batch_id = int(progress["batchId"])
+            if batch_id in seen:
+                continue
+            seen.add(batch_id)
+            skipped = record_late(checkpoint, json.loads(progress.json))
+            if skipped:
+                typer.echo(
+                    f"micro-batch {batch_id}: skipped {skipped} event(s) older than the watermark"
+                    " (left to the hourly ETL: they are in raw/events)",
+                    err=True,
+                )
+
+    trigger = f"{int(trigger_seconds)} seconds"
     try:
         query = start_events_stream(
             spark,
@@ -56,17 +88,31 @@ def stream(
             available_now=available_now,
             max_files_per_trigger=max_files_per_trigger,
             late_tolerance=f"{int(late_tolerance_hours * 3600)} seconds",
-            trigger_interval=f"{int(trigger_seconds)} seconds",
+            trigger_interval=trigger,
             on_batch=on_batch,
         )
+        rejects = start_rejects_stream(
+            spark, settings, available_now=available_now, trigger_interval=trigger
+        )
         typer.echo(
-            f"streaming {settings.lake_url}/raw/events -> {STREAM_TABLE} "
-            f"(checkpoint {checkpoint_location(settings)})"
+            f"streaming {settings.lake_url}/raw/events -> {STREAM_TABLE}, user_behavior_live "
+            f"(checkpoint {checkpoint})",
+            err=True,
         )
         try:
-            query.awaitTermination()
+            while query.isActive or rejects.isActive:
+                for running in (query, rejects):
+                    if running.isActive:
+                        running.awaitTermination(0.5)
+                report_late(query)
+                if query.exception() is not None or rejects.exception() is not None:
+                    break
+            report_late(query)
+            for running in (query, rejects):
+                running.awaitTermination()  # re-raises a failed query's error
         except KeyboardInterrupt:
             query.stop()
+            rejects.stop()
             raise typer.Abort() from None
     except PySparkException as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

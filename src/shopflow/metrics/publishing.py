@@ -1,5 +1,6 @@
 """Loading the warehouse with its metric views: the curated tables (`shopflow.warehouse`), then
-every metric view re-created in the same transaction, in the reporting time zone."""
+every metric view re-created in the same transaction, in the reporting time zone, and the
+`user_behavior_current` view over the stream's live Parquet (`shopflow.warehouse.live`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import date
 from shopflow.metrics.views import METRIC_VIEWS, view_body
 from shopflow.settings import Settings
 from shopflow.warehouse import LoadReport, Warehouse, load_tables
+from shopflow.warehouse.live import create_current_view
 
 
 def create_metric_views(warehouse: Warehouse, reporting_timezone: str = "UTC") -> list[str]:
@@ -41,5 +43,10 @@ def load_warehouse(
         load_id=load_id,
         recomputed=recomputed,
         before_load=before_load,
-        after_load=lambda target: create_metric_views(target, settings.reporting_timezone),
+        after_load=lambda target: _create_views(target, settings),
     )
+
+
+def _create_views(warehouse: Warehouse, settings: Settings) -> None:
+    create_metric_views(warehouse, settings.reporting_timezone)
+    create_current_view(warehouse, settings)

@@ -122,28 +122,31 @@ from shopflow.transform.requests import (
 )
 
 
-def _staged_events(t: Transforms, raw: DataFrame) -> DataFrame:
+def staged_events(t: Transforms, raw: DataFrame) -> DataFrame:
     """Raw events staged once, with the raw partition date (`raw_date`) the rejects are filed by."""
     return t.events.stage_events(
         raw.withColumn(RAW_DATE_COLUMN, t.functions.col("date")), keep=(RAW_DATE_COLUMN,)
     )
 
 
-def _rejects(t: Transforms, staged: DataFrame, dates: Sequence[date]) -> DataFrame:
+def reject_rows(t: Transforms, staged: DataFrame, dates: Sequence[date] | None) -> DataFrame:
+    """The dead-letter rows of staged events (of raw partition `dates`; None: all), with `reason`.
+
+    Shared with the stream (`shopflow.transform.stream_live`), so both file the same rows.
+    """
     # Keyed by the raw partition date (the folder it was read from): an event without a usable
     # event_ts has no event date of its own.
     F = t.functions
     staged_columns = [c for c in STAGED_EVENT_COLUMNS if c not in ("date", "hour", "reject_reason")]
-    return (
-        t.events.event_rejects(staged)
-        .where(F.col(RAW_DATE_COLUMN).isin(list(dates)))
-        .select(
-            *staged_columns,
-            F.col("date").alias("event_date"),
-            F.col("hour").alias("event_hour"),
-            F.col("reject_reason").alias("reason"),
-            F.col(RAW_DATE_COLUMN).alias("date"),
-        )
+    rejects = t.events.event_rejects(staged)
+    if dates is not None:
+        rejects = rejects.where(F.col(RAW_DATE_COLUMN).isin(list(dates)))
+    return rejects.select(
+        *staged_columns,
+        F.col("date").alias("event_date"),
+        F.col("hour").alias("event_hour"),
+        F.col("reject_reason").alias("reason"),
+        F.col(RAW_DATE_COLUMN).alias("date"),
     )
 
 
@@ -257,7 +260,7 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
                 # Staged once: both the dead letters and the clean events come from it.
                 def stage() -> DataFrame:
                     raw = extract_raw_events(session, layout, event_files)
-                    return engine.materialize(_staged_events(t, raw))
+                    return engine.materialize(staged_events(t, raw))
 
                 try:
                     staged = stage()
@@ -272,7 +275,7 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
                     event_files = [url for url in event_files if url not in gone]
                     staged = stage()
                 cached.append(staged)
-                rejects = engine.to_arrow(_rejects(t, staged, dates))
+                rejects = engine.to_arrow(reject_rows(t, staged, dates))
                 run.rejected_events = rejects.num_rows
                 commits.submit(
                     f"deadletter/{REJECTS_SOURCE}",

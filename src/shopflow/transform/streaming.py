@@ -2,7 +2,8 @@
 
 The landing consumer writes `raw/events/date=/hour=/*.parquet` (one file per landed batch, atomic
 rename, so a reader never sees a partial file). This job reads that folder as a Parquet *file
-source* and keeps `curated/events_clean_stream/date=/hour=/` up to date:
+source* and keeps `curated/events_clean_stream/date=/hour=/` and the warehouse's live part
+`curated/user_behavior_live/date=/hour=/` (`shopflow.transform.stream_live`) up to date:
 
 1. Staging is the batch path's own code: `stage_events` + `valid_events` (nothing forked).
 2. Deduplication by `event_id` is stateful and bounded: `withWatermark("event_ts", late tolerance)`
@@ -14,13 +15,18 @@ source* and keeps `curated/events_clean_stream/date=/hour=/` up to date:
    with a new event, and the day after it, whose first session may now start earlier) plus the
    previous date as context, re-runs the batch path's `dedup_events` + `sessionise` on the union,
    and replaces the hourly partitions of the affected dates whole through the lake API
-   (`replace_partition`: one atomic file per partition), exactly as the batch job writes.
+   (`replace_partition`: one atomic file per partition), exactly as the batch job writes. The same
+   rows go through the batch transform `user_behavior` (names as of each event's time from the
+   curated histories) into `user_behavior_live`, which the warehouse view
+   `user_behavior_current` reads (`shopflow.warehouse.live`).
+4. A second query on the same files (`start_rejects_stream`) files contract rejects under
+   `deadletter/events_stream/` with the batch ETL's reject rows and reasons.
 
-Why a table of its own (`events_clean_stream`) and not the batch job's `events_clean`: the hourly
-batch ETL replaces whole `events_clean` partitions and is the system of record (it keeps events
-that arrive later than the streaming late tolerance). Two writers replacing the same partitions
-would race, and the last one would win with its own edge semantics. The stream table is the
-fresher view for the demo; the parity test shows the two agree for the same input.
+Why tables of their own and not the batch job's `events_clean` / `user_behavior`: the hourly
+batch ETL replaces whole partitions and is the system of record (it keeps events that arrive later
+than the streaming late tolerance). Two writers replacing the same partitions would race, and the
+last one would win with its own edge semantics. The warehouse view takes a live row only while
+the batch part lacks its `event_id`, so the two never double-count.
 
 Semantics that differ from the batch path (the parity test pins down where they agree):
 
@@ -30,17 +36,20 @@ Semantics that differ from the batch path (the parity test pins down where they 
   micro-batch the copy kept by `dropDuplicatesWithinWatermark` is arbitrary. Copies of one event
   carry the same payload, so the only column of `events_clean` that can differ is `ingest_ts`.
 * Too-late events: an event whose `event_ts` is older than the watermark when its file is
-  processed is dropped by the stream (Spark drops too-late rows in a watermarked stateful
-  operator); the batch path keeps it. Hence the tolerance default (`DEFAULT_LATE_TOLERANCE`) is
-  above the simulator's latest delivery (8 h). Spark filters late rows with the watermark of the
-  previous micro-batch, so the cut-off lags by one batch. Duplicates cannot leak past the state's
-  eviction: a key is evicted only once the watermark passes its event time + tolerance, after which
-  any copy of it is too late. `foreachBatch` deduplicates again against the table's rows of the
-  same dates, which makes a replayed micro-batch idempotent.
-* Rejected rows (contract failures) are filtered out here; the batch job counts them.
+  processed is skipped by the stream (Spark drops too-late rows in a watermarked stateful
+  operator). It is not lost: it is in the raw zone, the next hourly ETL includes it, and the stream
+  records the count (Spark's `numRowsDroppedByWatermark`) in a log line and in
+  `_state/streaming/events_clean_stream-late_events.json`. Spark filters late rows with the
+  watermark of the previous micro-batch, so the cut-off lags by one batch. Duplicates cannot leak
+  past the state's eviction: a key is evicted only once the watermark passes its event time +
+  tolerance, after which any copy of it is too late. `foreachBatch` deduplicates again against the
+  table's rows of the same dates, which makes a replayed micro-batch idempotent.
 
-Checkpoint: `<lake>/_state/streaming/events_clean_stream/` (offsets, the file-source log of files
-already seen and the dedup state). Delete it (with the stream table) to rebuild from scratch.
+Checkpoints: `<lake>/_state/streaming/events_clean_stream/` (offsets, the file-source log of files
+already seen and the dedup state) and `<lake>/_state/streaming/events_stream_rejects/`. A crash
+after a micro-batch's writes and before its commit replays the batch on restart; every write is a
+replace by key (partition, or the rejects file named by batch id), so nothing doubles. Delete them
+(with the stream tables) to rebuild from scratch.
 """
 
 from __future__ import annotations
@@ -68,6 +77,7 @@ from shopflow.lake import LakeLayout, list_partitions, replace_partition, resolv
 from shopflow.lake.io import is_local
 from shopflow.schemas import EVENTS_CLEAN
 from shopflow.settings import Settings
+from shopflow.transform.engine import transforms
 from shopflow.transform.events import (
     DEFAULT_SESSION_GAP_MINUTES,
     EVENTS_CLEAN_COLUMNS,
@@ -75,6 +85,12 @@ from shopflow.transform.events import (
     sessionise,
     stage_events,
     valid_events,
+)
+from shopflow.transform.jobs import reject_rows, staged_events
+from shopflow.transform.stream_live import (
+    live_rows,
+    replace_live_partitions,
+    write_batch_rejects,
 )
 
 #: The curated table the stream maintains (same columns and partitioning as `events_clean`).
@@ -84,6 +100,7 @@ DEFAULT_LATE_TOLERANCE: Final = "12 hours"
 #: Micro-batch interval of the continuous (demo) mode.
 DEFAULT_TRIGGER_INTERVAL: Final = "10 seconds"
 QUERY_NAME: Final = "events_clean_stream"
+REJECTS_QUERY_NAME: Final = "events_stream_rejects"
 
 #: Schema of `events_clean` (and of the stream table), in `EVENTS_CLEAN_COLUMNS` order.
 EVENTS_CLEAN_SCHEMA: Final = from_arrow_schema(EVENTS_CLEAN.lake_schema())
@@ -149,16 +166,18 @@ def apply_micro_batch(
     layout: LakeLayout,
     gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
 ) -> list[str]:
-    """Merge one micro-batch of new, deduplicated events into the stream table; return the files.
+    """Merge one micro-batch of new, deduplicated events into the stream table and the live part
+    of the warehouse (`user_behavior_live`, `shopflow.transform.stream_live`); return the files.
 
     Recomputes the affected dates (dates with a new event and the day after each) from the table's
     rows plus the new ones, with the previous date as session context, and replaces their hourly
-    partitions. Idempotent: a replayed micro-batch (after a crash between the write and the
-    checkpoint commit) meets its own rows in the table and `dedup_events` keeps one copy.
+    partitions in both tables. Idempotent: a replayed micro-batch (after a crash between the writes
+    and the checkpoint commit) meets its own rows in the table and `dedup_events` keeps one copy.
     """
     spark = new_events.sparkSession
     columns = [c for c in EVENTS_CLEAN_COLUMNS if c not in ("session_source", "session_start_ts")]
     new = new_events.select(*columns, "message_id").cache()
+    result: DataFrame | None = None
     try:
         new_dates = {row["date"] for row in new.select("date").distinct().collect()}
         if not new_dates:
@@ -174,12 +193,22 @@ def apply_micro_batch(
             sessionise(merged, gap_minutes)
             .where(F.col("date").isin(sorted(affected)))
             .select(*EVENTS_CLEAN_COLUMNS)
+            .cache()
         )
         # Collected before any write: the read of the partitions being replaced is complete.
         table = result.toArrow()
+        live = live_rows(result, layout).toArrow()
     finally:
         new.unpersist()
-    return _replace_hour_partitions(table, layout)
+        if result is not None:
+            result.unpersist()
+    # The stream table first: a crash between the two is replayed, and the replay rewrites both.
+    return _replace_hour_partitions(table, layout) + replace_live_partitions(live, layout)
+
+
+def rejects_checkpoint_location(settings: Settings) -> str:
+    """Where the rejects query keeps its offsets and seen-file log."""
+    return f"{LakeLayout.from_settings(settings).state_root()}/streaming/{REJECTS_QUERY_NAME}"
 
 
 def _ensure_local_folder(url: str) -> None:
@@ -199,7 +228,8 @@ def start_events_stream(
     gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
     on_batch: Callable[[int, list[str]], None] | None = None,
 ) -> StreamingQuery:
-    """Start the stream `raw/events/` → `curated/events_clean_stream/`; return the running query.
+    """Start the stream `raw/events/` → `curated/events_clean_stream/` + `user_behavior_live/`;
+    return the running query.
 
     `available_now=True` processes every file present at the start (in micro-batches of at most
     `max_files_per_trigger` files) and stops: tests and catch-up runs; wait with
@@ -225,6 +255,42 @@ def start_events_stream(
     writer = (
         deduplicated.writeStream.queryName(QUERY_NAME)
         .option("checkpointLocation", checkpoint_location(settings))
+        .foreachBatch(write_batch)
+    )
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=trigger_interval)
+    return writer.start()
+
+
+def start_rejects_stream(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    available_now: bool,
+    trigger_interval: str = DEFAULT_TRIGGER_INTERVAL,
+) -> StreamingQuery:
+    """Start the stream `raw/events/` → `deadletter/events_stream/` (contract rejects, with the
+    batch ETL's reject rows and reasons); its own checkpoint, same triggers as the events stream.
+    """
+    layout = LakeLayout.from_settings(settings)
+    events_root = layout.events_root()
+    _ensure_local_folder(events_root)
+    raw = (
+        spark.readStream.schema(raw_event_stream_schema())
+        .option("basePath", events_root)
+        .parquet(events_root)
+    )
+    t = transforms(spark)
+    rejects: DataFrame = reject_rows(t, staged_events(t, raw), None)
+
+    def write_batch(batch: DataFrame, batch_id: int) -> None:
+        write_batch_rejects(batch.toArrow(), batch_id, layout)
+
+    writer = (
+        rejects.writeStream.queryName(REJECTS_QUERY_NAME)
+        .option("checkpointLocation", rejects_checkpoint_location(settings))
         .foreachBatch(write_batch)
     )
     if available_now:

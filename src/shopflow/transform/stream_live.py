@@ -1,0 +1,147 @@
+"""What the stream writes besides `events_clean_stream`: the warehouse's live part, its dead
+letters and its record of too-late events.
+
+* `curated/user_behavior_live/date=D/hour=HH/`: the batch transform `user_behavior` run on the
+  stream's sessionised events of the affected dates, with names as of each event's time from the
+  curated `products_history` / `users_history` the last hourly ETL wrote (null names while those
+  are still empty). Replaced per partition with the stream table, so a replayed micro-batch
+  rewrites the same rows. The warehouse reads it through `user_behavior_current`
+  (`shopflow.warehouse.live`).
+* `deadletter/events_stream/date=D/batch-<id>.parquet`: the contract rejects of micro-batch `id`,
+  the batch ETL's own reject rows (`shopflow.transform.jobs.reject_rows`), filed by raw partition
+  date. Named by the batch id, so a replay after a crash replaces its own file.
+* `_state/streaming/late_events.json`: how many events the stream skipped as older than its
+  watermark (Spark's `numRowsDroppedByWatermark`), in total and for the last batch that had any.
+  They are in the raw zone, so the next hourly ETL includes them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
+
+from shopflow.lake import LakeLayout, list_data_files, replace_partition
+from shopflow.lake.io import resolve, write_json_atomic, write_parquet_atomic
+from shopflow.transform.user_behavior import USER_BEHAVIOR_COLUMNS, user_behavior
+from shopflow.warehouse.live import LIVE_TABLE
+
+#: Where the stream's contract rejects go (`deadletter/<source>/date=D/`).
+STREAM_REJECTS_SOURCE: Final = "events_stream"
+#: The state record of too-late events the stream skipped.
+LATE_STATE: Final = "late_events.json"
+
+_TS = TimestampType()
+_HISTORY_SCHEMAS: Final = {
+    "products_history": StructType(
+        [
+            StructField("product_id", StringType()),
+            StructField("product_name", StringType()),
+            StructField("category", StringType()),
+            StructField("valid_from", _TS),
+            StructField("valid_to", _TS),
+            StructField("is_first_version", BooleanType()),
+        ]
+    ),
+    "users_history": StructType(
+        [
+            StructField("user_id", StringType()),
+            StructField("user_name", StringType()),
+            StructField("valid_from", _TS),
+            StructField("valid_to", _TS),
+            StructField("is_first_version", BooleanType()),
+        ]
+    ),
+}
+
+
+def read_history(spark: SparkSession, layout: LakeLayout, name: str) -> DataFrame:
+    """A curated history snapshot as the last ETL wrote it; empty before the first ETL."""
+    schema = _HISTORY_SCHEMAS[name]
+    files = list_data_files(layout.curated_root(name))
+    if not files:
+        return spark.createDataFrame([], schema)
+    return spark.read.parquet(*(f.url for f in files)).select(*schema.fieldNames())
+
+
+def live_rows(events_clean: DataFrame, layout: LakeLayout) -> DataFrame:
+    """The live rows of sessionised events: `user_behavior` columns plus the partition `hour`."""
+    spark = events_clean.sparkSession
+    rows = user_behavior(
+        events_clean,
+        read_history(spark, layout, "products_history"),
+        read_history(spark, layout, "users_history"),
+    )
+    return rows.select(*USER_BEHAVIOR_COLUMNS, F.hour("event_ts").cast("int").alias("hour"))
+
+
+def replace_live_partitions(table: pa.Table, layout: LakeLayout) -> list[str]:
+    """Replace each (date, hour) partition of the live table present in `table`."""
+    written = []
+    keys = sorted(set(zip(table["date"].to_pylist(), table["hour"].to_pylist(), strict=True)))
+    for day, hour in keys:
+        mask = pc.and_(
+            pc.equal(table["date"], pa.scalar(day, pa.date32())),
+            pc.equal(table["hour"], pa.scalar(hour, pa.int32())),
+        )
+        written.append(
+            replace_partition(table.filter(mask), layout.curated_partition(LIVE_TABLE, day, hour))
+        )
+    return written
+
+
+def write_batch_rejects(rejects: pa.Table, batch_id: int, layout: LakeLayout) -> list[str]:
+    """File a micro-batch's reject rows (with a `date` column) per date, one file per batch."""
+    written = []
+    for day in sorted(set(rejects["date"].to_pylist())):
+        part = rejects.filter(pc.equal(rejects["date"], pa.scalar(day, pa.date32())))
+        folder = layout.deadletter_partition(STREAM_REJECTS_SOURCE, day)
+        url = f"{folder}/batch-{batch_id:09d}.parquet"
+        write_parquet_atomic(part.drop_columns(["date"]), url)
+        written.append(url)
+    return written
+
+
+def late_state_url(checkpoint: str) -> str:
+    """The too-late record, next to the stream's checkpoint."""
+    return f"{checkpoint.rstrip('/')}-{LATE_STATE}"
+
+
+def read_late_state(checkpoint: str) -> dict[str, Any]:
+    """The too-late record (zeros before the first skip)."""
+    fs, path = resolve(late_state_url(checkpoint))
+    if not fs.exists(path):
+        return {"skipped_total": 0, "batches": {}}
+    with fs.open(path, "rb") as handle:
+        data: dict[str, Any] = json.load(handle)
+    return data
+
+
+def dropped_by_watermark(progress: dict[str, Any]) -> int:
+    """Rows a micro-batch's progress says its stateful operators dropped as too late."""
+    return sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in progress["stateOperators"])
+
+
+def record_late(checkpoint: str, progress: dict[str, Any]) -> int:
+    """Add a micro-batch's too-late count to the record (once per batch id); return the count."""
+    skipped = dropped_by_watermark(progress)
+    if not skipped:
+        return 0
+    state = read_late_state(checkpoint)
+    batch = str(progress["batchId"])
+    if batch in state["batches"]:
+        return skipped
+    state["batches"][batch] = {
+        "skipped": skipped,
+        "watermark": progress.get("eventTime", {}).get("watermark"),
+        "recorded_at": datetime.now(UTC).isoformat(),
+    }
+    state["skipped_total"] = sum(b["skipped"] for b in state["batches"].values())
+    write_json_atomic(state, late_state_url(checkpoint))
+    return skipped

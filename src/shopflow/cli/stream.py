@@ -103,7 +103,7 @@ def stream(
             while query.isActive or rejects.isActive:
                 for running in (query, rejects):
                     if running.isActive:
-                        running.awaitTermination(0.5)
+                        running.awaitTermination(1)  # seconds (typed int)
                 report_late(query)
                 if query.exception() is not None or rejects.exception() is not None:
                     break

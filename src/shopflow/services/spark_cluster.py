@@ -208,31 +208,44 @@ def start_cluster(
     say = report or (lambda line: None)
     if not (config.spark_home / "bin" / "spark-class").is_file():
         raise ShopflowError(f"no bin/spark-class under {config.spark_home}")
-    if running_pid(config, "master") is None:
-        for port in (config.master_port, config.master_ui_port):
+    missing = [name for name in config.names if running_pid(config, name) is None]
+    for name in missing:
+        for port in _ports(config, name):
             if port_open(HOST, port):
                 raise ShopflowError(
-                    f"port {port} on {HOST} is taken by another process; "
-                    "stop it or choose other ports (--master-port, --master-ui-port)"
+                    f"port {port} on {HOST} ({name}) is taken by another process; stop it or "
+                    "choose other ports (--master-port, --master-ui-port, --worker-ui-ports)"
                 )
-        say(f"master: starting on {config.master_url} (pid {_spawn(config, 'master')})")
-    master = ("master",)
-    _wait(config, master, lambda: master_state(config) is not None, "master web UI", timeout)
-    for name in config.names[1:]:
-        if running_pid(config, name) is None:
-            say(f"{name}: starting (pid {_spawn(config, name)})")
-    wanted = len(config.worker_ui_ports)
-    _wait(
-        config,
-        config.names,
-        lambda: len(alive_workers(master_state(config))) >= wanted,
-        f"{wanted} registered workers",
-        timeout,
-    )
+    try:
+        if "master" in missing:
+            say(f"master: starting on {config.master_url} (pid {_spawn(config, 'master')})")
+        master = ("master",)
+        _wait(config, master, lambda: master_state(config) is not None, "master web UI", timeout)
+        for name in config.names[1:]:
+            if name in missing:
+                say(f"{name}: starting (pid {_spawn(config, name)})")
+        wanted = len(config.worker_ui_ports)
+        _wait(
+            config,
+            config.names,
+            lambda: len(alive_workers(master_state(config))) >= wanted,
+            f"{wanted} registered workers",
+            timeout,
+        )
+    except BaseException:
+        stop_cluster(config)  # a cluster short of a process is no use; leave nothing behind
+        raise
     state = master_state(config)
     assert state is not None
     say(f"spark cluster: {config.master_url}, {wanted} workers alive, UI {config.master_json_url}")
     return state
+
+
+def _ports(config: ClusterConfig, name: str) -> tuple[int, ...]:
+    """The fixed ports process `name` listens on."""
+    if name == "master":
+        return (config.master_port, config.master_ui_port)
+    return (config.worker_ui_ports[int(name.rpartition("-")[2]) - 1],)
 
 
 def stop_cluster(config: ClusterConfig, report: Callable[[str], None] | None = None) -> None:

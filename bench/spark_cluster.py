@@ -194,7 +194,9 @@ def run(ctx: BenchContext) -> BenchResult:
         for attempt in range(repeats):
             for case in cases:
                 url = config.master_url if case == "cluster" else case
-                home = fresh_lake(zone, ctx.scratch / f"{case}-{attempt}").parent
+                # No brackets in the path: fsspec would read `[2]` as a glob pattern.
+                folder = re.sub(r"[^A-Za-z0-9-]", "", case)
+                home = fresh_lake(zone, ctx.scratch / f"{folder}-{attempt}").parent
                 wall, driver_peak, executors_peak, output = _submit(
                     url, memory, artefact, home, hour, workers
                 )

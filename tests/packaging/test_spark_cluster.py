@@ -41,6 +41,10 @@ from tests.packaging.conftest import SPARK_HOME, SPARK_SUBMIT, clean_env, cluste
 
 pytestmark = pytest.mark.integration
 
+#: Setup (wheel, wheelhouse, artefact) plus a cluster run: ~3 + ~4 minutes on 2 idle cores; under
+#: a load of ~19 on the same cores the spark-submit alone took over 9 minutes.
+TIMEOUT_SECONDS = 1800
+
 EVENTS = 3000
 HOUR = "2026-11-02T12"  # the raw zone's second day; the run also takes everything new (day one)
 
@@ -82,6 +86,7 @@ def cluster(tmp_path: Path) -> Iterator[ClusterConfig]:
     assert master_state(config) is None
 
 
+@pytest.mark.timeout(TIMEOUT_SECONDS)
 def test_artefact_on_the_standalone_cluster_gives_the_local_runs_warehouse(
     artefact: Path,
     wheelhouse: Path,

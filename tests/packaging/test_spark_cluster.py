@@ -41,8 +41,9 @@ from tests.packaging.conftest import SPARK_HOME, SPARK_SUBMIT, clean_env, cluste
 
 pytestmark = pytest.mark.integration
 
-#: Setup (wheel, wheelhouse, artefact) plus a cluster run: ~3 + ~4 minutes on 2 idle cores; under
-#: a load of ~19 on the same cores the spark-submit alone took over 9 minutes.
+#: Measured only on a shared, busy machine (load average 13-19 on 2 cores): the session's setup
+#: (wheel, wheelhouse, artefact) took 135-350 s and the test's body over 550 s, past the suite's
+#: default 900 s for the two together.
 TIMEOUT_SECONDS = 1800
 
 EVENTS = 3000

@@ -7,7 +7,7 @@ TOOLS_VENV  ?= .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.shopflow-tools-installed
 export SHOPFLOW_TEST_CHECKOV := $(abspath $(TOOLS_VENV))/bin/checkov
 
-.PHONY: setup tools demo test lint typecheck unit services-up services-down airflow-up airflow-down bench faults dataproc-artifact clean
+.PHONY: setup tools demo test lint typecheck unit services-up services-down airflow-up airflow-down bench faults dataproc-artifact spark-cluster-up spark-cluster-down clean
 
 setup: $(STAMP)
 
@@ -79,6 +79,16 @@ BUILD_PYTHON    ?= $(or $(wildcard $(BIN)/python),python3)
 DIST            ?= dist
 dataproc-artifact:
 	$(BUILD_PYTHON) scripts/dataproc_artifact.py --dist $(DIST) --python-version $(DATAPROC_PYTHON)
+
+# A Spark standalone cluster on 127.0.0.1 standing in for Dataproc: a master (spark://127.0.0.1:7077,
+# UI http://127.0.0.1:8080) and two workers of 1 core and 2g each, started from the venv pyspark's
+# bin/spark-class; pid files and logs in $SHOPFLOW_HOME/run/spark-cluster. Submit with
+# `spark-submit --master spark://127.0.0.1:7077 ...` (README, Cloud deployment).
+spark-cluster-up: setup
+	$(BIN)/python -m shopflow.services.spark_cluster up
+
+spark-cluster-down: setup
+	$(BIN)/python -m shopflow.services.spark_cluster down
 
 clean:
 	rm -rf .shopflow .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""Fixtures of the packaging tests: one wheel and one wheelhouse per session, fresh virtualenvs.
+"""Fixtures of the packaging tests: one wheel, one wheelhouse and one Dataproc artefact per
+session, fresh virtualenvs.
 
 Every install resolves from a wheelhouse downloaded once per session (`pip download` under
 constraints.txt), so the virtualenvs and the artefact build do not ask PyPI again.
@@ -22,6 +23,8 @@ CONSTRAINTS = ROOT / "constraints.txt"
 SPARK_HOME = Path(str(pyspark.__file__)).parent
 SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+#: The compiled distributions the Spark ETL's driver imports (runtime-provided.txt pins them).
+ETL_COMPILED = ("numpy", "pyarrow", "pydantic", "pydantic-core")
 #: The wheel platforms scripts/dataproc_artifact.py resolves for (manylinux, x86_64).
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 
@@ -105,3 +108,28 @@ def wheelhouse(shopflow_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -
     ]
     run(command, env=clean_env())
     return house
+
+
+@pytest.fixture(scope="session")
+def artefact(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make dataproc-artifact` into a temporary dist/, for this interpreter's Python version, run
+    by a fresh virtualenv's Python (the target needs only pip; pip resolves from the wheelhouse)."""
+    builder = tmp_path_factory.mktemp("builder")
+    venv.EnvBuilder(with_pip=True).create(builder)
+    dist = tmp_path_factory.mktemp("dist")
+    make = ["make", "-C", str(ROOT), "dataproc-artifact", f"DIST={dist}"]
+    make += [f"DATAPROC_PYTHON={PYTHON_VERSION}", f"BUILD_PYTHON={builder / 'bin' / 'python'}"]
+    run(make, env=clean_env(**offline_pip(wheelhouse)))
+    return dist
+
+
+def cluster_python(artefact: Path, wheelhouse: Path, path: Path) -> Path:
+    """The cluster's Python, as a new virtualenv at `path`: only the compiled distributions the
+    ETL imports, at runtime-provided.txt's versions; no shopflow, no pyspark."""
+    provided = (artefact / "dataproc" / "runtime-provided.txt").read_text().splitlines()
+    pins = [line for line in provided if line.split("==")[0] in ETL_COMPILED]
+    assert len(pins) == len(ETL_COMPILED)
+    python = fresh_venv(path, wheelhouse, *pins)
+    absent = "import importlib.util as u, sys; sys.exit(u.find_spec('shopflow') is not None)"
+    run([str(python), "-c", absent], env=clean_env())
+    return python

@@ -137,11 +137,13 @@ def _commit_local(path: Path, write: Callable[[IO[bytes]], None], create_only: b
 
 def object_generation(url: str, storage_options: StorageOptions | None = None) -> int | None:
     """The GCS generation of the object at `url` (0: no such object); None off GCS."""
-    from google.api_core.exceptions import NotFound
-
     fs, path = resolve(url, storage_options)
     if not is_gcs(fs):
         return None
+    # Imported only for GCS: the Google clients need protobuf and grpc, which a Spark runtime's
+    # Python may lack (the Dataproc artefact leaves them to it) when the lake is not on GCS.
+    from google.api_core.exceptions import NotFound
+
     blob = gcs_blob(fs, path)
     try:
         blob.reload()

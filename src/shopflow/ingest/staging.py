@@ -219,8 +219,8 @@ def _decode_all(payloads: Sequence[bytes]) -> tuple[list[_WireEvent], list[int]]
     if max(map(len, payloads), default=0) > MAX_EVENT_PAYLOAD_BYTES:
         # Rare: an oversized payload is left to the per-message judgement.
         small = [i for i, payload in enumerate(payloads) if len(payload) <= MAX_EVENT_PAYLOAD_BYTES]
-        wires, kept = _decode_all([payloads[i] for i in small])
-        return wires, [small[k] for k in kept]
+        decoded, kept = _decode_all([payloads[i] for i in small])
+        return decoded, [small[k] for k in kept]
     wires: list[_WireEvent] = []
     failed: list[int] = []
     start = 0

@@ -200,6 +200,11 @@ class KafkaConsumer:
                 "session.timeout.ms": 6000,
                 "heartbeat.interval.ms": 1000,
                 "max.poll.interval.ms": 600_000,
+                # Larger fetches: fewer round trips per landing batch (each batch is tens of
+                # thousands of ~200-byte messages). A/B on Tansu: +15-20 % landing throughput.
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                "fetch.max.bytes": 100 * 1024 * 1024,
+                "queued.min.messages": 500_000,
             }
         )
         _check_reachable(settings, self._consumer)
@@ -224,9 +229,9 @@ class KafkaConsumer:
         topic = self.topic
         partitions = list(map(Message.partition, raw))
         offsets = list(map(Message.offset, raw))
-        payloads = list(map(Message.value, raw))
-        if None in payloads:  # a tombstone: an empty payload, dead-lettered as such
-            payloads = [value or b"" for value in payloads]
+        values = list(map(Message.value, raw))
+        # A tombstone (no value) is an empty payload, dead-lettered as such.
+        payloads = [v or b"" for v in values] if None in values else cast(list[bytes], values)
         return MessageBatch(
             payloads=payloads,
             message_ids=[f"{topic}/{p}/{o}" for p, o in zip(partitions, offsets, strict=True)],
@@ -267,7 +272,9 @@ class KafkaConsumer:
         # Sorted by (topic, partition, offset), so the last offset a partition keeps is its
         # highest; all in C, no Python frame per message.
         ordered = sorted(cast(Sequence[tuple[str, int, int]], tokens))
-        highest = dict(zip(map(itemgetter(0, 1), ordered), map(itemgetter(2), ordered)))
+        highest: dict[tuple[str, int], int] = dict(
+            zip(map(itemgetter(0, 1), ordered), map(itemgetter(2), ordered), strict=True)
+        )
         offsets = [
             TopicPartition(topic, partition, offset + 1)
             for (topic, partition), offset in highest.items()

@@ -6,8 +6,8 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
 from collections import deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC

@@ -176,9 +176,7 @@ def _fast_accept(
     ceiling_us = to_epoch_us(ingest_ts + bounds.max_future)
     checks = [
         *(_printable(column) for column in ids.values()),
-        pc.equal(
-            pc.is_in(event_name, _ORDER_EVENT_NAMES), pc.is_valid(ids["order_id"])
-        ),
+        pc.equal(pc.is_in(event_name, _ORDER_EVENT_NAMES), pc.is_valid(ids["order_id"])),
         pc.is_finite(price),
         pc.less_equal(price, bounds.max_price_inr),
         pc.match_substring_regex(ts_text, _TS_FORM),

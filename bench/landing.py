@@ -349,8 +349,8 @@ def run(context: BenchContext) -> BenchResult:
         "events": f"{events:,} valid events from the simulator (seed {base.seed}) = {count:,} payloads, mean {mean_bytes:.0f} bytes",
         "dirt": f"duplicates {dirt.duplicate_rate:.1%}, late {dirt.late_rate:.1%}, malformed {dirt.malformed_rate:.1%}",
         "landing batch": f"closes at {base.landing_batch_max_messages:,} messages or {base.landing_batch_max_seconds:g} s (settings)",
-        "Pub/Sub": f"emulator at {base.pubsub_emulator_host}; sync pull = unary Pull of up to {PULL_BATCH:,} per call, {base.pubsub_pull_concurrency} in flight; streaming pull = StreamingPull with flow control of 20,000 outstanding",
-        "Kafka": f"Tansu at {base.kafka_bootstrap_servers}, topic with {DEFAULT_PARTITIONS} partitions, one consumer",
+        "Pub/Sub": f"emulator at {base.pubsub_emulator_host}; sync pull = unary Pull of up to {PULL_BATCH:,} per call, {base.pubsub_pull_concurrency} kept in flight (also while a batch is written); streaming pull = StreamingPull with flow control of 20,000 outstanding",
+        "Kafka": f"Tansu at {base.kafka_bootstrap_servers}, topic with {DEFAULT_PARTITIONS} partitions, one consumer (fetches of up to 16 MiB a partition)",
         "services started by this run": ", ".join(ours) or "none (already running)",
         "lake": "local file system under a temporary directory",
     }

@@ -109,3 +109,17 @@ def test_a_failing_bulk_path_still_lands_every_valid_event(monkeypatch: pytest.M
     staged = stage_batch(messages([_event(b"a"), b"{not json", _event(b"b")]), ingest_ts=NOW)
     assert [e.event_id for e, _ in staged.events] == ["a", "b"]
     assert [m.payload for m, _ in staged.dead_letters] == [b"{not json"]
+
+
+def test_bulk_decoding_resumes_after_each_payload_it_cannot_read() -> None:
+    # Unreadable at the start, twice in a row, at the end, and one too large to decode at all.
+    good = [_event(f"ok-{n}".encode()) for n in range(4)]
+    bad = b"{not json"
+    huge = b" " * (staging.MAX_EVENT_PAYLOAD_BYTES + 1)
+    payloads = [bad, good[0], bad, bad, good[1], huge, good[2], good[3], bad]
+    wires, positions = staging._decode_all(payloads)
+    assert positions == [1, 4, 6, 7]
+    assert [w.event_id for w in wires] == ["ok-0", "ok-1", "ok-2", "ok-3"]
+    staged = stage_batch(messages(payloads), ingest_ts=NOW)
+    assert [event.event_id for event, _ in staged.events] == ["ok-0", "ok-1", "ok-2", "ok-3"]
+    assert [m.message_id for m, _ in staged.dead_letters] == ["m-0", "m-2", "m-3", "m-5", "m-8"]

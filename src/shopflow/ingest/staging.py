@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
+from operator import attrgetter
 from typing import Annotated, Final
 
 import msgspec
@@ -70,6 +72,11 @@ _TS_FORM: Final = (
 )
 #: Event names that need an order_id (the others must not carry one).
 ORDER_EVENT_NAMES: Final = ("order", "return")
+#: The id columns of `_WireEvent`, checked for printable characters.
+_ID_FIELDS: Final = ("event_id", "product_id", "user_id", "order_id", "session_id")
+#: Built once; also makes pyarrow's one-off import of pandas (on its first `pa.array` of a
+#: Python list, ~1 s on a loaded machine) happen at import, not inside the first batch.
+_ORDER_EVENT_NAMES: Final = pa.array(ORDER_EVENT_NAMES, pa.string())
 #: The valid-event columns a staged batch holds (`ingest_ts` is added when it is written).
 STAGED_SCHEMA: Final = pa.schema([f for f in RAW_EVENT_SCHEMA if f.name != "ingest_ts"])
 
@@ -129,13 +136,10 @@ def stage_messages(batch: MessageBatch, bounds: EventBounds, ingest_ts: datetime
         fast_rows, fast = _fast_accept(batch, bounds, ingest_ts)
     except Exception:  # the fast path only saves time: if it breaks, judge every message alone
         fast_rows, fast = [], STAGED_SCHEMA.empty_table()
-    accepted = set(fast_rows)
     slow_rows: list[int] = []
     slow_events: list[Event] = []
     dead_letters: list[tuple[ReceivedMessage, str]] = []
-    for i in range(len(batch)):
-        if i in accepted:
-            continue
+    for i in sorted(set(range(len(batch))).difference(fast_rows)):
         verdict = check_one(batch.payloads[i], bounds, ingest_ts)
         if isinstance(verdict, str):
             dead_letters.append((batch.message(i), verdict))
@@ -158,37 +162,21 @@ def _fast_accept(
     batch: MessageBatch, bounds: EventBounds, ingest_ts: datetime
 ) -> tuple[list[int], pa.Table]:
     """The positions of the messages the fast path accepts, and their events ordered by hour."""
-    wires: list[_WireEvent] = []
-    decoded: list[int] = []
-    for i, payload in enumerate(batch.payloads):
-        if len(payload) <= MAX_EVENT_PAYLOAD_BYTES:
-            try:
-                wires.append(_DECODE(payload))
-            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-                continue
-            decoded.append(i)
+    wires, decoded = _decode_all(batch.payloads)
     if not wires:
         return [], STAGED_SCHEMA.empty_table()
     string = pa.string()
-    ids = {
-        "event_id": pa.array([w.event_id for w in wires], string),
-        "product_id": pa.array([w.product_id for w in wires], string),
-        "user_id": pa.array([w.user_id for w in wires], string),
-        "order_id": pa.array([w.order_id for w in wires], string),
-        "session_id": pa.array([w.session_id for w in wires], string),
-    }
-    event_name = pa.array([w.event_name for w in wires], string)
-    price = pa.array([w.price for w in wires], pa.float64())
-    ts_text = pa.array([w.event_ts for w in wires], string)
+    ids = {name: pa.array(list(map(attrgetter(name), wires)), string) for name in _ID_FIELDS}
+    event_name = pa.array(list(map(attrgetter("event_name"), wires)), string)
+    price = pa.array(list(map(attrgetter("price"), wires)), pa.float64())
+    ts_text = pa.array(list(map(attrgetter("event_ts"), wires)), string)
     event_ts = _timestamps(ts_text)
     ts_us = event_ts.cast(pa.int64())
     floor_us = to_epoch_us(bounds.min_event_ts)
     ceiling_us = to_epoch_us(ingest_ts + bounds.max_future)
     checks = [
         *(_printable(column) for column in ids.values()),
-        pc.equal(
-            pc.is_in(event_name, pa.array(ORDER_EVENT_NAMES, string)), pc.is_valid(ids["order_id"])
-        ),
+        pc.equal(pc.is_in(event_name, _ORDER_EVENT_NAMES), pc.is_valid(ids["order_id"])),
         pc.is_finite(price),
         pc.less_equal(price, bounds.max_price_inr),
         pc.match_substring_regex(ts_text, _TS_FORM),
@@ -218,6 +206,35 @@ def _fast_accept(
     positions = positions.filter(ok)
     by_hour = pc.sort_indices(pc.floor_temporal(table["event_ts"], unit="hour"))
     return positions.take(by_hour).to_pylist(), table.take(by_hour)
+
+
+def _decode_all(payloads: Sequence[bytes]) -> tuple[list[_WireEvent], list[int]]:
+    """The payloads msgspec decodes into `_WireEvent`s, and their positions.
+
+    `list.extend(map(...))` decodes without a Python frame per payload; a payload that fails
+    stops the extend (what was decoded before it stays), and decoding resumes after it.
+    """
+    if max(map(len, payloads), default=0) > MAX_EVENT_PAYLOAD_BYTES:
+        # Rare: an oversized payload is left to the per-message judgement.
+        small = [i for i, payload in enumerate(payloads) if len(payload) <= MAX_EVENT_PAYLOAD_BYTES]
+        decoded, kept = _decode_all([payloads[i] for i in small])
+        return decoded, [small[k] for k in kept]
+    wires: list[_WireEvent] = []
+    failed: list[int] = []
+    start = 0
+    while start < len(payloads):
+        try:
+            wires.extend(map(_DECODE, islice(payloads, start, None)))
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            bad = len(wires) + len(failed)
+            failed.append(bad)
+            start = bad + 1
+            continue
+        break
+    if not failed:
+        return wires, list(range(len(payloads)))
+    skip = set(failed)
+    return wires, [i for i in range(len(payloads)) if i not in skip]
 
 
 def _printable(column: pa.Array) -> pa.Array:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -198,6 +200,11 @@ class KafkaConsumer:
                 "session.timeout.ms": 6000,
                 "heartbeat.interval.ms": 1000,
                 "max.poll.interval.ms": 600_000,
+                # Larger fetches: fewer round trips per landing batch (each batch is tens of
+                # thousands of ~200-byte messages). A/B on Tansu: +15-20 % landing throughput.
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                "fetch.max.bytes": 100 * 1024 * 1024,
+                "queued.min.messages": 500_000,
             }
         )
         _check_reachable(settings, self._consumer)
@@ -222,14 +229,17 @@ class KafkaConsumer:
         topic = self.topic
         partitions = list(map(Message.partition, raw))
         offsets = list(map(Message.offset, raw))
+        values = list(map(Message.value, raw))
+        # A tombstone (no value) is an empty payload, dead-lettered as such.
+        payloads = [v or b"" for v in values] if None in values else cast(list[bytes], values)
         return MessageBatch(
-            payloads=[value or b"" for value in map(Message.value, raw)],
+            payloads=payloads,
             message_ids=[f"{topic}/{p}/{o}" for p, o in zip(partitions, offsets, strict=True)],
             publish_ts_us=[
                 None if kind == TIMESTAMP_NOT_AVAILABLE else ms * 1000
                 for kind, ms in map(Message.timestamp, raw)
             ],
-            ack_tokens=[(topic, p, o) for p, o in zip(partitions, offsets, strict=True)],
+            ack_tokens=list(zip(repeat(topic), partitions, offsets)),
         )
 
     def _without_errors(self, raw: list[Message]) -> list[Message]:
@@ -259,10 +269,12 @@ class KafkaConsumer:
         self._commit([m.ack_token for m in messages])
 
     def _commit(self, tokens: Sequence[object]) -> None:
-        highest: dict[tuple[str, int], int] = {}
-        for topic, partition, offset in cast(Sequence[tuple[str, int, int]], tokens):
-            if offset > highest.get((topic, partition), -1):
-                highest[topic, partition] = offset
+        # Sorted by (topic, partition, offset), so the last offset a partition keeps is its
+        # highest; all in C, no Python frame per message.
+        ordered = sorted(cast(Sequence[tuple[str, int, int]], tokens))
+        highest: dict[tuple[str, int], int] = dict(
+            zip(map(itemgetter(0, 1), ordered), map(itemgetter(2), ordered), strict=True)
+        )
         offsets = [
             TopicPartition(topic, partition, offset + 1)
             for (topic, partition), offset in highest.items()

@@ -6,8 +6,10 @@ import contextlib
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC
 from typing import Any, Final, Literal
 
@@ -43,9 +45,11 @@ MORE_PULL_SECONDS: Final = 2.0
 class PubSubConsumer:
     """Reads one subscription; `pull_mode` is synchronous Pull or StreamingPull into a buffer.
 
-    Synchronous pull fills a batch with up to `settings.pubsub_pull_concurrency` Pull calls in
-    flight at once (the emulator and the service answer at most `PULL_BATCH` messages a call, so
-    one call at a time leaves the bus idle while the last answer is decoded).
+    Synchronous pull keeps `settings.pubsub_pull_concurrency` Pull calls in flight at all times
+    while it reads, also while the caller validates and writes the last batch (the emulator and
+    the service answer at most `PULL_BATCH` messages a call, so one call at a time, or none
+    between batches, leaves the bus idle). What is pulled beyond a batch waits, leased, for the
+    next one; `close` nacks it.
     """
 
     def __init__(
@@ -79,6 +83,10 @@ class PubSubConsumer:
         self._lock = threading.Lock()
         self._buffer: queue.Queue[Any] = queue.Queue()
         self._stream: Any = None
+        #: Sync pull: Pulls sent and not yet taken, oldest first, and messages pulled beyond the
+        #: last batch; both are leased to this consumer (in `_outstanding`).
+        self._in_flight: deque[Future[list[Any]]] = deque()
+        self._ready: list[Any] = []
         self._calls = ThreadPoolExecutor(
             max_workers=settings.pubsub_pull_concurrency, thread_name_prefix="pubsub-pull"
         )
@@ -117,34 +125,41 @@ class PubSubConsumer:
         # The raw protobuf: proto-plus wrappers cost more than the pull itself at 10k+ msg/s.
         return list(PullResponse.pb(response).received_messages)
 
-    def _pull_more(self, wanted: int) -> tuple[list[Any], bool]:
-        """Up to `wanted` messages from concurrent Pulls, and whether the backlog looks drained
-        (a Pull came back empty)."""
-        sizes = [min(PULL_BATCH, wanted - start) for start in range(0, wanted, PULL_BATCH)]
-        sizes = sizes[: self._settings.pubsub_pull_concurrency]
-        if len(sizes) == 1:
-            answers = [self._pull(sizes[0], MORE_PULL_SECONDS)]
-        else:
-            answers = list(self._calls.map(lambda n: self._pull(n, MORE_PULL_SECONDS), sizes))
-        return [r for answer in answers for r in answer], any(not a for a in answers)
+    def _top_up(self, timeout: float) -> None:
+        """Keep `pubsub_pull_concurrency` Pulls in flight (each waits up to `timeout` for data)."""
+        while len(self._in_flight) < self._settings.pubsub_pull_concurrency:
+            future = self._calls.submit(self._pull, PULL_BATCH, timeout)
+            self._in_flight.append(future)
+
+    def _take(self, max_messages: int, timeout_seconds: float) -> list[Any]:
+        """Up to `max_messages` pulled messages: first those left over from the last call, then
+        the answers of the Pulls in flight, in the order they were sent, topping them up so the
+        bus keeps working while the caller validates and writes. Waits at most
+        `timeout_seconds` for the first message; stops early once a Pull comes back empty (the
+        backlog looks drained). Answers beyond `max_messages` wait for the next call."""
+        deadline = time.monotonic() + timeout_seconds
+        received, self._ready = self._ready, []
+        while len(received) < max_messages:
+            self._top_up(MORE_PULL_SECONDS if received else max(timeout_seconds, 0.5))
+            wait = None if received else max(deadline - time.monotonic(), 0)
+            try:
+                answer = self._in_flight[0].result(timeout=wait)
+            except FutureTimeout:
+                break
+            self._in_flight.popleft()
+            with self._lock:
+                self._outstanding.update(dict.fromkeys(r.ack_id for r in answer))
+            received.extend(answer)
+            if not answer and (received or time.monotonic() >= deadline):
+                break
+        received, self._ready = received[:max_messages], received[max_messages:]
+        return received
 
     def _receive_sync(self, max_messages: int, timeout_seconds: float) -> MessageBatch:
-        deadline = time.monotonic() + timeout_seconds
-        received: list[Any] = []
-        while not received:
-            remaining = deadline - time.monotonic()
-            received = self._pull(min(max_messages, PULL_BATCH), remaining)
-            if received or time.monotonic() >= deadline:
-                break
-            time.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
-        while received and len(received) < max_messages:
-            more, drained = self._pull_more(max_messages - len(received))
-            received.extend(more)
-            if drained:
-                break
+        received = self._take(max_messages, timeout_seconds)
         messages = [r.message for r in received]
         ack_ids: list[object] = [r.ack_id for r in received]
-        batch = MessageBatch(
+        return MessageBatch(
             payloads=[m.data for m in messages],
             message_ids=[m.message_id for m in messages],
             publish_ts_us=[
@@ -155,9 +170,6 @@ class PubSubConsumer:
             ],
             ack_tokens=ack_ids,
         )
-        with self._lock:
-            self._outstanding.update(dict.fromkeys(map(str, ack_ids)))
-        return batch
 
     def _receive_streaming(self, max_messages: int, timeout_seconds: float) -> MessageBatch:
         self._raise_if_stream_failed()
@@ -228,6 +240,11 @@ class PubSubConsumer:
             if self._stream is not None:
                 self._close_stream()
                 return
+            for future in self._in_flight:  # their messages are leased too: give them back
+                with contextlib.suppress(Exception):
+                    self._outstanding.update(dict.fromkeys(r.ack_id for r in future.result()))
+            self._in_flight.clear()
+            self._ready = []
             with self._lock:
                 pending = list(self._outstanding)
                 self._outstanding.clear()

@@ -39,7 +39,9 @@ def test_events_per_minute_by_type_and_newest_age(settings: Settings) -> None:
     write_live_file(settings, "part-00000", [("old", "view", NOW - timedelta(hours=5))])
     write_live_file(settings, ".part-00001.tmp", [("tmp", "view", NOW)])
     activity = recent_live_activity(settings, minutes=10, now=NOW)
-    got = [(r["minute"].strftime("%H:%M"), r["event_name"], r["events"]) for r in activity.per_minute]
+    got = [
+        (r["minute"].strftime("%H:%M"), r["event_name"], r["events"]) for r in activity.per_minute
+    ]
     assert got == [
         ("09:58", "wishlist", 1),
         ("10:02", "view", 1),

@@ -128,9 +128,7 @@ def recent_live_activity(
         con = duckdb.connect(":memory:")
         try:
             con.execute("SET TimeZone = 'UTC'")
-            rows = con.execute(
-                _QUERY, {"files": files, "since": since, "now": end}
-            ).fetchall()
+            rows = con.execute(_QUERY, {"files": files, "since": since, "now": end}).fetchall()
             break
         except duckdb.IOException:
             # A partition replaced between listing and reading: list again.

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import urlopen
@@ -27,6 +27,7 @@ from shopflow.lake import LakeLayout
 from shopflow.metrics import METRIC_VIEWS, load_warehouse, select_sql
 from shopflow.settings import Settings, load_settings
 from shopflow.warehouse import duckdb_path, open_warehouse
+from tests.dashboard.live_files import write_live_file
 from tests.warehouse.tiny_lake import DAY1, DAY2
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,6 +104,22 @@ def test_one_day_follows_the_metric_definitions(settings: Settings, warehouse: P
     assert read_snapshot(settings, date(2020, 1, 1), date(2030, 1, 1)).start == DAY1
 
 
+def test_reporting_timezone_dates_the_daily_figures(settings: Settings, warehouse: Path) -> None:
+    # e16 at 19:00 UTC on DAY2 is 00:30 on the next date in Asia/Kolkata (UTC+05:30).
+    kolkata = settings.model_copy(update={"reporting_timezone": "Asia/Kolkata"})
+    day3 = date(2026, 11, 27)
+    snapshot = read_snapshot(kolkata)
+    assert (snapshot.first_date, snapshot.last_date, snapshot.events) == (DAY1, day3, 17)
+    traffic = {
+        (r["date"], r["event_name"]): r["events"] for r in snapshot.metrics["metric_daily_traffic"]
+    }
+    assert traffic[(day3, "view")] == 1
+    assert traffic[(DAY2, "view")] == 2  # e09, e11; e16 moved on
+    # The date filter picks the reporting date: the next date alone holds e16 only.
+    only = read_snapshot(kolkata, day3, day3).metrics["metric_daily_traffic"]
+    assert [(r["date"], r["event_name"], r["events"]) for r in only] == [(day3, "view", 1)]
+
+
 def test_missing_and_empty_warehouse_say_why(settings: Settings) -> None:
     with pytest.raises(DashboardUnavailable, match=r"No warehouse at .* run `shopflow demo`"):
         read_snapshot(settings)
@@ -129,12 +146,26 @@ def test_page_without_warehouse_shows_a_message(
     assert not at.get("vega_lite_chart")
 
 
+def test_live_panel_needs_no_warehouse(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = datetime.now(UTC)
+    write_live_file(settings, "part-00000", [("l1", "view", now), ("l2", "order", now)])
+    at = _app(settings, monkeypatch).run()
+    assert not at.exception
+    values = {m.label: m.value for m in at.metric}
+    assert values["Events in the last 15 min"] == "2"
+    assert values["Newest event's age"].endswith(" s")
+    assert len(at.get("vega_lite_chart")) == 1  # the live chart; the warehouse part says why not
+    assert "No warehouse at" in at.warning[0].value
+
+
 def test_page_date_filter_changes_the_numbers(
     settings: Settings, warehouse: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at = _app(settings, monkeypatch).run()
     assert not at.exception
-    assert len(at.get("vega_lite_chart")) == 5
+    # Three top-products charts, spend, visitors, orders, traffic; no live panel chart.
+    assert len(at.get("vega_lite_chart")) == 7
+    assert any("No live events yet" in i.value for i in at.info)
     values = {m.label: m.value for m in at.metric}
     assert values["Average spend per session"] == "₹64.29"  # 450 / 7
     assert values["Unique visitors in the range"] == "4"
@@ -194,6 +225,10 @@ def served(settings: Settings, warehouse: Path, tmp_path: Path) -> Iterator[str]
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPFLOW_")}
     env["SHOPFLOW_HOME"] = str(settings.home)
+    # The shop is Indian: daily charts dated in Kolkata (e16, 19:00 UTC on DAY2, is on DAY2 + 1).
+    env["SHOPFLOW_REPORTING_TIMEZONE"] = "Asia/Kolkata"
+    # One live event, as the stream would have written it, for the "last minutes" panel.
+    write_live_file(settings, "part-00000", [("live-1", "order", datetime.now(UTC))])
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", entry, "dashboard", "--port", str(port), "--host", "127.0.0.1"],
@@ -229,7 +264,7 @@ def served(settings: Settings, warehouse: Path, tmp_path: Path) -> Iterator[str]
 
 
 @pytest.mark.integration
-def test_dashboard_renders_five_charts_in_headless_chromium(served: str) -> None:
+def test_dashboard_renders_its_charts_in_headless_chromium(served: str) -> None:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
@@ -268,15 +303,16 @@ def test_dashboard_renders_five_charts_in_headless_chromium(served: str) -> None
                     ),
                 )
                 page.goto(served, wait_until="domcontentloaded")
-                # Five charts, each drawn by Vega (a canvas or an SVG with marks inside).
+                # Eight charts (live panel, three top products, spend, visitors, orders,
+                # traffic), each drawn by Vega as an SVG with marks inside.
                 page.wait_for_function(
                     """sel => [...document.querySelectorAll(sel)].filter(
-                        c => c.querySelector('canvas, svg .mark-rect, svg .marks')).length >= 5""",
+                        c => c.querySelector('svg .mark-rect')).length >= 8""",
                     arg=CHARTS,
                     timeout=60_000,
                 )
                 page.wait_for_load_state("networkidle")
-                assert page.locator(CHARTS).count() == 5
+                assert page.locator(CHARTS).count() == 8
                 expected = (
                     "shopflow dashboard",
                     "Data freshness",
@@ -287,6 +323,9 @@ def test_dashboard_renders_five_charts_in_headless_chromium(served: str) -> None
                     "Unique visitors",
                     "Orders by date",
                     "Daily traffic",
+                    "Last minutes (live)",
+                    "Events in the last 15 min",
+                    "re-read every 5 s",
                 )
                 # Streamlit streams elements over its websocket: on a loaded machine the figures
                 # can arrive after the charts, so wait for the text rather than read it once.
@@ -313,6 +352,30 @@ def test_dashboard_renders_five_charts_in_headless_chromium(served: str) -> None
                     CHARTS,
                 )
                 assert overflow == [], f"charts cut off at the right by {overflow} px"
+                # Chart order: live panel, then Most sold, Most wishlisted, Most returned, ...
+                charts = page.locator(CHARTS)
+                returned = charts.nth(3)
+                assert "Most returned" in (returned.text_content() or "")
+                box = returned.locator("svg.marks").bounding_box()
+                assert box is not None
+                assert box["x"] >= 0 and box["x"] + box["width"] <= 1400, box
+                # The spend histogram is several real bars, not one tall one: each bar at least
+                # a fifth as tall as the tallest (tiny lake: the two users who spent, u1 at
+                # 25 and u4 at 200 INR per session, in two bins; u2 and u3 are not drawn).
+                spend = charts.nth(4)
+                assert "log-scale bins" in (spend.text_content() or "")
+                heights = spend.evaluate(
+                    """c => [...c.querySelectorAll('.mark-rect path')]
+                        .map(b => b.getBoundingClientRect().height)"""
+                )
+                tallest = max(heights)
+                assert len([h for h in heights if h >= tallest / 5]) >= 2, heights
+                assert "2 users who spent; 2 who spent nothing" in (spend.text_content() or "")
+                # A daily chart dated in Kolkata: 2026-11-27 holds e16 (19:00 UTC on the 26th).
+                traffic = charts.nth(7)
+                labels = traffic.text_content() or ""
+                assert "date (Asia/Kolkata)" in labels, labels
+                assert "Nov 27" in labels, labels
                 # Streamlit scrolls inside its own container: grow the window to fit the page.
                 height = page.evaluate(
                     "() => Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))"

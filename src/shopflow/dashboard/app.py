@@ -21,16 +21,14 @@ from shopflow.dashboard.data import (
     read_snapshot,
     warehouse_version,
 )
+from shopflow.dashboard.live_panel import EVENT_COLOURS, live_panel
 from shopflow.errors import ShopflowError
 from shopflow.settings import Settings, load_settings
 
 TOP_N = 10
-EVENT_COLOURS = {
-    "view": "#4c78a8",
-    "wishlist": "#f58518",
-    "order": "#54a24b",
-    "return": "#e45756",
-}
+#: Vega-Embed options of every chart: SVG, not canvas, so bars and axis labels are elements a
+#: browser test can measure and read.
+SVG: Final = {"embedOptions": {"renderer": "svg"}}
 
 
 @st.cache_data(show_spinner=False, max_entries=32, ttl=300)
@@ -78,11 +76,13 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _day_axis() -> alt.X:
-    return alt.X("utcyearmonthdate(date):O", title="date (UTC)", axis=alt.Axis(labelAngle=-45))
+def _day_axis(zone: str) -> alt.X:
+    # The dates are already the reporting zone's; `utc` only keeps Vega from shifting them.
+    return alt.X("utcyearmonthdate(date):O", title=f"date ({zone})", axis=alt.Axis(labelAngle=-45))
 
 
-def _top_products(rows: list[dict[str, Any]]) -> alt.VConcatChart:
+def _top_products(rows: list[dict[str, Any]]) -> list[alt.Chart]:
+    """Most sold, most wishlisted, most returned: three charts, drawn side by side in columns."""
     frame = _frame(rows)
     charts = []
     for measure, rank, title, colour in (
@@ -103,7 +103,7 @@ def _top_products(rows: list[dict[str, Any]]) -> alt.VConcatChart:
                     "product_name:N",
                     sort=alt.EncodingSortField(rank),
                     title=None,
-                    axis=alt.Axis(labelLimit=180, labelOverlap=False),
+                    axis=alt.Axis(labelLimit=140, labelOverlap=False),
                 ),
                 tooltip=[
                     "product_id",
@@ -115,11 +115,9 @@ def _top_products(rows: list[dict[str, Any]]) -> alt.VConcatChart:
                     "returned",
                 ],
             )
-            .properties(width=360, height=alt.Step(26))
+            .properties(height=alt.Step(26), usermeta=SVG)
         )
-    # Stacked, not side by side: three charts with 180-px product names in a row are wider
-    # than a laptop's window (the third was cut off at 1400 px).
-    return alt.vconcat(*charts)
+    return charts
 
 
 #: Where the spend histogram's axis is labelled.
@@ -128,10 +126,22 @@ SPEND_TICKS_INR: Final = (0, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
 
 def _spend_distribution(rows: list[dict[str, Any]]) -> alt.Chart:
     users = _frame([r for r in rows if r["scope"] == "user"])
-    # Spend per session is heavily skewed (many sessions buy nothing, a few buy a lot): bins on
-    # a log scale of 1 + spend, labelled in rupees, show its shape where linear bins show one bar.
+    spend = users["avg_spend_per_session_inr"].astype(float)
+    # Spend per session is heavily skewed (most users buy nothing, a few buy a lot): users who
+    # spent nothing (or returned more than they bought) are counted in the title, not drawn,
+    # and the rest are binned on a log scale of 1 + spend, labelled in rupees; on linear bins
+    # the same data is one tall bar.
+    nothing = int((spend <= 0).sum())
+    spenders = users[spend > 0]
     chart: alt.Chart = (
-        alt.Chart(users, title="Users by average spend per session (INR, log scale)")
+        alt.Chart(
+            spenders,
+            title=alt.TitleParams(
+                "Users by average spend per session (INR, log-scale bins)",
+                subtitle=f"{len(spenders):,} users who spent; {nothing:,} who spent nothing "
+                "or returned more than they bought are not drawn",
+            ),
+        )
         .transform_calculate(log_spend="log(1 + datum.avg_spend_per_session_inr) / LN10")
         .mark_bar(color="#72b7b2")
         .encode(
@@ -148,29 +158,30 @@ def _spend_distribution(rows: list[dict[str, Any]]) -> alt.Chart:
             y=alt.Y("count():Q", title="users"),
             tooltip=[alt.Tooltip("count():Q", title="users")],
         )
-        .properties(height=260)
+        # SVG, not canvas: the bars are elements the browser test can measure.
+        .properties(height=260, usermeta=SVG)
     )
     return chart
 
 
-def _unique_visitors(rows: list[dict[str, Any]]) -> alt.Chart:
+def _unique_visitors(rows: list[dict[str, Any]], zone: str) -> alt.Chart:
     days = _frame([r for r in rows if r["scope"] == "day"])
     chart: alt.Chart = (
         alt.Chart(days, title="Unique visitors per day")
         .mark_bar(color=EVENT_COLOURS["view"])
         .encode(
-            x=_day_axis(),
+            x=_day_axis(zone),
             y=alt.Y("unique_visitors:Q", title="unique visitors"),
             tooltip=["date", "unique_visitors"],
         )
-        .properties(height=260)
+        .properties(height=260, usermeta=SVG)
     )
     return chart
 
 
-def _orders_by_date(rows: list[dict[str, Any]]) -> alt.LayerChart:
+def _orders_by_date(rows: list[dict[str, Any]], zone: str) -> alt.LayerChart:
     frame = _frame(rows)
-    base = alt.Chart(frame, title="Orders and net amount by date").encode(x=_day_axis())
+    base = alt.Chart(frame, title="Orders and net amount by date").encode(x=_day_axis(zone))
     bars = base.mark_bar(color=EVENT_COLOURS["order"], opacity=0.8).encode(
         y=alt.Y("orders:Q", title="orders"),
         tooltip=["date", "orders", "order_lines", "order_amount_inr", "returns", "net_amount_inr"],
@@ -179,18 +190,18 @@ def _orders_by_date(rows: list[dict[str, Any]]) -> alt.LayerChart:
         y=alt.Y("net_amount_inr:Q", title="net amount (INR)")
     )
     layered: alt.LayerChart = (
-        alt.layer(bars, line).resolve_scale(y="independent").properties(height=260)
+        alt.layer(bars, line).resolve_scale(y="independent").properties(height=260, usermeta=SVG)
     )
     return layered
 
 
-def _daily_traffic(rows: list[dict[str, Any]]) -> alt.Chart:
+def _daily_traffic(rows: list[dict[str, Any]], zone: str) -> alt.Chart:
     frame = _frame(rows)
     chart: alt.Chart = (
         alt.Chart(frame, title="Daily traffic by event type")
         .mark_bar()
         .encode(
-            x=_day_axis(),
+            x=_day_axis(zone),
             y=alt.Y("events:Q", title="events"),
             color=alt.Color(
                 "event_name:N",
@@ -199,14 +210,14 @@ def _daily_traffic(rows: list[dict[str, Any]]) -> alt.Chart:
             ),
             tooltip=["date", "event_name", "events", "unique_visitors"],
         )
-        .properties(height=260)
+        .properties(height=260, usermeta=SVG)
     )
     return chart
 
 
-def _date_range(first: date, last: date) -> tuple[date, date]:
+def _date_range(first: date, last: date, zone: str) -> tuple[date, date]:
     picked = st.sidebar.date_input(
-        "Date range (UTC)", value=(first, last), min_value=first, max_value=last
+        f"Date range ({zone})", value=(first, last), min_value=first, max_value=last
     )
     # While a range is being picked the widget holds one date; use it as both ends.
     if isinstance(picked, tuple | list):
@@ -226,9 +237,15 @@ def render() -> None:
     st.title("shopflow dashboard")
     try:
         settings = load_settings()
+    except ShopflowError as exc:
+        st.error(str(exc))
+        return
+    zone = settings.reporting_timezone
+    live_panel(settings)
+    try:
         home = str(settings.home.resolve())
         whole = _snapshot(settings, home, warehouse_version(settings), None, None)
-        start, end = _date_range(whole.first_date, whole.last_date)
+        start, end = _date_range(whole.first_date, whole.last_date, zone)
         snapshot = (
             whole
             if (start, end) == (whole.start, whole.end)
@@ -252,7 +269,11 @@ def render() -> None:
         return
 
     st.subheader("Top products")
-    st.altair_chart(_top_products(metrics["metric_top_products"]), width="content")
+    # Three columns that share the page's width: the third chart never runs past the window.
+    for column, chart in zip(
+        st.columns(3), _top_products(metrics["metric_top_products"]), strict=True
+    ):
+        column.altair_chart(chart, width="stretch")
 
     st.subheader("Average spend per session")
     overall = next(r for r in metrics["metric_avg_spend_per_session"] if r["scope"] == "overall")
@@ -267,18 +288,18 @@ def render() -> None:
         st.subheader("Unique visitors")
         total = next(r for r in metrics["metric_unique_visitors"] if r["scope"] == "overall")
         st.metric("Unique visitors in the range", f"{total['unique_visitors']:,}")
-        st.altair_chart(_unique_visitors(metrics["metric_unique_visitors"]))
+        st.altair_chart(_unique_visitors(metrics["metric_unique_visitors"], zone))
     with right:
         st.subheader("Orders by date")
         orders = metrics["metric_orders_by_date"]
         st.metric("Orders in the range", f"{sum(int(r['orders']) for r in orders):,}")
         if orders:
-            st.altair_chart(_orders_by_date(orders))
+            st.altair_chart(_orders_by_date(orders, zone))
         else:
             st.info("No orders in this range.")
 
     st.subheader("Daily traffic")
-    st.altair_chart(_daily_traffic(metrics["metric_daily_traffic"]))
+    st.altair_chart(_daily_traffic(metrics["metric_daily_traffic"], zone))
 
 
 if __name__ == "__main__":

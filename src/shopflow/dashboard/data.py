@@ -62,9 +62,15 @@ _DATED_SOURCES: Final = ("user_behavior", "orders_enriched")
 
 
 def filtered_view_sql(
-    view: MetricView, dialect: Dialect, start: date, end: date, dataset: str | None = None
+    view: MetricView,
+    dialect: Dialect,
+    start: date,
+    end: date,
+    dataset: str | None = None,
+    reporting_timezone: str = "UTC",
 ) -> str:
-    """A query of `view`'s rows computed only from events dated `start`..`end` (inclusive)."""
+    """A query of `view`'s rows computed only from events dated `start`..`end` (inclusive) in
+    `reporting_timezone`, the zone its daily figures are dated in."""
     tree = sqlglot.parse_one(view.sql, read="bigquery")
     # Collected first: the replacement holds a user_behavior table of its own.
     for table in list(tree.find_all(exp.Table)):
@@ -74,14 +80,15 @@ def filtered_view_sql(
             exp.select("*")
             .from_(table.name)
             .where(
-                f"date BETWEEN DATE '{start.isoformat()}' AND DATE '{end.isoformat()}'",
+                # REPORT_DATE: the event's date in the reporting zone (view_body substitutes it).
+                f"REPORT_DATE BETWEEN DATE '{start.isoformat()}' AND DATE '{end.isoformat()}'",
                 dialect="bigquery",
             )
         )
         subquery = inner.subquery(table.name)
         table.replace(subquery)
     narrowed = MetricView(view.name, view.title, tree.sql(dialect="bigquery"), view.order_by)
-    body = view_body(narrowed, dialect, dataset)
+    body = view_body(narrowed, dialect, dataset, reporting_timezone)
     return f"SELECT * FROM (\n{body}\n) AS metric ORDER BY {view.order_by}"
 
 
@@ -152,10 +159,12 @@ def _last_loaded(settings: Settings, warehouse: Warehouse) -> datetime | None:
 def read_snapshot(
     settings: Settings, start: date | None = None, end: date | None = None
 ) -> Snapshot:
-    """Read bounds, freshness and the five metrics for `start`..`end` (default: all dates).
+    """Read bounds, freshness and the five metrics for `start`..`end` (default: all dates);
+    dates are in the settings' reporting time zone.
 
     Raises DashboardUnavailable with a message meant for the page when there is nothing to show.
     """
+    zone = settings.reporting_timezone
     with _open_read_only(settings) as warehouse:
         dataset: str | None = getattr(warehouse, "dataset_ref", None)
 
@@ -163,11 +172,15 @@ def read_snapshot(
             return f"`{dataset}.{table}`" if dataset else table
 
         try:
-            (overview,) = warehouse.query(
-                "SELECT MIN(date) AS first_date, MAX(date) AS last_date,"
-                " MAX(event_ts) AS latest_event_ts, COUNT(*) AS events"
-                f" FROM {name('user_behavior')}"
+            # Date bounds in the reporting time zone, from the same SQL the views use.
+            bounds = MetricView(
+                "bounds",
+                "",
+                "SELECT MIN(REPORT_DATE) AS first_date, MAX(REPORT_DATE) AS last_date,"
+                " MAX(event_ts) AS latest_event_ts, COUNT(*) AS events FROM user_behavior",
+                "events",
             )
+            (overview,) = warehouse.query(view_body(bounds, warehouse.dialect, dataset, zone))
         except Exception as exc:  # a file with no tables, a dataset not loaded: say so in the page
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise DashboardUnavailable(
@@ -190,7 +203,9 @@ def read_snapshot(
         lo = max(start or first_date, first_date)
         hi = min(end or last_date, last_date)
         metrics = {
-            view.name: warehouse.query(filtered_view_sql(view, warehouse.dialect, lo, hi, dataset))
+            view.name: warehouse.query(
+                filtered_view_sql(view, warehouse.dialect, lo, hi, dataset, zone)
+            )
             for view in METRIC_VIEWS
         }
         freshness = Freshness(

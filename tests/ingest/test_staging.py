@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shopflow.contracts import EventBounds
+from shopflow.contracts import MAX_EVENT_PAYLOAD_BYTES, EventBounds
 from shopflow.ingest import staging
 from shopflow.ingest.events import event_bounds, stage_batch
 from shopflow.settings import Settings
@@ -115,7 +115,7 @@ def test_bulk_decoding_resumes_after_each_payload_it_cannot_read() -> None:
     # Unreadable at the start, twice in a row, at the end, and one too large to decode at all.
     good = [_event(f"ok-{n}".encode()) for n in range(4)]
     bad = b"{not json"
-    huge = b" " * (staging.MAX_EVENT_PAYLOAD_BYTES + 1)
+    huge = b" " * (MAX_EVENT_PAYLOAD_BYTES + 1)
     payloads = [bad, good[0], bad, bad, good[1], huge, good[2], good[3], bad]
     wires, positions = staging._decode_all(payloads)
     assert positions == [1, 4, 6, 7]

@@ -22,7 +22,7 @@ import pytest
 from bench.etl_engines import RawZone, fresh_lake, write_raw_zone
 
 from shopflow.quality import gated_load
-from shopflow.services.manager import _group_alive
+from shopflow.services.processes import group_alive
 from shopflow.services.spark_cluster import (
     ClusterConfig,
     alive_workers,
@@ -83,7 +83,7 @@ def cluster(tmp_path: Path) -> Iterator[ClusterConfig]:
     finally:
         stop_cluster(config)
     assert None not in pids and len(set(pids)) == 3
-    assert [_group_alive(pid) for pid in pids if pid is not None] == [False] * 3
+    assert [group_alive(pid) for pid in pids if pid is not None] == [False] * 3
     assert master_state(config) is None
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from shopflow.errors import ShopflowError
-from shopflow.services.manager import _alive, _proc_start_time, _terminate, port_open
+from shopflow.services.probes import port_open
+from shopflow.services.processes import alive, proc_start_time, terminate_group
 
 HOST: Final = "127.0.0.1"
 MASTER_CLASS: Final = "org.apache.spark.deploy.master.Master"
@@ -127,7 +128,7 @@ def running_pid(config: ClusterConfig, name: str) -> int | None:
     except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
         return None
-    if _alive(pid, start_time):
+    if alive(pid, start_time):
         return pid
     path.unlink(missing_ok=True)
     return None
@@ -150,7 +151,7 @@ def _spawn(config: ClusterConfig, name: str) -> int:
             env=_env(config),
             start_new_session=True,
         )
-    record = {"pid": process.pid, "start_time": _proc_start_time(process.pid), "command": command}
+    record = {"pid": process.pid, "start_time": proc_start_time(process.pid), "command": command}
     tmp = _pid_file(config, name).with_suffix(".pid.tmp")
     tmp.write_text(json.dumps(record))
     tmp.replace(_pid_file(config, name))
@@ -256,7 +257,7 @@ def stop_cluster(config: ClusterConfig, report: Callable[[str], None] | None = N
         if pid is None:
             say(f"{name}: not running (from {config.run_dir})")
             continue
-        _terminate(pid)
+        terminate_group(pid)
         _pid_file(config, name).unlink(missing_ok=True)
         say(f"{name}: stopped (pid {pid})")
 

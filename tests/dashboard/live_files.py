@@ -14,7 +14,7 @@ from shopflow.warehouse.schema import TABLES
 
 def write_live_file(settings: Settings, name: str, events: list[tuple[str, str, datetime]]) -> None:
     """One live file of `(event_id, event_name, event_ts)` events, all in the first's hour."""
-    schema = TABLES["user_behavior"].arrow_schema()
+    schema = TABLES["user_behavior"].lake_arrow_schema()
     columns: dict[str, list[object]] = {f.name: [None] * len(events) for f in schema}
     columns["event_id"] = [e[0] for e in events]
     columns["event_name"] = [e[1] for e in events]

@@ -37,7 +37,7 @@ def _rows(ids: list[str], ts: datetime, product_name: str) -> pa.Table:
         }
         for i in ids
     ]
-    return pa.Table.from_pylist(rows, TABLES["user_behavior"].arrow_schema())
+    return pa.Table.from_pylist(rows, TABLES["user_behavior"].lake_arrow_schema())
 
 
 def _view(settings: Settings) -> list[tuple[str, str]]:

@@ -20,9 +20,8 @@ from typing import Any, Final
 from shopflow.lake import LakeLayout
 from shopflow.lake.io import is_hidden
 from shopflow.settings import Settings
+from shopflow.warehouse.live import LIVE_TABLE
 
-#: The curated table the stream writes for the warehouse's live part.
-LIVE_TABLE: Final = "user_behavior_live"
 #: How often the panel re-queries the live files.
 REFRESH_SECONDS: Final = 5
 #: The panel's default window.

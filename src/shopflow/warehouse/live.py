@@ -31,7 +31,7 @@ from shopflow.lake.io import is_local, resolve, write_parquet_atomic
 from shopflow.settings import Profile, Settings
 from shopflow.warehouse.base import Warehouse
 from shopflow.warehouse.errors import WarehouseError
-from shopflow.warehouse.schema import TABLES, ColumnType
+from shopflow.warehouse.schema import MONEY_PLACES, TABLES, ColumnType, duckdb_type
 
 #: The curated table the stream writes for the warehouse.
 LIVE_TABLE: Final = "user_behavior_live"
@@ -43,13 +43,6 @@ LIVE_COLUMNS: Final = TABLES["user_behavior"].column_names
 #: refuses a view over a glob matching no file). The epoch date holds no event.
 PLACEHOLDER_DATE: Final = "1970-01-01"
 
-_DUCKDB_CASTS: Final = {
-    ColumnType.STRING: "VARCHAR",
-    ColumnType.FLOAT64: "DOUBLE",
-    ColumnType.DATE: "DATE",
-    ColumnType.TIMESTAMP: "TIMESTAMPTZ",
-}
-
 
 def _local_lake(settings: Settings) -> bool:
     fs, _ = resolve(LakeLayout.from_settings(settings).root)
@@ -58,7 +51,7 @@ def _local_lake(settings: Settings) -> bool:
 
 def live_file_schema() -> pa.Schema:
     """Columns of a live Parquet file: `user_behavior`'s without `date` (it is in the path)."""
-    schema = TABLES["user_behavior"].arrow_schema()
+    schema = TABLES["user_behavior"].lake_arrow_schema()
     return pa.schema([f for f in schema if f.name != "date"])
 
 
@@ -78,8 +71,13 @@ def ensure_live_placeholder(settings: Settings) -> None:
 
 def live_select_sql(settings: Settings) -> str:
     """DuckDB SELECT of every live row with the `user_behavior` columns and types."""
-    duck = {name: _DUCKDB_CASTS[kind] for name, kind in TABLES["user_behavior"].columns}
-    casts = ",\n    ".join(f'CAST("{c}" AS {duck[c]}) AS "{c}"' for c in LIVE_COLUMNS)
+    casts = ",\n    ".join(
+        # Money leaves the lake as a float: rounded to the paisa, as the load does.
+        f'CAST(ROUND("{name}", {MONEY_PLACES}) AS {duckdb_type(kind)}) AS "{name}"'
+        if kind is ColumnType.NUMERIC
+        else f'CAST("{name}" AS {duckdb_type(kind)}) AS "{name}"'
+        for name, kind in TABLES["user_behavior"].columns
+    )
     glob = live_glob(settings).replace("'", "''")
     return (
         f"SELECT\n    {casts}\n"

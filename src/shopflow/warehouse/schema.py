@@ -47,6 +47,12 @@ _DUCKDB_TYPES: Final = {
     ColumnType.BOOL: "BOOLEAN",
 }
 
+
+def duckdb_type(kind: ColumnType) -> str:
+    """DuckDB's name of a warehouse column type."""
+    return _DUCKDB_TYPES[kind]
+
+
 _ARROW_TYPES: Final[dict[ColumnType, pa.DataType]] = {
     ColumnType.STRING: pa.string(),
     ColumnType.INT64: pa.int64(),

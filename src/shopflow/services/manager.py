@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ from shopflow.services.probes import (
     split_host_port,
     url_host,
 )
-from shopflow.services.processes import alive, proc_start_time, terminate_group
+from shopflow.services.processes import live_pid_from_file, terminate_group, write_pid_file
 from shopflow.settings import Settings
 
 ALL_SERVICES: tuple[str, ...] = ("pubsub", "kafka", "orders-api")
@@ -209,20 +208,7 @@ def _log_file(settings: Settings, name: str) -> Path:
 
 def _read_pid(settings: Settings, name: str) -> int | None:
     """The pid of our live process for `name`; a stale pid file is removed."""
-    path = _pid_file(settings, name)
-    try:
-        record = json.loads(path.read_text())
-        pid = int(record["pid"])
-        start_time = record.get("start_time")
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):
-        path.unlink(missing_ok=True)
-        return None
-    if alive(pid, start_time):
-        return pid
-    path.unlink(missing_ok=True)
-    return None
+    return live_pid_from_file(_pid_file(settings, name))
 
 
 def _status(settings: Settings, spec: _Spec) -> ServiceStatus:
@@ -271,10 +257,7 @@ def _spawn(settings: Settings, spec: _Spec) -> subprocess.Popen[bytes]:
             env=env,
             start_new_session=True,
         )
-    record = {"pid": process.pid, "start_time": proc_start_time(process.pid), "command": command}
-    tmp = _pid_file(settings, spec.name).with_suffix(".pid.tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(_pid_file(settings, spec.name))
+    write_pid_file(_pid_file(settings, spec.name), process.pid, command)
     return process
 
 

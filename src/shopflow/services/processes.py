@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -81,3 +82,28 @@ def terminate_group(pgid: int, grace: float = STOP_GRACE_SECONDS) -> None:
         if not group_alive(pgid):
             return
         time.sleep(0.1)
+
+
+def write_pid_file(path: Path, pid: int, command: list[str]) -> None:
+    """Record `pid` (with its start time, against pid reuse) atomically at `path`."""
+    record = {"pid": pid, "start_time": proc_start_time(pid), "command": command}
+    tmp = path.with_suffix(".pid.tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
+
+
+def live_pid_from_file(path: Path) -> int | None:
+    """The pid recorded at `path` if that process still lives; a stale or unreadable file is
+    removed."""
+    try:
+        record = json.loads(path.read_text())
+        pid, start_time = int(record["pid"]), record.get("start_time")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+    if alive(pid, start_time):
+        return pid
+    path.unlink(missing_ok=True)
+    return None

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from shopflow.errors import ShopflowError
 from shopflow.services.probes import port_open
-from shopflow.services.processes import alive, proc_start_time, terminate_group
+from shopflow.services.processes import live_pid_from_file, terminate_group, write_pid_file
 
 HOST: Final = "127.0.0.1"
 MASTER_CLASS: Final = "org.apache.spark.deploy.master.Master"
@@ -119,19 +119,7 @@ def log_file(config: ClusterConfig, name: str) -> Path:
 
 def running_pid(config: ClusterConfig, name: str) -> int | None:
     """The pid of our live process `name`; a stale pid file is removed."""
-    path = _pid_file(config, name)
-    try:
-        record = json.loads(path.read_text())
-        pid, start_time = int(record["pid"]), record.get("start_time")
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):
-        path.unlink(missing_ok=True)
-        return None
-    if alive(pid, start_time):
-        return pid
-    path.unlink(missing_ok=True)
-    return None
+    return live_pid_from_file(_pid_file(config, name))
 
 
 def _spawn(config: ClusterConfig, name: str) -> int:
@@ -151,10 +139,7 @@ def _spawn(config: ClusterConfig, name: str) -> int:
             env=_env(config),
             start_new_session=True,
         )
-    record = {"pid": process.pid, "start_time": proc_start_time(process.pid), "command": command}
-    tmp = _pid_file(config, name).with_suffix(".pid.tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(_pid_file(config, name))
+    write_pid_file(_pid_file(config, name), process.pid, command)
     return process.pid
 
 

@@ -252,16 +252,10 @@ def start_events_stream(
         if on_batch is not None:
             on_batch(batch_id, written)
 
-    writer = (
-        deduplicated.writeStream.queryName(QUERY_NAME)
-        .option("checkpointLocation", checkpoint_location(settings))
-        .foreachBatch(write_batch)
-    )
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=trigger_interval)
-    return writer.start()
+    return _start_query(
+        deduplicated, QUERY_NAME, checkpoint_location(settings), write_batch,
+        available_now=available_now, trigger_interval=trigger_interval,
+    )  # fmt: skip
 
 
 def start_rejects_stream(
@@ -288,9 +282,25 @@ def start_rejects_stream(
     def write_batch(batch: DataFrame, batch_id: int) -> None:
         write_batch_rejects(batch.toArrow(), batch_id, layout)
 
+    return _start_query(
+        rejects, REJECTS_QUERY_NAME, rejects_checkpoint_location(settings), write_batch,
+        available_now=available_now, trigger_interval=trigger_interval,
+    )  # fmt: skip
+
+
+def _start_query(
+    stream: DataFrame,
+    name: str,
+    checkpoint: str,
+    write_batch: Callable[[DataFrame, int], None],
+    *,
+    available_now: bool,
+    trigger_interval: str,
+) -> StreamingQuery:
+    """Start `stream` into `write_batch` per micro-batch: until caught up, or every interval."""
     writer = (
-        rejects.writeStream.queryName(REJECTS_QUERY_NAME)
-        .option("checkpointLocation", rejects_checkpoint_location(settings))
+        stream.writeStream.queryName(name)
+        .option("checkpointLocation", checkpoint)
         .foreachBatch(write_batch)
     )
     if available_now:

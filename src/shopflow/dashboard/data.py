@@ -19,7 +19,7 @@ import sqlglot
 from sqlglot import exp
 
 from shopflow.errors import ShopflowError
-from shopflow.metrics.views import METRIC_VIEWS, MetricView, view_body
+from shopflow.metrics.views import METRIC_VIEWS, MetricView, report_date_sql, view_body
 from shopflow.settings import Profile, Settings
 from shopflow.warehouse import Warehouse, WarehouseError, duckdb_path, open_warehouse
 from shopflow.warehouse.base import Dialect
@@ -57,8 +57,8 @@ class Snapshot:
 
 
 #: The dated tables the metric views read, narrowed to the chosen dates (`orders_enriched`: the
-#: units of top products).
-_DATED_SOURCES: Final = ("user_behavior", "orders_enriched")
+#: units of top products), each with the timestamp that dates its rows.
+_DATED_SOURCES: Final = {"user_behavior": "event_ts", "orders_enriched": "order_ts"}
 
 
 def filtered_view_sql(
@@ -80,8 +80,8 @@ def filtered_view_sql(
             exp.select("*")
             .from_(table.name)
             .where(
-                # REPORT_DATE: the event's date in the reporting zone (view_body substitutes it).
-                f"REPORT_DATE BETWEEN DATE '{start.isoformat()}' AND DATE '{end.isoformat()}'",
+                f"{report_date_sql(reporting_timezone, _DATED_SOURCES[table.name])} "
+                f"BETWEEN DATE '{start.isoformat()}' AND DATE '{end.isoformat()}'",
                 dialect="bigquery",
             )
         )

@@ -78,7 +78,7 @@ def live_panel(settings: Settings, minutes: int = LIVE_MINUTES) -> None:
     if activity.note:
         st.info(f"No live panel: {activity.note}.")
         return
-    if activity.files == 0:
+    if activity.newest_event_ts is None:  # no file, or only the view's zero-row placeholder
         st.info(
             "No live events yet: `shopflow stream` writes them to the lake's "
             "user_behavior_live table as they arrive."

@@ -198,12 +198,13 @@ def metric_view(name: str) -> MetricView:
     raise KeyError(name)
 
 
-def _report_date(reporting_timezone: str) -> str:
-    """The SQL of an event's date in the reporting time zone (UTC: the stored `date` column)."""
+def report_date_sql(reporting_timezone: str, ts_column: str = "event_ts") -> str:
+    """The SQL (BigQuery) of a row's date in the reporting time zone, from its `ts_column` (UTC:
+    the stored `date` column)."""
     key = canonical_timezone(reporting_timezone)
     if key == "UTC":
         return "date"
-    return f"DATE(event_ts, '{key}')"
+    return f"DATE({ts_column}, '{key}')"
 
 
 def _numeric_as_duckdb_decimal(tree: exp.Expr) -> exp.Expr:
@@ -223,7 +224,7 @@ def view_body(
 ) -> str:
     """The SELECT of `view` in `dialect`; with `dataset` (`project.dataset`), tables qualified;
     daily figures by the date in `reporting_timezone`."""
-    sql = view.sql.replace("REPORT_DATE", _report_date(reporting_timezone))
+    sql = view.sql.replace("REPORT_DATE", report_date_sql(reporting_timezone))
     tree = sqlglot.parse_one(sql, read="bigquery")
     if dialect == "duckdb":
         tree = _numeric_as_duckdb_decimal(tree)

@@ -204,7 +204,12 @@ def test_live_path_bursts_kill_and_hourly_batch(bus_settings: Settings) -> None:
         procs.start("stream", *stream_args)
         ids3 = {e["event_id"] for e in burst3}
         _wait_visible(settings, ids3, time.monotonic(), FIRST_BURST_BOUND_S)
-        assert killed in _batch_files(checkpoint, "commits")  # the replayed batch committed
+        # The replayed batch commits: its rows are visible once foreachBatch wrote them, and
+        # Spark writes the commit file just after.
+        deadline = time.monotonic() + BURST_BOUND_S
+        while killed not in _batch_files(checkpoint, "commits"):
+            assert time.monotonic() < deadline, procs.log("stream")
+            time.sleep(0.2)
         live = _view_ids(settings)
         assert sorted(live) == sorted(ids1 | ids2 | ids3)  # none lost, none doubled
     finally:

@@ -81,8 +81,9 @@ def live_rows(events_clean: DataFrame, layout: LakeLayout) -> DataFrame:
     return rows.select(*USER_BEHAVIOR_COLUMNS, F.hour("event_ts").cast("int").alias("hour"))
 
 
-def replace_live_partitions(table: pa.Table, layout: LakeLayout) -> list[str]:
-    """Replace each (date, hour) partition of the live table present in `table`."""
+def replace_hour_partitions(table: pa.Table, layout: LakeLayout, table_name: str) -> list[str]:
+    """Replace each (date, hour) partition of curated `table_name` present in `table` (which has
+    `date` and `hour` columns) whole; return the files written."""
     written = []
     keys = sorted(set(zip(table["date"].to_pylist(), table["hour"].to_pylist(), strict=True)))
     for day, hour in keys:
@@ -90,10 +91,14 @@ def replace_live_partitions(table: pa.Table, layout: LakeLayout) -> list[str]:
             pc.equal(table["date"], pa.scalar(day, pa.date32())),
             pc.equal(table["hour"], pa.scalar(hour, pa.int32())),
         )
-        written.append(
-            replace_partition(table.filter(mask), layout.curated_partition(LIVE_TABLE, day, hour))
-        )
+        partition = layout.curated_partition(table_name, day, hour)
+        written.append(replace_partition(table.filter(mask), partition))
     return written
+
+
+def replace_live_partitions(table: pa.Table, layout: LakeLayout) -> list[str]:
+    """Replace each (date, hour) partition of the live table present in `table`."""
+    return replace_hour_partitions(table, layout, LIVE_TABLE)
 
 
 def write_batch_rejects(rejects: pa.Table, batch_id: int, layout: LakeLayout) -> list[str]:

@@ -59,8 +59,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Final
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
@@ -73,7 +71,7 @@ from pyspark.sql.types import (
 )
 
 from shopflow.contracts import RAW_EVENT_SCHEMA
-from shopflow.lake import LakeLayout, list_partitions, replace_partition, resolve
+from shopflow.lake import LakeLayout, list_partitions, resolve
 from shopflow.lake.io import is_local
 from shopflow.schemas import EVENTS_CLEAN
 from shopflow.settings import Settings
@@ -89,6 +87,7 @@ from shopflow.transform.events import (
 from shopflow.transform.jobs import reject_rows, staged_events
 from shopflow.transform.stream_live import (
     live_rows,
+    replace_hour_partitions,
     replace_live_partitions,
     write_batch_rejects,
 )
@@ -148,19 +147,6 @@ def _unsessionised(events_clean: DataFrame) -> DataFrame:
     ).drop("session_source", "session_start_ts")
 
 
-def _replace_hour_partitions(table: pa.Table, layout: LakeLayout) -> list[str]:
-    written = []
-    keys = sorted(set(zip(table["date"].to_pylist(), table["hour"].to_pylist(), strict=True)))
-    for day, hour in keys:
-        mask = pc.and_(
-            pc.equal(table["date"], pa.scalar(day, pa.date32())),
-            pc.equal(table["hour"], pa.scalar(hour, pa.int32())),
-        )
-        part = table.filter(mask)
-        written.append(replace_partition(part, layout.curated_partition(STREAM_TABLE, day, hour)))
-    return written
-
-
 def apply_micro_batch(
     new_events: DataFrame,
     layout: LakeLayout,
@@ -203,7 +189,9 @@ def apply_micro_batch(
         if result is not None:
             result.unpersist()
     # The stream table first: a crash between the two is replayed, and the replay rewrites both.
-    return _replace_hour_partitions(table, layout) + replace_live_partitions(live, layout)
+    return replace_hour_partitions(table, layout, STREAM_TABLE) + replace_live_partitions(
+        live, layout
+    )
 
 
 def rejects_checkpoint_location(settings: Settings) -> str:

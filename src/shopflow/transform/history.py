@@ -19,24 +19,28 @@ from typing import Final
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+#: The columns and types of `products_history`, declared here only (engine-neutral type names:
+#: this module also runs under SQLFrame, so it builds no Spark types).
+PRODUCTS_HISTORY_FIELDS: Final = (
+    ("product_id", "string"),
+    ("product_name", "string"),
+    ("category", "string"),
+    ("valid_from", "timestamp"),
+    ("valid_to", "timestamp"),
+    ("is_first_version", "boolean"),
+)
+#: The columns and types of `users_history`.
+USERS_HISTORY_FIELDS: Final = (
+    ("user_id", "string"),
+    ("user_name", "string"),
+    ("valid_from", "timestamp"),
+    ("valid_to", "timestamp"),
+    ("is_first_version", "boolean"),
+)
 #: Columns of `products_history`, in order.
-PRODUCTS_HISTORY_COLUMNS: Final = (
-    "product_id",
-    "product_name",
-    "category",
-    "valid_from",
-    "valid_to",
-    "is_first_version",
-)
-
+PRODUCTS_HISTORY_COLUMNS: Final = tuple(name for name, _ in PRODUCTS_HISTORY_FIELDS)
 #: Columns of `users_history`, in order.
-USERS_HISTORY_COLUMNS: Final = (
-    "user_id",
-    "user_name",
-    "valid_from",
-    "valid_to",
-    "is_first_version",
-)
+USERS_HISTORY_COLUMNS: Final = tuple(name for name, _ in USERS_HISTORY_FIELDS)
 
 
 def versions(typed: DataFrame, key: str, attributes: Sequence[str]) -> DataFrame:

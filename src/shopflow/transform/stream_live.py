@@ -29,6 +29,7 @@ from pyspark.sql.types import BooleanType, StringType, StructField, StructType, 
 
 from shopflow.lake import LakeLayout, list_data_files, replace_partition
 from shopflow.lake.io import resolve, write_json_atomic, write_parquet_atomic
+from shopflow.transform.history import PRODUCTS_HISTORY_FIELDS, USERS_HISTORY_FIELDS
 from shopflow.transform.user_behavior import USER_BEHAVIOR_COLUMNS, user_behavior
 from shopflow.warehouse.live import LIVE_TABLE
 
@@ -37,27 +38,17 @@ STREAM_REJECTS_SOURCE: Final = "events_stream"
 #: The state record of too-late events the stream skipped.
 LATE_STATE: Final = "late_events.json"
 
-_TS = TimestampType()
+_SPARK_TYPES: Final = {
+    "string": StringType(),
+    "timestamp": TimestampType(),
+    "boolean": BooleanType(),
+}
 _HISTORY_SCHEMAS: Final = {
-    "products_history": StructType(
-        [
-            StructField("product_id", StringType()),
-            StructField("product_name", StringType()),
-            StructField("category", StringType()),
-            StructField("valid_from", _TS),
-            StructField("valid_to", _TS),
-            StructField("is_first_version", BooleanType()),
-        ]
-    ),
-    "users_history": StructType(
-        [
-            StructField("user_id", StringType()),
-            StructField("user_name", StringType()),
-            StructField("valid_from", _TS),
-            StructField("valid_to", _TS),
-            StructField("is_first_version", BooleanType()),
-        ]
-    ),
+    name: StructType([StructField(column, _SPARK_TYPES[kind]) for column, kind in fields])
+    for name, fields in (
+        ("products_history", PRODUCTS_HISTORY_FIELDS),
+        ("users_history", USERS_HISTORY_FIELDS),
+    )
 }
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from typing import Final
 from bench._harness import BenchContext, BenchResult, Row, benchmark
 from bench._memory import tree_rss_bytes
 from bench.etl_engines import START, RawZone, cached_raw_zone, fresh_lake, spark_memory
+from shopflow.services.probes import free_ports
 from shopflow.services.spark_cluster import (
     ClusterConfig,
     pyspark_home,
@@ -54,17 +54,6 @@ from shopflow.settings import load_settings
 ROOT: Final = Path(__file__).resolve().parent.parent
 DEFAULT_CASES: Final = ("local[2]", "cluster")
 _ROWS = re.compile(r"^\s*(events_clean|user_behavior)\s+([\d,]+) rows", re.MULTILINE)
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def build_artefact(dist: Path) -> Path:
@@ -178,7 +167,7 @@ def run(ctx: BenchContext) -> BenchResult:
     )
     build_seconds = time.perf_counter() - built
     hour = f"{START + timedelta(days=days - 1, hours=12):%Y-%m-%dT%H}"
-    master, ui, *worker_ui = _free_ports(4)
+    master, ui, *worker_ui = free_ports(4)
     config = ClusterConfig(
         run_dir=ctx.scratch / "cluster",
         master_port=master,

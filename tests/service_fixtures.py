@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from shopflow.services import ensure_services, stop_services
-from shopflow.services.probes import probe_kafka, probe_pubsub, split_host_port
+from shopflow.services.probes import free_ports, probe_kafka, probe_pubsub, split_host_port
 from shopflow.settings import BusKind, Settings
 
 
@@ -54,9 +53,7 @@ def unique_name(prefix: str) -> str:
 
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @pytest.fixture

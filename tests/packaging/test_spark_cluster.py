@@ -13,7 +13,6 @@ view compared. The master's JSON and each worker's prove where the work ran.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from bench.etl_engines import RawZone, fresh_lake, write_raw_zone
 
 from shopflow.quality import gated_load
+from shopflow.services.probes import free_ports
 from shopflow.services.processes import group_alive
 from shopflow.services.spark_cluster import (
     ClusterConfig,
@@ -48,18 +48,6 @@ TIMEOUT_SECONDS = 1800
 
 EVENTS = 3000
 HOUR = "2026-11-02T12"  # the raw zone's second day; the run also takes everything new (day one)
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports free on 127.0.0.1 right now."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture

@@ -84,3 +84,15 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
 def url_host(host: str) -> str:
     """`host` as it goes into a URL (IPv6 literals in brackets)."""
     return f"[{host}]" if ":" in host else host
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports nothing listens on at 127.0.0.1 right now."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

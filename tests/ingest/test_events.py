@@ -144,7 +144,15 @@ def landing_process(settings: Settings, idle_stop_seconds: float) -> subprocess.
 def test_sigterm_finishes_the_open_batch_and_exits_cleanly(bus_settings: Settings) -> None:
     publish(bus_settings, valid_payloads(2000, "t"))
     process = landing_process(bus_settings, idle_stop_seconds=60)
-    time.sleep(6)
+    # Signal once a batch has been committed: the handler is installed and landing is under
+    # way (a fixed sleep could hit the interpreter still importing, under load).
+    events_dir = Path(bus_settings.lake_url) / "raw" / "events"
+    deadline = time.monotonic() + 120
+    while not any(not f.name.startswith(".") for f in events_dir.rglob("*.parquet")):
+        assert process.poll() is None, process.communicate()[1].decode()
+        assert time.monotonic() < deadline, "no batch landed within 120 s"
+        time.sleep(0.2)
+    assert process.poll() is None, "the consumer stopped before the signal"
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err.decode()

@@ -10,14 +10,18 @@ run, as a Dataproc cluster would be.
 Cases, each a fresh `spark-submit` process on a fresh lake over the same raw zone, timed from the
 spawn to its exit (JVM and Python start, the work, shutdown), the same command but for `--master`:
 
-    spark-submit --master M --driver-memory D --py-files shopflow.zip entrypoint.py --hour H
+    spark-submit --master M --driver-memory D [--executor-memory E] --py-files shopflow.zip \
+        entrypoint.py --hour H
 
 * `local[2]`: driver and executor threads in one JVM, 2 cores.
-* `cluster`: `spark://127.0.0.1:PORT`: the driver here, one 1-core executor (1g, spark-submit's
-  default) on each worker; tasks, shuffles and the cached intermediates cross process boundaries.
+* `cluster`: `spark://127.0.0.1:PORT`: the driver here, one 1-core executor (E, default 1g,
+  spark-submit's own) on each worker; tasks, shuffles and the cached intermediates cross process
+  boundaries. The driver only plans, lists and commits: the executors write every output
+  (`shopflow.transform.outputs`), so its peak should not grow with the data.
 
-The driver memory D is the `etl_engines` Spark case's for the size (4g up to 1M events): this branch's
-job still collects each output to the driver. The hour H is the raw zone's last day at 12:00, and a
+The driver memory D is `--param spark_memory` (default: the `etl_engines` Spark case's for the
+size; pass the same value at every size to compare driver peaks), the executors' E
+`--param executor_memory` (workers get E plus 1g). The hour H is the raw zone's last day at 12:00, and a
 run also takes everything new since the last run, so each case recomputes every date (the same work
 as `etl_engines`' first, full run). The driver's Python is this interpreter with the zip first on
 its path. Peak RSS is the spark-submit process tree's (driver JVM + Python); for `cluster` the
@@ -26,6 +30,7 @@ executors' peak (the workers' children) is in the notes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -102,13 +107,21 @@ class _Peak:
 
 
 def _submit(
-    master: str, memory: str, artefact: Path, home: Path, hour: str, workers: list[int]
+    master: str,
+    memory: str,
+    executor_memory: str | None,
+    artefact: Path,
+    home: Path,
+    hour: str,
+    workers: list[int],
 ) -> tuple[float, int, int, str]:
     """One timed spark-submit: wall seconds, driver-tree and executors' peak RSS, its output."""
+    executor = ["--executor-memory", executor_memory] if executor_memory else []
     command = [
         str(Path(sys.executable).parent / "spark-submit"),
         "--master", master,
         "--driver-memory", memory,
+        *executor,
         "--conf", "spark.ui.enabled=false",
         "--py-files", str(artefact / "shopflow.zip"),
         str(artefact / "entrypoint.py"),
@@ -143,6 +156,12 @@ def _submit(
     return wall, driver.peak, executors.peak, output
 
 
+def _gib(size: str) -> int:
+    """Whole GiB of a Spark size such as `4g` or `2048m`."""
+    number, unit = int(size[:-1]), size[-1].lower()
+    return number if unit == "g" else max(1, number // 1024)
+
+
 @benchmark(
     "spark_cluster",
     title="The Dataproc artefact on a Spark standalone cluster (2 workers x 1 core) and local[2]",
@@ -156,6 +175,7 @@ def run(ctx: BenchContext) -> BenchResult:
     repeats = ctx.int_param("repeats", 1, 1)
     cases = ctx.list_param("cases", DEFAULT_CASES)
     memory = spark_memory(events, ctx.params.get("spark_memory"))
+    executor_memory = ctx.params.get("executor_memory")
     base = load_settings()
     cache = Path(ctx.params.get("cache", str(base.home / "bench" / "etl-engines")))
     zone: RawZone = cached_raw_zone(cache, events, seed=seed, days=days)
@@ -174,6 +194,8 @@ def run(ctx: BenchContext) -> BenchResult:
         master_ui_port=ui,
         worker_ui_ports=tuple(worker_ui),
     )
+    if executor_memory:
+        config = dataclasses.replace(config, worker_memory=f"{_gib(executor_memory) + 1}g")
     rows: list[Row] = []
     started = time.perf_counter()
     try:
@@ -187,7 +209,7 @@ def run(ctx: BenchContext) -> BenchResult:
                 folder = re.sub(r"[^A-Za-z0-9-]", "", case)
                 home = fresh_lake(zone, ctx.scratch / f"{folder}-{attempt}").parent
                 wall, driver_peak, executors_peak, output = _submit(
-                    url, memory, artefact, home, hour, workers
+                    url, memory, executor_memory, artefact, home, hour, workers
                 )
                 counts = dict(_ROWS.findall(output))
                 notes = (
@@ -215,8 +237,9 @@ def run(ctx: BenchContext) -> BenchResult:
             "raw zone": f"{zone.valid_events:,} valid events over {zone.days} simulated days, "
             f"seed {zone.seed}: {zone.landed_rows:,} raw rows in {zone.event_files:,} files "
             "(cached, shared with etl_engines)",
-            "command": f"spark-submit --master M --driver-memory {memory} --py-files shopflow.zip "
-            f"entrypoint.py --hour {hour}",
+            "command": f"spark-submit --master M --driver-memory {memory} "
+            + (f"--executor-memory {executor_memory} " if executor_memory else "")
+            + f"--py-files shopflow.zip entrypoint.py --hour {hour}",
             "cluster": f"standalone master + {len(config.worker_ui_ports)} workers x "
             f"{config.worker_cores} core, {config.worker_memory} each, on 127.0.0.1; started in "
             f"{cluster_start:.0f}s (not timed in the rows)",

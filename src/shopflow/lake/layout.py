@@ -7,6 +7,7 @@ All partitions are Hive-style and UTC::
     deadletter/<source>/date=YYYY-MM-DD/<source>_<first-ts>_<hash>.parquet
     curated/<table>/date=YYYY-MM-DD[/hour=HH]/part-00000.parquet          replaced whole
     _state/<name>.json                                                      watermarks and cursors
+    _staging/<run>/<table>/...           an engine's own output of one run, before it is committed
 
 Pulls (orders, products, users) are partitioned by the UTC date of the *end* of their cursor range,
 not by the wall clock of the pull: a retry after midnight then still lands on the same name in the
@@ -183,6 +184,20 @@ class LakeLayout:
                 raise ValueError(f"hour {hour} is not in 0..23")
             parts.append(f"hour={hour:02d}")
         return "/".join(parts)
+
+    # _staging
+    def staging_root(self) -> str:
+        """Where engines write a run's outputs before they are committed into their partitions."""
+        return self._join("_staging")
+
+    def staging_url(self, run: str, table: str | None = None) -> str:
+        """One run's staged outputs, or (with `table`) its staged output of one table."""
+        if not _STATE_NAME.fullmatch(run):
+            raise ValueError(f"{run!r} is not a valid run name")
+        if table is None:
+            return self._join("_staging", run)
+        _check_name(table)
+        return self._join("_staging", run, table)
 
     # _state
     def quarantine_root(self) -> str:

@@ -49,10 +49,12 @@ through `replace_partition`; partition columns live in the path only, as Spark w
 Engine: `run_etl` takes a Spark session or a SQLFrame DuckDB session
 (`shopflow.transform.engine.open_etl_session`) and runs the same code on either. The transforms are
 taken from `engine.transforms(session)` (the copy bound to that engine), column expressions of the
-job's own use that copy's `functions`, inputs are read and outputs collected only through the
-engine module's `read_parquet`, `create_dataframe`, `to_arrow`, `materialize` and `release`, and
-outputs are committed by the lake layer from Arrow, on a background thread while the engine
-computes the next output. See docs/engines.md.
+job's own use that copy's `functions`, and inputs are read only through the engine module's
+`read_parquet`, `create_dataframe`, `materialize` and `release`. Outputs go through
+`shopflow.transform.outputs`: DuckDB collects them as Arrow, Spark writes them from its executors
+into the run's staging prefix (`_staging/<run>/`, removed when the run ends, and at the start of
+the next run if it was killed); either way the driver commits each partition atomically, on a
+background thread while the engine computes the next output. See docs/engines.md.
 
 Where things are: the request and the run's result in `transform.requests`, which dates a run
 recomputes in `transform.planning`, the table names and read schemas in `transform.curated_tables`,
@@ -62,11 +64,10 @@ reading and committing partitions in `transform.lake_io`; this module is the run
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-
-import pyarrow as pa
 
 from shopflow.contracts import (
     RAW_ORDER_SCHEMA,
@@ -80,6 +81,7 @@ from shopflow.lake import (
     remove_stale_temp_files,
     writer_lock,
 )
+from shopflow.lake.staging import remove_staging
 from shopflow.settings import Settings
 from shopflow.transform import engine
 from shopflow.transform.changes import raw_event_files
@@ -102,11 +104,16 @@ from shopflow.transform.lake_io import (
     extract_curated_events,
     extract_pulls,
     extract_raw_events,
-    partition_keys,
-    write_changed_partitions,
-    write_partitions,
-    write_rejects,
-    write_snapshot,
+)
+from shopflow.transform.outputs import (
+    DAILY,
+    HOURLY,
+    Output,
+    compute_output,
+    write_changed_output,
+    write_output_partitions,
+    write_output_rejects,
+    write_output_snapshot,
 )
 from shopflow.transform.planning import (
     accepted_event_dates,
@@ -183,10 +190,18 @@ def run_etl(session: Any, settings: Settings, request: EtlRequest) -> EtlRun:
         roots = [layout.curated_root(name) for name in CURATED_TABLES]
         for root in [*roots, layout.deadletter_root(REJECTS_SOURCE)]:
             remove_stale_temp_files(root, older_than=datetime.now(UTC))
-        return _run_etl(session, settings, request, layout)
+        # Likewise any staged output: a killed run's, never committed.
+        remove_staging(layout.staging_root())
+        run_name = f"etl-{uuid.uuid4().hex[:12]}"
+        try:
+            return _run_etl(session, settings, request, layout, run_name)
+        finally:
+            remove_staging(layout.staging_url(run_name))
 
 
-def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: LakeLayout) -> EtlRun:
+def _run_etl(
+    session: Any, settings: Settings, request: EtlRequest, layout: LakeLayout, run_name: str
+) -> EtlRun:
     started = time.monotonic()
     state = StateStore(settings)
     plan = plan_run(layout, state, request, accepted_event_dates(settings))
@@ -205,19 +220,33 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
         return run
 
     t = transforms(session)
+    staged_outputs = 0
+
+    def compute(name: str, df: DataFrame, partition_by: Sequence[str]) -> Output:
+        # Spark writes each output into its own staging folder of this run (DuckDB: collects).
+        nonlocal staged_outputs
+        staged_outputs += 1
+        staging = layout.staging_url(run_name, f"{name.replace('/', '_')}_{staged_outputs}")
+        return compute_output(df, staging, partition_by)
 
     def record(name: str, urls: list[str], rows: int) -> None:
         run.partitions[name] = [*run.partitions.get(name, []), *urls]
         run.rows[name] = run.rows.get(name, 0) + rows
 
     def write_later(
-        commits: BackgroundCommits, name: str, table: pa.Table, keys: Keys, *, delete: bool = False
+        commits: BackgroundCommits,
+        name: str,
+        output: Output,
+        keys: Keys,
+        *,
+        delete: bool = False,
+        rows: int | None = None,
     ) -> None:
         # `delete`: a partition left without rows is deleted rather than written empty.
         commits.submit(
             name,
-            table.num_rows,
-            lambda: write_partitions(table, name, layout, keys, delete_empty=delete),
+            output.rows if rows is None else rows,
+            lambda: write_output_partitions(output, name, layout, keys, delete_empty=delete),
         )
 
     def write_activity(
@@ -230,11 +259,12 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
         # has an empty order activity); a date left without events loses its partitions.
         keys = [(day, None) for day in dates]
         for name, df in activity.items():
-            table = engine.to_arrow(df)
-            write_later(commits, name, table, [k for k in keys if k[0] in with_events])
+            output = compute(name, df, DAILY)
+            write_later(commits, name, output, [k for k in keys if k[0] in with_events])
             gone = [k for k in keys if k[0] not in with_events]
             if gone:
-                write_later(commits, name, table.slice(0, 0), gone, delete=True)
+                # No rows of these dates in `output` (it comes from their events): deleted.
+                write_later(commits, name, output, gone, delete=True, rows=0)
 
     # Released however the run ends: a failed run must not leave tables in a long-lived session.
     cached: list[DataFrame] = []
@@ -275,12 +305,12 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
                     event_files = [url for url in event_files if url not in gone]
                     staged = stage()
                 cached.append(staged)
-                rejects = engine.to_arrow(reject_rows(t, staged, dates))
-                run.rejected_events = rejects.num_rows
+                rejects = compute(REJECTS_SOURCE, reject_rows(t, staged, dates), DAILY)
+                run.rejected_events = rejects.rows
                 commits.submit(
                     f"deadletter/{REJECTS_SOURCE}",
-                    rejects.num_rows,
-                    lambda: write_rejects(rejects, layout, dates),
+                    rejects.rows,
+                    lambda: write_output_rejects(rejects, layout, dates),
                 )
 
                 clean = engine.materialize(
@@ -298,18 +328,18 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
                 }
                 with_rows: set[date] = set()
                 for name, df in outputs.items():
-                    table = engine.to_arrow(df)
                     hourly = name in HOURLY_TABLES
+                    output = compute(name, df, HOURLY if hourly else DAILY)
                     # Every partition of a recomputed date: the new ones, and the old ones a
                     # recompute left without rows (deleted, not kept with stale rows).
                     keys = sorted(
-                        set(partition_keys(table, hourly))
+                        set(output.keys(hourly))
                         | set(existing_partition_keys(layout, name, dates))
                         | ({(d, None) for d in dates} if not hourly else set())
                     )
                     if name == "events_clean":
-                        with_rows = {d for d, _ in partition_keys(table, hourly)}
-                    write_later(commits, name, table, keys, delete=True)
+                        with_rows = {d for d, _ in output.keys(hourly)}
+                    write_later(commits, name, output, keys, delete=True)
                 write_activity(commits, activity, dates, with_rows)
 
         missing = _dates_without_activity(layout)
@@ -329,25 +359,26 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
             )
         )
         cached.append(orders)
-        orders_table = engine.to_arrow(orders)
         record(
             "orders_enriched",
-            write_changed_partitions(orders_table, "orders_enriched", layout),
-            orders_table.num_rows,
-        )
+            *write_changed_output(
+                session, orders, "orders_enriched", layout,
+                layout.staging_url(run_name, "orders_enriched"),
+            ),
+        )  # fmt: skip
 
         # Reconciliation and the snapshots cover all dates: from the activity tables, not the events.
         activity = {name: extract_activity(session, layout, name) for name in ACTIVITY_TABLES}
-        recon = engine.to_arrow(
-            t.reconciliation.order_reconciliation_from_daily(
-                activity["order_activity_daily"], orders
-            )
+        recon = t.reconciliation.order_reconciliation_from_daily(
+            activity["order_activity_daily"], orders
         )
         record(
             "order_reconciliation",
-            write_changed_partitions(recon, "order_reconciliation", layout),
-            recon.num_rows,
-        )
+            *write_changed_output(
+                session, recon, "order_reconciliation", layout,
+                layout.staging_url(run_name, "order_reconciliation"),
+            ),
+        )  # fmt: skip
         snapshots = {
             "products_clean": products,
             "products_history": products_history,
@@ -360,8 +391,8 @@ def _run_etl(session: Any, settings: Settings, request: EtlRequest, layout: Lake
             ),
         }
         for name, df in snapshots.items():
-            table = engine.to_arrow(df)
-            record(name, [write_snapshot(table, name, layout)], table.num_rows)
+            output = compute(name, df, ())
+            record(name, [write_output_snapshot(output, name, layout)], output.rows)
     finally:
         for df in cached:
             engine.release(df)

@@ -85,18 +85,17 @@ from shopflow.lake.staging import remove_staging
 from shopflow.settings import Settings
 from shopflow.transform import engine
 from shopflow.transform.changes import raw_event_files
+from shopflow.transform.compositions import activity_tables, dated, reject_rows, staged_events
 from shopflow.transform.curated_tables import (
     ACTIVITY_TABLES,
     CURATED_TABLES,
     HOURLY_TABLES,
-    RAW_DATE_COLUMN,
     REJECTS_SOURCE,
     STATE_NAME,
     DataFrame,
     Keys,
 )
-from shopflow.transform.engine import Transforms, transforms
-from shopflow.transform.events import STAGED_EVENT_COLUMNS
+from shopflow.transform.engine import transforms
 from shopflow.transform.lake_io import (
     BackgroundCommits,
     existing_partition_keys,
@@ -127,47 +126,6 @@ from shopflow.transform.requests import (
     backfill_request,
     etl_request,
 )
-
-
-def staged_events(t: Transforms, raw: DataFrame) -> DataFrame:
-    """Raw events staged once, with the raw partition date (`raw_date`) the rejects are filed by."""
-    return t.events.stage_events(
-        raw.withColumn(RAW_DATE_COLUMN, t.functions.col("date")), keep=(RAW_DATE_COLUMN,)
-    )
-
-
-def reject_rows(t: Transforms, staged: DataFrame, dates: Sequence[date] | None) -> DataFrame:
-    """The dead-letter rows of staged events (of raw partition `dates`; None: all), with `reason`.
-
-    Shared with the stream (`shopflow.transform.stream_live`), so both file the same rows.
-    """
-    # Keyed by the raw partition date (the folder it was read from): an event without a usable
-    # event_ts has no event date of its own.
-    F = t.functions
-    staged_columns = [c for c in STAGED_EVENT_COLUMNS if c not in ("date", "hour", "reject_reason")]
-    rejects = t.events.event_rejects(staged)
-    if dates is not None:
-        rejects = rejects.where(F.col(RAW_DATE_COLUMN).isin(list(dates)))
-    return rejects.select(
-        *staged_columns,
-        F.col("date").alias("event_date"),
-        F.col("hour").alias("event_hour"),
-        F.col("reject_reason").alias("reason"),
-        F.col(RAW_DATE_COLUMN).alias("date"),
-    )
-
-
-def _dated(t: Transforms, df: DataFrame, dates: Sequence[date]) -> DataFrame:
-    return df.where(t.functions.col("date").isin(list(dates)))
-
-
-def _activity(t: Transforms, clean: DataFrame) -> dict[str, DataFrame]:
-    """The activity tables of the dates of `clean` (its clean events)."""
-    return {
-        "product_activity_daily": t.activity.product_activity_daily(clean),
-        "user_activity_daily": t.activity.user_activity_daily(clean),
-        "order_activity_daily": t.activity.order_activity_daily(clean),
-    }
 
 
 def _dates_without_activity(layout: LakeLayout) -> list[date]:
@@ -314,10 +272,10 @@ def _run_etl(
                 )
 
                 clean = engine.materialize(
-                    _dated(t, t.events.events_clean_from_staged(staged), dates)
+                    dated(t, t.events.events_clean_from_staged(staged), dates)
                 )
                 cached.append(clean)
-                activity = _activity(t, clean)
+                activity = activity_tables(t, clean)
                 outputs = {
                     "events_clean": clean,
                     "traffic_hourly": t.traffic.traffic_hourly(clean),
@@ -347,7 +305,7 @@ def _run_etl(
             stored = engine.materialize(extract_curated_events(session, layout, missing))
             cached.append(stored)
             with BackgroundCommits(record) as commits:
-                activity = _activity(t, stored)
+                activity = activity_tables(t, stored)
                 write_activity(commits, activity, missing, set(missing))
 
         orders = engine.materialize(

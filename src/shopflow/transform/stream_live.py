@@ -8,7 +8,7 @@ letters and its record of too-late events.
   rewrites the same rows. The warehouse reads it through `user_behavior_current`
   (`shopflow.warehouse.live`).
 * `deadletter/events_stream/date=D/batch-<id>.parquet`: the contract rejects of micro-batch `id`,
-  the batch ETL's own reject rows (`shopflow.transform.jobs.reject_rows`), filed by raw partition
+  the batch ETL's own reject rows (`shopflow.transform.compositions.reject_rows`), filed by raw partition
   date. Named by the batch id, so a replay after a crash replaces its own file.
 * `_state/streaming/late_events.json`: how many events the stream skipped as older than its
   watermark (Spark's `numRowsDroppedByWatermark`), in total and for the last batch that had any.

@@ -75,6 +75,7 @@ from shopflow.lake import LakeLayout, list_partitions, resolve
 from shopflow.lake.io import is_local
 from shopflow.schemas import EVENTS_CLEAN
 from shopflow.settings import Settings
+from shopflow.transform.compositions import reject_rows, staged_events
 from shopflow.transform.engine import transforms
 from shopflow.transform.events import (
     DEFAULT_SESSION_GAP_MINUTES,
@@ -84,7 +85,6 @@ from shopflow.transform.events import (
     stage_events,
     valid_events,
 )
-from shopflow.transform.jobs import reject_rows, staged_events
 from shopflow.transform.stream_live import (
     live_rows,
     replace_hour_partitions,

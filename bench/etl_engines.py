@@ -13,9 +13,9 @@ Cases, each in a fresh spawned process, timed from the spawn to the process's re
 start, imports, engine start, the work, shutdown):
 
 * `spark`: `run_etl` (the first, full run: every date) on Spark `local[2]`, driver memory 4g up
-  to 1M events and 16g above (the job collects each output to the driver as Arrow; with 2g the
-  1M-event run died of `OutOfMemoryError: Java heap space` doing so). `--param spark_memory=8g`
-  sets one size for every run.
+  to 1M events and 16g above (sizes from when the job collected each output to the driver, kept
+  so rows stay comparable; in local[2] that JVM is also the executor that caches the staged
+  events). `--param spark_memory=2g` sets one size for every run.
 * `duckdb`: the same `run_etl` on an in-process DuckDB through SQLFrame.
 * `sql-baseline`: the same work hand-written in DuckDB SQL, in one connection: staging checks and
   rejects, dedup by `event_id` (first landed wins), 30-minute sessionisation with window

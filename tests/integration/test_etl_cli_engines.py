@@ -1,7 +1,10 @@
 """`shopflow etl` / `backfill` / `load` as a user runs them, on each engine: the same warehouse.
 
 Spark is chosen by the setting (`SHOPFLOW_ETL_ENGINE=spark`), DuckDB by the flag (`--engine
-duckdb`, overriding a setting of spark); each runs in its own home over the same raw zone.
+duckdb`, overriding a setting of spark); each runs in its own home over the same raw zone. The
+backfill runs on DuckDB only, after its ETL: a second Spark process would prove no more (`etl` and
+`backfill` share the CLI's engine choice, and Spark's backfill runs in test_pipeline), and the
+backfilled warehouse still equals Spark's ETL-only one, so the backfill changed nothing.
 """
 
 from __future__ import annotations
@@ -76,9 +79,13 @@ def test_etl_backfill_and_load_give_the_same_warehouse_on_either_engine(
         assert etl.returncode == 0, etl.stderr[-3000:]
         assert f"ETL engine: {engine}" in etl.stderr
         assert f"{EVENTS:,} rows" in etl.stdout
-        backfill = shopflow(env, "backfill", "--start", "2026-11-01", "--end", "2026-11-01", *flag)
-        assert backfill.returncode == 0, backfill.stderr[-3000:]
-        assert "backfill 2026-11-01 to 2026-11-01" in backfill.stdout
+        if engine == "duckdb":
+            backfill = shopflow(
+                env, "backfill", "--start", "2026-11-01", "--end", "2026-11-01", *flag
+            )
+            assert backfill.returncode == 0, backfill.stderr[-3000:]
+            assert "ETL engine: duckdb" in backfill.stderr
+            assert "backfill 2026-11-01 to 2026-11-01" in backfill.stdout
         load = shopflow(env, "load")
         assert load.returncode == 0, load.stderr[-3000:]
     spark_wh, duckdb_wh = _warehouse(homes["spark"]), _warehouse(homes["duckdb"])

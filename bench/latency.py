@@ -42,6 +42,7 @@ from typing import Any, Final
 import psutil
 
 from bench._harness import BenchContext, BenchResult, Row, benchmark
+from bench._memory import tree_rss_bytes
 from bench.etl_engines import cached_raw_zone
 from shopflow.settings import BusKind, Settings, load_settings
 
@@ -67,7 +68,7 @@ class Usage:
         return _tree_cpu(self.pid)
 
     def sample(self) -> None:
-        self.peak_rss = max(self.peak_rss, _tree_rss(self.pid))
+        self.peak_rss = max(self.peak_rss, tree_rss_bytes(self.pid))
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -84,16 +85,6 @@ def _tree_cpu(pid: int) -> float:
         try:
             times = proc.cpu_times()
             total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
-def _tree_rss(pid: int) -> int:
-    total = 0
-    for proc in _tree(pid):
-        try:
-            total += proc.memory_info().rss
         except psutil.NoSuchProcess:
             continue
     return total

@@ -355,7 +355,7 @@ def run_case(
 
 @benchmark(
     "latency",
-    title="Publish → warehouse latency of the live path (`latency`)",
+    title="Publish → warehouse latency of the live path",
     description=__doc__ or "",
 )
 def run(ctx: BenchContext) -> BenchResult:
@@ -366,6 +366,30 @@ def run(ctx: BenchContext) -> BenchResult:
     drain = float(ctx.params.get("drain", "120"))
     trigger = int(ctx.params.get("trigger", "2"))
     buses = ctx.list_param("buses", ("kafka", "pubsub"))
+    unknown = sorted(set(buses) - set(DEFAULT_RATES))
+    if unknown:
+        raise ValueError(f"--param buses: unknown {', '.join(unknown)}; known: kafka, pubsub")
+    from shopflow.services import ensure_services, service_statuses, stop_services
+
+    base = load_settings().model_copy(update={"home": ctx.scratch})
+    ours = [s.name for s in service_statuses(base, buses) if s.state == "stopped"]
+    ensure_services(base, buses)
+    try:
+        return _run(ctx, minutes, history, poll, drain, trigger, buses)
+    finally:
+        if ours:
+            stop_services(base, ours)
+
+
+def _run(
+    ctx: BenchContext,
+    minutes: float,
+    history: int,
+    poll: float,
+    drain: float,
+    trigger: int,
+    buses: list[str],
+) -> BenchResult:
     home = history_home(ctx, history)
     pool = event_pool(load_settings(), 20_000 if not ctx.quick else 2_000)
     rows: list[Row] = []

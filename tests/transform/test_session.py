@@ -20,7 +20,9 @@ def test_the_session_is_configured_for_local_runs(spark: SparkSession) -> None:
     assert spark.conf.get("spark.sql.shuffle.partitions") == str(LOCAL_SHUFFLE_PARTITIONS)
     assert conf.get("spark.ui.enabled") == "false"
     assert conf.get("spark.master") == "local[2]"
-    assert conf.get("spark.driver.maxResultSize") == "0"
+    # The executors write the outputs: the driver keeps Spark's cap on collected results.
+    assert conf.get("spark.driver.maxResultSize", None) is None
+    assert spark.conf.get("spark.sql.parquet.outputTimestampType") == "TIMESTAMP_MICROS"
     assert spark.conf.get("spark.sql.inMemoryColumnarStorage.compressed") == "false"
     assert spark.conf.get("spark.sql.sources.parallelPartitionDiscovery.threshold") == str(
         LOCAL_LISTING_THRESHOLD

@@ -366,6 +366,8 @@ def run(ctx: BenchContext) -> BenchResult:
     drain = float(ctx.params.get("drain", "120"))
     trigger = int(ctx.params.get("trigger", "2"))
     buses = ctx.list_param("buses", ("kafka", "pubsub"))
+    if minutes <= 0 or poll <= 0 or drain < 0 or trigger < 1:
+        raise ValueError("--param minutes and poll must be positive, drain at least 0, trigger 1+")
     unknown = sorted(set(buses) - set(DEFAULT_RATES))
     if unknown:
         raise ValueError(f"--param buses: unknown {', '.join(unknown)}; known: kafka, pubsub")
@@ -397,6 +399,8 @@ def _run(
     for bus in buses:
         defaults = (QUICK_RATES if ctx.quick else DEFAULT_RATES)[bus]
         rates = [int(r) for r in ctx.list_param(f"{bus}_rates", defaults)]
+        if any(rate < 1 for rate in rates):
+            raise ValueError(f"--param {bus}_rates: each rate must be at least 1 event/s")
         best = "none"
         for rate in rates:
             with running_case(bus, rate, home, ctx.scratch, trigger) as case:

@@ -206,9 +206,10 @@ def write_rejects(table: pa.Table, layout: LakeLayout, dates: Iterable[date]) ->
 
 
 class BackgroundCommits:
-    """Collected outputs written on one background thread while the engine computes the next.
+    """Outputs committed on one background thread while the engine computes the next.
 
-    The writes are pure Arrow/Parquet and lake I/O (no engine call), so they overlap the engine's
+    The commits (Arrow written as Parquet, or files Spark staged moved into place) are lake I/O
+    with no engine call, so they overlap the engine's
     work. Leaving the `with` block waits for every write, re-raises the first failure, and only
     then records what was written; nothing that reads the lake may run inside the block.
     """

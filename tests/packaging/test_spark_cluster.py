@@ -15,8 +15,10 @@ view compared. The master's JSON and each worker's prove where the work ran.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench.etl_engines import RawZone, fresh_lake, write_raw_zone
@@ -49,6 +51,17 @@ TIMEOUT_SECONDS = 1800
 
 EVENTS = 3000
 HOUR = "2026-11-02T12"  # the raw zone's second day; the run also takes everything new (day one)
+
+
+def _answer(url: str, timeout_seconds: float = 120) -> dict[str, Any]:
+    """A Spark UI's JSON document; asked again while the UI is slow to answer (a loaded machine
+    made a single 2 s request time out in CI)."""
+    deadline = time.monotonic() + timeout_seconds
+    while (document := get_json(url, timeout=10)) is None:
+        assert time.monotonic() < deadline, f"{url} did not answer in {timeout_seconds:.0f} s"
+        time.sleep(1)
+    assert isinstance(document, dict), document
+    return document
 
 
 @pytest.fixture
@@ -126,12 +139,11 @@ def test_artefact_on_the_standalone_cluster_gives_the_local_runs_warehouse(
 
     # The work ran on the cluster: the master finished the application, each worker ran one of
     # its executors, and each executor's own log has tasks it finished.
-    state = master_state(cluster)
-    assert state is not None
+    state = _answer(cluster.master_json_url)
     (app,) = state["completedapps"]
     assert (app["name"], app["state"], app["cores"]) == ("shopflow-etl", "FINISHED", 2)
     for index, name in enumerate(cluster.names[1:]):
-        worker = get_json(cluster.worker_json_url(index))
+        worker = _answer(cluster.worker_json_url(index))
         assert [e["appid"] for e in worker["finishedexecutors"]] == [app["id"]], name
         logs = list((cluster.run_dir / name / app["id"]).glob("*/stderr"))
         assert len(logs) == 1, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
@@ -26,17 +27,18 @@ EngineOption = Annotated[
 
 
 def _run(request: EtlRequest, engine: str | None) -> None:
-    from shopflow.transform.entrypoint import open_session
+    from shopflow.transform.entrypoint import etl_session
     from shopflow.transform.jobs import run_etl
 
     if engine is not None and engine.strip().lower() not in ENGINES:
         raise ShopflowError(f"--engine {engine!r} is not one of: {', '.join(ENGINES)}")
     overrides: dict[str, object] = {"etl_engine": engine.strip().lower()} if engine else {}
     settings = load_settings(**overrides)
-    with console.status(f"starting the ETL engine ({settings.etl_engine})"):
-        session = open_session(settings)
-    with console.status(f"ETL ({settings.etl_engine}): {request.label}"):
-        run = run_etl(session, settings, request)
+    with contextlib.ExitStack() as stack:
+        with console.status(f"starting the ETL engine ({settings.etl_engine})"):
+            session = stack.enter_context(etl_session(settings))
+        with console.status(f"ETL ({settings.etl_engine}): {request.label}"):
+            run = run_etl(session, settings, request)
     console.print(f"ETL engine: {settings.etl_engine}", highlight=False)
     print(run.summary())
 

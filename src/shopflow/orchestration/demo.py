@@ -24,7 +24,7 @@ from shopflow.services import ensure_services
 from shopflow.settings import BusKind, Settings
 from shopflow.simulator.config import SimulationConfig
 from shopflow.simulator.publish import PublishReport, publish_simulation
-from shopflow.transform.engine import open_etl_session
+from shopflow.transform.engine import open_etl_session, stopping
 from shopflow.transform.jobs import EtlRequest, run_etl
 
 #: How long the landing consumer waits on an empty bus before it decides the demo stream is over.
@@ -143,12 +143,12 @@ def run_demo(
     ingest_orders(settings)
     step("orders ingested")
 
-    session = open_etl_session(settings, app_name="shopflow-demo")
-    spark = session if settings.etl_engine == "spark" else None
-    ingest_catalog(spark, settings)
-    step("catalogue ingested")
-    run_etl(session, settings, EtlRequest())
-    step("ETL run")
+    with stopping(open_etl_session(settings, app_name="shopflow-demo")) as session:
+        spark = session if settings.etl_engine == "spark" else None
+        ingest_catalog(spark, settings)
+        step("catalogue ingested")
+        run_etl(session, settings, EtlRequest())
+        step("ETL run")
     gated_load(settings)  # the data-quality checks first: an error check stops the demo here
     step("quality checks passed, warehouse loaded")
 

@@ -102,14 +102,14 @@ def run_interval_etl(
     """Recompute the event dates of [start, end) whole, plus (scheduled runs) any date that got
     new raw data since the last run; a backfill run recomputes only its own dates, like
     `shopflow backfill`."""
-    from shopflow.transform.engine import open_etl_session
+    from shopflow.transform.engine import open_etl_session, stopping
     from shopflow.transform.jobs import EtlRequest, run_etl
 
     dates = interval_dates(start, end)
     label = f"{start.astimezone(UTC):%Y-%m-%dT%H} to {end.astimezone(UTC):%Y-%m-%dT%H}"
     request = EtlRequest(dates, incremental=catch_up_new_data, label=label)
-    session = open_etl_session(settings, app_name="shopflow-airflow")
-    run = run_etl(session, settings, request)
+    with stopping(open_etl_session(settings, app_name="shopflow-airflow")) as session:
+        run = run_etl(session, settings, request)
     return StepResult(
         rows_in=run.rows.get("events_clean", 0) + run.rejected_events,
         rows_out=sum(run.rows.values()),

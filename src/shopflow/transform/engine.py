@@ -14,11 +14,12 @@ intermediate result that several outputs reuse. See docs/engines.md.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final, Literal, cast, get_args
@@ -101,6 +102,21 @@ def open_etl_session(settings: Settings, app_name: str = "shopflow") -> Any:
 
         return build_spark_session(settings, app_name=app_name)
     return open_duckdb_session()
+
+
+@contextlib.contextmanager
+def stopping(session: Any) -> Iterator[Any]:
+    """`session` (Spark or SQLFrame), stopped at the end of the block.
+
+    Stopped explicitly because a DuckDB database still open when the interpreter exits is torn
+    down with its worker threads still running, which can abort the process after a successful
+    run ("terminate called without an active exception", exit -6; duckdb/duckdb#13904).
+    SQLFrame's `stop` also forgets its one session, so the next `open_etl_session` makes a new one.
+    """
+    try:
+        yield session
+    finally:
+        session.stop()
 
 
 def open_duckdb_session() -> Any:

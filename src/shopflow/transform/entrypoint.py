@@ -15,6 +15,7 @@ Exit code 2 with one line on stderr for bad arguments, settings or an empty lake
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 from shopflow.errors import ShopflowError
 from shopflow.settings import Settings, load_settings
-from shopflow.transform.engine import open_etl_session
+from shopflow.transform.engine import open_etl_session, stopping
 from shopflow.transform.jobs import EtlRequest, backfill_request, etl_request, run_etl
 
 
@@ -43,6 +44,11 @@ def open_session(settings: Settings) -> Any:
 
         return build_spark_session(settings, app_name="shopflow-etl")
     return open_etl_session(settings, app_name="shopflow-etl")
+
+
+def etl_session(settings: Settings) -> contextlib.AbstractContextManager[Any]:
+    """`open_session`, stopped at the end of the block (`shopflow.transform.engine.stopping`)."""
+    return stopping(open_session(settings))
 
 
 def parse_args(argv: Sequence[str]) -> tuple[EtlRequest, str | None]:
@@ -80,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         request, engine = parse_args(sys.argv[1:] if argv is None else argv)
         settings = load_settings(**({"etl_engine": engine} if engine else {}))
-        run = run_etl(open_session(settings), settings, request)
+        with etl_session(settings) as session:
+            run = run_etl(session, settings, request)
     except ShopflowError as exc:
         print(f"shopflow: error: {exc}", file=sys.stderr)
         return 2

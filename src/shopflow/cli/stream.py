@@ -4,6 +4,8 @@ the warehouse's live part (`user_behavior_live`) fresh."""
 from __future__ import annotations
 
 import json
+import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,6 +15,8 @@ from shopflow.settings import load_settings
 
 if TYPE_CHECKING:
     from pyspark.sql.streaming.query import StreamingQuery
+
+    from shopflow.lake import LakeLayout
 
 
 def stream(
@@ -31,12 +35,20 @@ def stream(
         float,
         typer.Option(
             min=0.0,
+            max=24.0 * 366,
             help="Event-time lateness the stream still takes; older events are counted and left to the hourly ETL.",
         ),
     ] = 12.0,
     trigger_seconds: Annotated[
         float, typer.Option(min=1.0, help="Micro-batch interval when running on.")
     ] = 10.0,
+    keep_days: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Days of events_clean_stream and user_behavior_live kept (older dates are deleted; the hourly batch holds them).",
+        ),
+    ] = 3,
 ) -> None:
     """Stream raw/events/ into curated/events_clean_stream/ and the warehouse's live part
     curated/user_behavior_live/ (read by the warehouse view user_behavior_current); contract rejects
@@ -47,8 +59,10 @@ def stream(
     """
     from pyspark.errors import PySparkException
 
+    from shopflow.lake import LakeLayout
     from shopflow.transform.session import build_spark_session
     from shopflow.transform.stream_live import record_late
+    from shopflow.transform.stream_retention import CHECK_INTERVAL, min_keep_days
     from shopflow.transform.streaming import (
         STREAM_TABLE,
         checkpoint_location,
@@ -56,13 +70,24 @@ def stream(
         start_rejects_stream,
     )
 
+    late_tolerance = timedelta(hours=late_tolerance_hours)
+    if keep_days < (needed := min_keep_days(late_tolerance)):
+        raise ShopflowError(
+            f"--keep-days {keep_days} is less than the {needed} days a late tolerance of "
+            f"{late_tolerance_hours:g} h reads back"
+        )
     settings = load_settings()
+    layout = LakeLayout.from_settings(settings)
     spark = build_spark_session(settings, app_name="shopflow-stream")
     checkpoint = checkpoint_location(settings)
+    next_retention = [time.monotonic()]
 
     def on_batch(batch_id: int, written: list[str]) -> None:
         if written:
             typer.echo(f"micro-batch {batch_id}: replaced {len(written)} partition(s)", err=True)
+        if time.monotonic() >= next_retention[0]:
+            next_retention[0] = time.monotonic() + CHECK_INTERVAL.total_seconds()
+            _apply_retention(layout, keep_days)
 
     seen: set[int] = set()
 
@@ -87,7 +112,7 @@ def stream(
             settings,
             available_now=available_now,
             max_files_per_trigger=max_files_per_trigger,
-            late_tolerance=f"{int(late_tolerance_hours * 3600)} seconds",
+            late_tolerance=f"{int(late_tolerance.total_seconds())} seconds",
             trigger_interval=trigger,
             on_batch=on_batch,
         )
@@ -118,6 +143,27 @@ def stream(
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ShopflowError(f"stream failed: {first_line}") from None
     typer.echo("stream caught up: every raw event file present at the start is processed")
+
+
+def _apply_retention(layout: LakeLayout, keep_days: int) -> None:
+    """Delete the stream's expired dates; a failure is reported and tried again at the next
+    check, never allowed to stop the stream."""
+    from shopflow.lake import LakeError
+    from shopflow.transform.stream_retention import delete_expired_stream_dates
+    from shopflow.transform.streaming import STREAM_TABLE
+    from shopflow.warehouse.live import LIVE_TABLE
+
+    try:
+        deleted = delete_expired_stream_dates(layout, (STREAM_TABLE, LIVE_TABLE), keep_days)
+    except (OSError, LakeError) as exc:
+        typer.echo(
+            f"retention: could not delete expired dates ({exc}); trying again later", err=True
+        )
+        return
+    if deleted:
+        typer.echo(
+            f"retention: deleted {len(deleted)} partition(s) older than {keep_days} days", err=True
+        )
 
 
 def register(app: typer.Typer) -> None:

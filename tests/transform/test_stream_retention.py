@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from bench._faults.common import run, shopflow_env
 
 from shopflow.lake import LakeLayout, list_partitions, replace_partition
 from shopflow.settings import Settings
@@ -80,15 +79,8 @@ def test_expired_dates_are_deleted_from_both_tables_and_the_placeholder_stays(
 
 
 def _shopflow(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPFLOW_")}
-    env.update(SHOPFLOW_HOME=str(settings.home), SPARK_LOCAL_IP="127.0.0.1")
-    return subprocess.run(
-        [sys.executable, "-m", "shopflow.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    env = shopflow_env(settings.home) | {"SPARK_LOCAL_IP": "127.0.0.1"}
+    return run(env, *args, timeout=600)
 
 
 def test_keep_days_too_short_or_an_absurd_tolerance_is_a_one_line_error(

@@ -2,11 +2,14 @@
 letters and its record of too-late events.
 
 * `curated/user_behavior_live/date=D/hour=HH/`: the batch transform `user_behavior` run on the
-  stream's sessionised events of the affected dates, with names as of each event's time from the
-  curated `products_history` / `users_history` the last hourly ETL wrote (null names while those
-  are still empty). Replaced per partition with the stream table, so a replayed micro-batch
-  rewrites the same rows. The warehouse reads it through `user_behavior_current`
-  (`shopflow.warehouse.live`).
+  stream's sessionised events, with names as of each event's time from the curated
+  `products_history` / `users_history` the last hourly ETL wrote (null names while those are
+  still empty). A micro-batch computes the live rows of the stream rows it changed only
+  (`shopflow.transform.stream_plan`) and merges them into the same partitions it replaces in the
+  stream table; the other rows keep the live rows computed when they were written, so their
+  names may be as of an older history snapshot. That is accepted: the hourly batch supersedes
+  live rows anyway. A replayed micro-batch rewrites the same rows. The warehouse reads it through
+  `user_behavior_current` (`shopflow.warehouse.live`).
 * `deadletter/events_stream/date=D/batch-<id>.parquet`: the contract rejects of micro-batch `id`,
   the batch ETL's own reject rows (`shopflow.transform.compositions.reject_rows`), filed by raw partition
   date. Named by the batch id, so a replay after a crash replaces its own file.
@@ -27,11 +30,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
 
-from shopflow.lake import LakeLayout, list_data_files, replace_partition
+from shopflow.lake import LakeLayout, list_data_files, read_dataset, replace_partition
 from shopflow.lake.io import resolve, write_json_atomic, write_parquet_atomic
 from shopflow.transform.history import PRODUCTS_HISTORY_FIELDS, USERS_HISTORY_FIELDS
+from shopflow.transform.stream_plan import HourKey, hour_keys, hour_rows, merge_partition
 from shopflow.transform.user_behavior import USER_BEHAVIOR_COLUMNS, user_behavior
-from shopflow.warehouse.live import LIVE_TABLE
 
 #: Where the stream's contract rejects go (`deadletter/<source>/date=D/`).
 STREAM_REJECTS_SOURCE: Final = "events_stream"
@@ -72,24 +75,32 @@ def live_rows(events_clean: DataFrame, layout: LakeLayout) -> DataFrame:
     return rows.select(*USER_BEHAVIOR_COLUMNS, F.hour("event_ts").cast("int").alias("hour"))
 
 
-def replace_hour_partitions(table: pa.Table, layout: LakeLayout, table_name: str) -> list[str]:
-    """Replace each (date, hour) partition of curated `table_name` present in `table` (which has
-    `date` and `hour` columns) whole; return the files written."""
-    written = []
-    keys = sorted(set(zip(table["date"].to_pylist(), table["hour"].to_pylist(), strict=True)))
-    for day, hour in keys:
-        mask = pc.and_(
-            pc.equal(table["date"], pa.scalar(day, pa.date32())),
-            pc.equal(table["hour"], pa.scalar(hour, pa.int32())),
+def read_merged_partitions(
+    changed: pa.Table, layout: LakeLayout, table_name: str
+) -> dict[HourKey, pa.Table]:
+    """Each (date, hour) partition of curated `table_name` holding a row of `changed` (which has
+    `date` and `hour` columns), as stored with `changed`'s rows merged in (`merge_partition`),
+    without the partition columns."""
+    columns = [name for name in changed.column_names if name not in ("date", "hour")]
+    schema = pa.schema([changed.schema.field(name) for name in columns])
+    merged: dict[HourKey, pa.Table] = {}
+    for key in hour_keys(changed):
+        stored = read_dataset(
+            layout.curated_partition(table_name, *key), schema=schema, columns=columns
         )
-        partition = layout.curated_partition(table_name, day, hour)
-        written.append(replace_partition(table.filter(mask), partition))
-    return written
+        merged[key] = merge_partition(stored, hour_rows(changed, key).select(columns))
+    return merged
 
 
-def replace_live_partitions(table: pa.Table, layout: LakeLayout) -> list[str]:
-    """Replace each (date, hour) partition of the live table present in `table`."""
-    return replace_hour_partitions(table, layout, LIVE_TABLE)
+def replace_hour_partitions(
+    partitions: dict[HourKey, pa.Table], layout: LakeLayout, table_name: str
+) -> list[str]:
+    """Replace each (date, hour) partition of curated `table_name` whole with its table; return
+    the files written."""
+    return [
+        replace_partition(rows, layout.curated_partition(table_name, *key))
+        for key, rows in sorted(partitions.items())
+    ]
 
 
 def write_batch_rejects(rejects: pa.Table, batch_id: int, layout: LakeLayout) -> list[str]:

@@ -13,12 +13,16 @@ source* and keeps `curated/events_clean_stream/date=/hour=/` and the warehouse's
    across micro-batches, so sessionisation is not a streaming operator: `foreachBatch` takes the
    micro-batch's new events, reads back the stream table's rows of the *affected dates* (each date
    with a new event, and the day after it, whose first session may now start earlier) plus the
-   previous date as context, re-runs the batch path's `dedup_events` + `sessionise` on the union,
-   and replaces the hourly partitions of the affected dates whole through the lake API
-   (`replace_partition`: one atomic file per partition), exactly as the batch job writes. The same
-   rows go through the batch transform `user_behavior` (names as of each event's time from the
-   curated histories) into `user_behavior_live`, which the warehouse view
-   `user_behavior_current` reads (`shopflow.warehouse.live`).
+   previous date as context, and re-runs the batch path's `dedup_events` + `sessionise` on the
+   rows that can change: the micro-batch's users' rows at or after each one's earliest new event
+   (`shopflow.transform.stream_plan` says why no other row can change). Only the hourly
+   partitions holding such a row are replaced, each with its other rows as stored, through the
+   lake API (`replace_partition`: one atomic file per partition), as the batch job writes. The
+   changed rows go through the batch transform `user_behavior` (names as of each event's time
+   from the curated histories) into the same partitions of `user_behavior_live`, which the
+   warehouse view `user_behavior_current` reads (`shopflow.warehouse.live`). The table ends as
+   if the affected dates had been recomputed whole; a micro-batch's cost is its users' rows in
+   those dates, plus reading and writing the partitions it replaces.
 4. A second query on the same files (`start_rejects_stream`) files contract rejects under
    `deadletter/events_stream/` with the batch ETL's reject rows and reasons.
 
@@ -80,17 +84,17 @@ from shopflow.transform.engine import transforms
 from shopflow.transform.events import (
     DEFAULT_SESSION_GAP_MINUTES,
     EVENTS_CLEAN_COLUMNS,
-    dedup_events,
-    sessionise,
     stage_events,
     valid_events,
 )
 from shopflow.transform.stream_live import (
     live_rows,
+    read_merged_partitions,
     replace_hour_partitions,
-    replace_live_partitions,
     write_batch_rejects,
 )
+from shopflow.transform.stream_plan import changed_rows
+from shopflow.warehouse.live import LIVE_TABLE
 
 #: The curated table the stream maintains (same columns and partitioning as `events_clean`).
 STREAM_TABLE: Final = "events_clean_stream"
@@ -155,15 +159,16 @@ def apply_micro_batch(
     """Merge one micro-batch of new, deduplicated events into the stream table and the live part
     of the warehouse (`user_behavior_live`, `shopflow.transform.stream_live`); return the files.
 
-    Recomputes the affected dates (dates with a new event and the day after each) from the table's
-    rows plus the new ones, with the previous date as session context, and replaces their hourly
-    partitions in both tables. Idempotent: a replayed micro-batch (after a crash between the writes
+    Re-sessionises the rows the micro-batch can change (`stream_plan.changed_rows`: its users'
+    rows at or after their earliest new event in the affected dates, with the previous date as
+    context) and replaces only the hourly partitions holding one, in both tables, keeping their
+    other rows as stored. Idempotent: a replayed micro-batch (after a crash between the writes
     and the checkpoint commit) meets its own rows in the table and `dedup_events` keeps one copy.
     """
     spark = new_events.sparkSession
     columns = [c for c in EVENTS_CLEAN_COLUMNS if c not in ("session_source", "session_start_ts")]
     new = new_events.select(*columns, "message_id").cache()
-    result: DataFrame | None = None
+    changed: DataFrame | None = None
     try:
         new_dates = {row["date"] for row in new.select("date").distinct().collect()}
         if not new_dates:
@@ -174,23 +179,19 @@ def apply_micro_batch(
         existing = _unsessionised(_read_stream_table(spark, layout, context)).withColumn(
             "message_id", F.lit(None).cast("string")
         )
-        merged = dedup_events(existing.unionByName(new))
-        result = (
-            sessionise(merged, gap_minutes)
-            .where(F.col("date").isin(sorted(affected)))
-            .select(*EVENTS_CLEAN_COLUMNS)
-            .cache()
-        )
-        # Collected before any write: the read of the partitions being replaced is complete.
-        table = result.toArrow()
-        live = live_rows(result, layout).toArrow()
+        changed = changed_rows(existing, new, affected, gap_minutes).cache()
+        table_rows = changed.toArrow()
+        live = live_rows(changed, layout).toArrow()
     finally:
         new.unpersist()
-        if result is not None:
-            result.unpersist()
+        if changed is not None:
+            changed.unpersist()
+    # Every partition is read before any is written: a read never sees this batch's writes.
+    table = read_merged_partitions(table_rows, layout, STREAM_TABLE)
+    live_table = read_merged_partitions(live, layout, LIVE_TABLE)
     # The stream table first: a crash between the two is replayed, and the replay rewrites both.
-    return replace_hour_partitions(table, layout, STREAM_TABLE) + replace_live_partitions(
-        live, layout
+    return replace_hour_partitions(table, layout, STREAM_TABLE) + replace_hour_partitions(
+        live_table, layout, LIVE_TABLE
     )
 
 

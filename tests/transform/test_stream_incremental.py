@@ -1,0 +1,128 @@
+"""A micro-batch replaces only the partitions it can change, and the tables end as a full recompute."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from shopflow.lake import LakeLayout, read_dataset
+from shopflow.settings import Settings
+from shopflow.transform.events import (
+    EVENTS_CLEAN_COLUMNS,
+    dedup_events,
+    sessionise,
+    stage_events,
+    valid_events,
+)
+from shopflow.transform.stream_live import live_rows
+from shopflow.transform.streaming import STREAM_TABLE, apply_micro_batch
+from shopflow.warehouse.live import LIVE_TABLE
+from tests.transform.builders import DAY, T0, raw_events
+
+MIN = timedelta(minutes=1)
+MIDNIGHT = T0 + timedelta(hours=14)  # the next day, 00:00
+
+
+def _event(event_id: str, user_id: str, ts: datetime, **extra: Any) -> dict[str, Any]:
+    return {"event_id": event_id, "user_id": user_id, "event_ts": ts, **extra}
+
+
+FIRST = [
+    # u-a: two derived sessions, 10:00-10:20 and 11:10-11:30 (a 50-minute gap).
+    _event("a1", "u-a", T0),
+    _event("a2", "u-a", T0 + 20 * MIN),
+    _event("a3", "u-a", T0 + 70 * MIN),
+    _event("a4", "u-a", T0 + 90 * MIN),
+    _event("b1", "u-b", T0 + 5 * MIN),
+    # u-c is not in the second micro-batch: its partition (12:00) must stay as written.
+    _event("c1", "u-c", T0 + 130 * MIN),
+    _event("c2", "u-c", T0 + 140 * MIN),
+    # u-d: a client session over 10:40-11:45.
+    _event("d1", "u-d", T0 + 40 * MIN, session_id="s-d"),
+    _event("d2", "u-d", T0 + 105 * MIN, session_id="s-d"),
+    # u-e: a session from 23:15 to 23:40, another just after midnight.
+    _event("e-p1", "u-e", MIDNIGHT - 45 * MIN),
+    _event("e-p2", "u-e", MIDNIGHT - 20 * MIN),
+    _event("e1", "u-e", MIDNIGHT + 10 * MIN),
+    # u-f: a client session begun at 10:00.
+    _event("f1", "u-f", T0, session_id="s-f"),
+]
+SECOND = [
+    # Late: bridges u-a's two sessions, so a3/a4 (hour 11) take a1's session id.
+    _event("a-late", "u-a", T0 + 45 * MIN),
+    _event("b2", "u-b", T0 + 30 * MIN),
+    # An earlier event of the client session: d2's (hour 11) session start moves to 10:10.
+    _event("d0", "u-d", T0 + 10 * MIN, session_id="s-d"),
+    # 23:55: bridges u-e's two sessions, so e1 (next day, hour 00) joins the one from 23:15.
+    _event("e0", "u-e", MIDNIGHT - 5 * MIN),
+    # u-f's client session goes on at 11:50: it still starts at 10:00.
+    _event("f2", "u-f", T0 + 110 * MIN, session_id="s-f"),
+]
+
+
+def _new_events(spark: SparkSession, rows: list[dict[str, Any]], landed: datetime) -> DataFrame:
+    """A micro-batch as `foreachBatch` gets it: staged, valid events landed at `landed`."""
+    raw = raw_events(spark, [{**r, "ingest_ts": landed} for r in rows])
+    return valid_events(stage_events(raw))
+
+
+def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: str(r["event_id"]))
+
+
+def _files(layout: LakeLayout, table: str) -> dict[str, tuple[int, int]]:
+    root = layout.curated_root(table)
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            stat = os.stat(os.path.join(folder, name))
+            found[os.path.relpath(os.path.join(folder, name), root)] = (
+                stat.st_ino,
+                stat.st_mtime_ns,
+            )
+    return found
+
+
+def test_a_micro_batch_replaces_only_what_it_can_change(
+    spark: SparkSession, settings: Settings
+) -> None:
+    layout = LakeLayout.from_settings(settings)
+    first = _new_events(spark, FIRST, T0 + timedelta(days=2))
+    second = _new_events(spark, SECOND, T0 + timedelta(days=2, hours=1))
+    apply_micro_batch(first, layout)
+    before = _files(layout, STREAM_TABLE)
+    live_before = _files(layout, LIVE_TABLE)
+
+    written = apply_micro_batch(second, layout)
+
+    day = DAY.isoformat()
+    next_day = (DAY + timedelta(days=1)).isoformat()
+    changed = {f"date={day}/hour={h}" for h in ("10", "11", "23")} | {f"date={next_day}/hour=00"}
+    assert {"/".join(url.split("/")[-3:-1]) for url in written} == changed
+    assert len(written) == 2 * len(changed)  # the stream table's and the live table's
+    untouched = f"date={day}/hour=12/part-00000.parquet"
+    assert _files(layout, STREAM_TABLE)[untouched] == before[untouched]
+    assert _files(layout, LIVE_TABLE)[untouched] == live_before[untouched]
+
+    # Both tables are what a recompute of every event gives.
+    everything = dedup_events(first.unionByName(second))
+    full = sessionise(everything).select(*EVENTS_CLEAN_COLUMNS)
+    expected = _sorted(full.toArrow().to_pylist())
+    stream = read_dataset(layout.curated_root(STREAM_TABLE)).select(list(EVENTS_CLEAN_COLUMNS))
+    assert _sorted(stream.to_pylist()) == expected
+    expected_live = live_rows(full, layout).toArrow()
+    live = read_dataset(layout.curated_root(LIVE_TABLE)).select(expected_live.column_names)
+    assert _sorted(live.to_pylist()) == _sorted(expected_live.to_pylist())
+    by_id = {r["event_id"]: r for r in expected}
+    assert by_id["a4"]["session_id"] == by_id["a1"]["session_id"]
+    assert by_id["d2"]["session_start_ts"] == T0 + 10 * MIN
+    assert by_id["e1"]["session_id"] == by_id["e-p1"]["session_id"]
+    assert by_id["f2"]["session_start_ts"] == T0
+
+    # A replay (a crash after the writes, before the checkpoint commit) changes nothing.
+    apply_micro_batch(second, layout)
+    stream = read_dataset(layout.curated_root(STREAM_TABLE)).select(list(EVENTS_CLEAN_COLUMNS))
+    assert _sorted(stream.to_pylist()) == expected

@@ -16,9 +16,11 @@ Which rows can change (checked against `sessionise` and `dedup_events`):
 * Of those, only rows in the affected dates (each date with a new event and the day after it): a
   row is sessionised in the window of its own date, and other dates' windows hold no new row.
 
-So a micro-batch re-sessionises the touched users' rows only (`changed_rows`) and replaces just
-the (date, hour) partitions that hold a changed row (`merge_partition`): each keeps its other
-rows as stored. A replayed micro-batch meets its own rows in the table; `dedup_events` keeps one.
+So a micro-batch re-sessionises the touched users' rows only (`changed_rows`), and of those only
+the stored rows from the earliest time a changed row depends on (`context_start`, found from the
+stored session starts), and replaces just the (date, hour) partitions that hold a changed row
+(`merge_partition`): each keeps its other rows as stored. A replayed micro-batch meets its own
+rows in the table; `dedup_events` keeps one.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from shopflow.transform.events import EVENTS_CLEAN_COLUMNS, dedup_events, sessio
 #: The key of each touched user's earliest new event (`earliest_new_keys`).
 FIRST_TS: Final = "_first_ts"
 FIRST_ID: Final = "_first_id"
+#: Per touched user, the earliest event time of the stored rows to sessionise again.
+FROM_TS: Final = "_from_ts"
 
 #: A (date, hour) partition of an hourly table.
 HourKey = tuple[date, int]
@@ -62,21 +66,79 @@ def at_or_after_first() -> Column:
     return (ts > first_ts) | ((ts == first_ts) & (F.col("event_id") >= F.col(FIRST_ID)))
 
 
+def unsessionised(events_clean: DataFrame) -> DataFrame:
+    """Stream table rows as they were before `sessionise`: a derived session id back to null (a
+    client one is kept), without `session_source` and `session_start_ts`."""
+    client = F.col("session_source") == "client"
+    return events_clean.withColumn(
+        "session_id", F.when(client, F.col("session_id")).otherwise(F.lit(None).cast("string"))
+    ).drop("session_source", "session_start_ts")
+
+
+def context_start(touched: DataFrame, new: DataFrame) -> DataFrame:
+    """Per touched user, the earliest `event_ts` (`_from_ts`) of the stored rows their changed rows
+    depend on: no later than their first new event, the stored start of the session of their last
+    derived row before it, and the stored starts of each client session with a changed row.
+
+    `touched` is their stored rows (sessionised, with `_first_ts`/`_first_id`). A derived row at or
+    after the first new key depends on its window's rows from the start of the session its
+    predecessor belongs to, which is no earlier than that row's stored `session_start_ts` (stored
+    in its own date's window, which reaches a day further back). A client row depends on its whole
+    session in its window, no earlier than the least stored `session_start_ts` of that session.
+    Sessionising from this time on gives a changed row the same value as from the window's start:
+    a session start found early (no predecessor read) is followed by the true one.
+    """
+    before = ~at_or_after_first()
+    derived = F.col("session_source") == "derived"
+    last_derived = (
+        touched.where(derived & before)
+        .groupBy("user_id")
+        .agg(F.max(F.struct("event_ts", "event_id", "session_start_ts")).alias("_last"))
+        .select("user_id", F.col("_last.session_start_ts").alias("_derived_from"))
+    )
+    client_sessions = (
+        new.where(F.col("session_id").isNotNull())
+        .select("user_id", "session_id")
+        .unionByName(touched.where(~derived & ~before).select("user_id", "session_id"))
+    )
+    client_from = (
+        touched.where(~derived)
+        .join(client_sessions, ["user_id", "session_id"], "left_semi")
+        .groupBy("user_id")
+        .agg(F.min("session_start_ts").alias("_client_from"))
+    )
+    return (
+        earliest_new_keys(new)
+        .join(last_derived, "user_id", "left")
+        .join(client_from, "user_id", "left")
+        .select(
+            "user_id",
+            F.least(F.col(FIRST_TS), F.col("_derived_from"), F.col("_client_from")).alias(FROM_TS),
+        )
+    )
+
+
 def changed_rows(
-    existing: DataFrame,
+    stored: DataFrame,
     new: DataFrame,
     affected: Iterable[date],
     gap_minutes: int,
 ) -> DataFrame:
     """The rows a micro-batch can change, re-sessionised (`EVENTS_CLEAN_COLUMNS`).
 
-    `existing` is the table's rows of the affected dates and the day before each (the sessions'
-    context), unsessionised and with a null `message_id`; `new` the micro-batch's events. Only the
-    touched users' existing rows are sessionised with the new ones.
+    `stored` is the table's rows of the affected dates and the day before each (the sessions'
+    context); `new` the micro-batch's events (unsessionised, with `message_id`). Only the touched
+    users' stored rows from their `context_start` on are sessionised with the new ones.
     """
     firsts = F.broadcast(earliest_new_keys(new))
-    touched = existing.join(firsts.select("user_id"), "user_id", "left_semi")
-    merged = dedup_events(touched.unionByName(new))
+    touched = stored.join(firsts, "user_id")
+    start = F.broadcast(context_start(touched, new))
+    context = touched.join(start, "user_id").where(F.col("event_ts") >= F.col(FROM_TS))
+    # Rows already in the table were landed first (or are this batch's own, replayed).
+    existing = unsessionised(context).select(*new.drop("message_id").columns)
+    merged = dedup_events(
+        existing.withColumn("message_id", F.lit(None).cast("string")).unionByName(new)
+    )
     return (
         sessionise(merged, gap_minutes)
         .where(F.col("date").isin(sorted(affected)))

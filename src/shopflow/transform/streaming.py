@@ -15,14 +15,16 @@ source* and keeps `curated/events_clean_stream/date=/hour=/` and the warehouse's
    with a new event, and the day after it, whose first session may now start earlier) plus the
    previous date as context, and re-runs the batch path's `dedup_events` + `sessionise` on the
    rows that can change: the micro-batch's users' rows at or after each one's earliest new event
-   (`shopflow.transform.stream_plan` says why no other row can change). Only the hourly
+   (`shopflow.transform.stream_plan` says why no other row can change), with just the stored rows
+   of theirs those depend on (from the stored starts of their sessions on). Only the hourly
    partitions holding such a row are replaced, each with its other rows as stored, through the
    lake API (`replace_partition`: one atomic file per partition), as the batch job writes. The
    changed rows go through the batch transform `user_behavior` (names as of each event's time
    from the curated histories) into the same partitions of `user_behavior_live`, which the
    warehouse view `user_behavior_current` reads (`shopflow.warehouse.live`). The table ends as
-   if the affected dates had been recomputed whole; a micro-batch's cost is its users' rows in
-   those dates, plus reading and writing the partitions it replaces.
+   if the affected dates had been recomputed whole; a micro-batch costs a scan of its users'
+   rows in those dates, a sort of the few it re-sessionises, and reading and writing the
+   partitions it replaces.
 4. A second query on the same files (`start_rejects_stream`) files contract rejects under
    `deadletter/events_stream/` with the batch ETL's reject rows and reasons.
 
@@ -64,7 +66,6 @@ from pathlib import Path
 from typing import Final
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import (
@@ -143,14 +144,6 @@ def _read_stream_table(spark: SparkSession, layout: LakeLayout, dates: set[date]
     return spark.read.schema(EVENTS_CLEAN_SCHEMA).option("basePath", root).parquet(*urls)
 
 
-def _unsessionised(events_clean: DataFrame) -> DataFrame:
-    # Undo `sessionise`: a derived session id was null on arrival; a client one is kept.
-    client = F.col("session_source") == "client"
-    return events_clean.withColumn(
-        "session_id", F.when(client, F.col("session_id")).otherwise(F.lit(None).cast("string"))
-    ).drop("session_source", "session_start_ts")
-
-
 def apply_micro_batch(
     new_events: DataFrame,
     layout: LakeLayout,
@@ -175,11 +168,8 @@ def apply_micro_batch(
             return []
         affected = new_dates | {d + timedelta(days=1) for d in new_dates}
         context = affected | {d - timedelta(days=1) for d in affected}
-        # Rows already in the table were landed first (or are this batch's own, replayed).
-        existing = _unsessionised(_read_stream_table(spark, layout, context)).withColumn(
-            "message_id", F.lit(None).cast("string")
-        )
-        changed = changed_rows(existing, new, affected, gap_minutes).cache()
+        stored = _read_stream_table(spark, layout, context)
+        changed = changed_rows(stored, new, affected, gap_minutes).cache()
         table_rows = changed.toArrow()
         live = live_rows(changed, layout).toArrow()
     finally:

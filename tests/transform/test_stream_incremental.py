@@ -49,6 +49,8 @@ FIRST = [
     _event("e1", "u-e", MIDNIGHT + 10 * MIN),
     # u-f: a client session begun at 10:00.
     _event("f1", "u-f", T0, session_id="s-f"),
+    # u-g: one derived session of an event every 10 minutes, 10:00-11:40.
+    *(_event(f"g{i:02d}", "u-g", T0 + 10 * i * MIN) for i in range(11)),
 ]
 SECOND = [
     # Late: bridges u-a's two sessions, so a3/a4 (hour 11) take a1's session id.
@@ -60,6 +62,8 @@ SECOND = [
     _event("e0", "u-e", MIDNIGHT - 5 * MIN),
     # u-f's client session goes on at 11:50: it still starts at 10:00.
     _event("f2", "u-f", T0 + 110 * MIN, session_id="s-f"),
+    # u-g's session goes on: the new event's session id is still the one from 10:00.
+    _event("g-new", "u-g", T0 + 110 * MIN),
 ]
 
 
@@ -121,6 +125,7 @@ def test_a_micro_batch_replaces_only_what_it_can_change(
     assert by_id["d2"]["session_start_ts"] == T0 + 10 * MIN
     assert by_id["e1"]["session_id"] == by_id["e-p1"]["session_id"]
     assert by_id["f2"]["session_start_ts"] == T0
+    assert by_id["g-new"]["session_id"] == by_id["g00"]["session_id"]
 
     # A replay (a crash after the writes, before the checkpoint commit) changes nothing.
     apply_micro_batch(second, layout)

@@ -1,6 +1,7 @@
 """What one streaming micro-batch can change in the stream table, and how a partition takes it.
 
-Which rows can change (checked against `sessionise` and `dedup_events`):
+Which rows can change (checked against `sessionise` and `dedup_events`), given that the table holds
+what `sessionise` gives over its own rows (only the stream writes it, always this way):
 
 * Only the micro-batch's own users' rows. `sessionise` partitions every window by `user_id`, and
   `dedup_events` matches copies by `event_id`, which carry the same payload (so the same user,
@@ -16,11 +17,11 @@ Which rows can change (checked against `sessionise` and `dedup_events`):
 * Of those, only rows in the affected dates (each date with a new event and the day after it): a
   row is sessionised in the window of its own date, and other dates' windows hold no new row.
 
-So a micro-batch re-sessionises the touched users' rows only (`changed_rows`), and of those only
-the stored rows from the earliest time a changed row depends on (`context_start`, found from the
-stored session starts), and replaces just the (date, hour) partitions that hold a changed row
-(`merge_partition`): each keeps its other rows as stored. A replayed micro-batch meets its own
-rows in the table; `dedup_events` keeps one.
+So a micro-batch re-sessionises the touched users' rows only (`changed_rows`), their rows before
+the first new key reduced to the few that decide the changed rows' sessions (`context_rows`),
+and replaces just the (date, hour) partitions that hold a changed row (`merge_partition`): each
+keeps its other rows as stored. A replayed micro-batch meets its own rows in the table;
+`dedup_events` keeps one.
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ from shopflow.transform.events import EVENTS_CLEAN_COLUMNS, dedup_events, sessio
 #: The key of each touched user's earliest new event (`earliest_new_keys`).
 FIRST_TS: Final = "_first_ts"
 FIRST_ID: Final = "_first_id"
-#: Per touched user, the earliest event time of the stored rows to sessionise again.
-FROM_TS: Final = "_from_ts"
+_MICROS_PER_MINUTE: Final = 60 * 1_000_000
 
 #: A (date, hour) partition of an hourly table.
 HourKey = tuple[date, int]
@@ -75,47 +75,40 @@ def unsessionised(events_clean: DataFrame) -> DataFrame:
     ).drop("session_source", "session_start_ts")
 
 
-def context_start(touched: DataFrame, new: DataFrame) -> DataFrame:
-    """Per touched user, the earliest `event_ts` (`_from_ts`) of the stored rows their changed rows
-    depend on: no later than their first new event, the stored start of the session of their last
-    derived row before it, and the stored starts of each client session with a changed row.
+def context_rows(touched: DataFrame, gap_minutes: int) -> DataFrame:
+    """Of the touched users' stored rows (`touched`, with `_first_ts`/`_first_id`), those their
+    changed rows depend on, or stand-ins giving the same result: every row at or after the first
+    new key and, of the rows before it, the first and last derived row of each user, date and
+    `gap_minutes` bucket of event time, and the first row of each user's client session per date.
 
-    `touched` is their stored rows (sessionised, with `_first_ts`/`_first_id`). A derived row at or
-    after the first new key depends on its window's rows from the start of the session its
-    predecessor belongs to, which is no earlier than that row's stored `session_start_ts` (stored
-    in its own date's window, which reaches a day further back). A client row depends on its whole
-    session in its window, no earlier than the least stored `session_start_ts` of that session.
-    Sessionising from this time on gives a changed row the same value as from the window's start:
-    a session start found early (no predecessor read) is followed by the true one.
+    Among the derived rows kept, two in a row are either true neighbours (the last of a bucket and
+    the first of the next one holding a row) or less than the gap apart (one bucket), so each kept
+    row starts a session exactly when it does among all rows. Every session start is the first of
+    its bucket, so the running maximum of starts, the derived ids and the sessions' first events
+    are the same for the rows at or after the key; the last row before it, their lag predecessor,
+    is kept. A client session's start is the minimum over its window's dates, each date's first
+    row kept. Dates are in the keys, so a window (two dates) holds its rows' reductions whole.
     """
     before = ~at_or_after_first()
     derived = F.col("session_source") == "derived"
-    last_derived = (
+    others = [c for c in EVENTS_CLEAN_COLUMNS if c not in ("event_ts", "event_id")]
+    row = F.struct("event_ts", "event_id", *others)
+    bucket = F.floor(F.unix_micros("event_ts") / (gap_minutes * _MICROS_PER_MINUTE))
+    derived_ends = (
         touched.where(derived & before)
-        .groupBy("user_id")
-        .agg(F.max(F.struct("event_ts", "event_id", "session_start_ts")).alias("_last"))
-        .select("user_id", F.col("_last.session_start_ts").alias("_derived_from"))
+        .groupBy("user_id", "date", bucket.alias("_bucket"))
+        .agg(F.array_distinct(F.array(F.min(row), F.max(row))).alias("_rows"))
+        .select(F.explode("_rows").alias("_row"))
+        .select("_row.*")
     )
-    client_sessions = (
-        new.where(F.col("session_id").isNotNull())
-        .select("user_id", "session_id")
-        .unionByName(touched.where(~derived & ~before).select("user_id", "session_id"))
+    client_firsts = (
+        touched.where(~derived & before)
+        .groupBy("user_id", "session_id", "date")
+        .agg(F.min(row).alias("_row"))
+        .select("_row.*")
     )
-    client_from = (
-        touched.where(~derived)
-        .join(client_sessions, ["user_id", "session_id"], "left_semi")
-        .groupBy("user_id")
-        .agg(F.min("session_start_ts").alias("_client_from"))
-    )
-    return (
-        earliest_new_keys(new)
-        .join(last_derived, "user_id", "left")
-        .join(client_from, "user_id", "left")
-        .select(
-            "user_id",
-            F.least(F.col(FIRST_TS), F.col("_derived_from"), F.col("_client_from")).alias(FROM_TS),
-        )
-    )
+    after = touched.where(at_or_after_first()).select(*EVENTS_CLEAN_COLUMNS)
+    return after.unionByName(derived_ends).unionByName(client_firsts)
 
 
 def changed_rows(
@@ -128,12 +121,10 @@ def changed_rows(
 
     `stored` is the table's rows of the affected dates and the day before each (the sessions'
     context); `new` the micro-batch's events (unsessionised, with `message_id`). Only the touched
-    users' stored rows from their `context_start` on are sessionised with the new ones.
+    users' `context_rows` are sessionised with the new ones.
     """
     firsts = F.broadcast(earliest_new_keys(new))
-    touched = stored.join(firsts, "user_id")
-    start = F.broadcast(context_start(touched, new))
-    context = touched.join(start, "user_id").where(F.col("event_ts") >= F.col(FROM_TS))
+    context = context_rows(stored.join(firsts, "user_id"), gap_minutes)
     # Rows already in the table were landed first (or are this batch's own, replayed).
     existing = unsessionised(context).select(*new.drop("message_id").columns)
     merged = dedup_events(

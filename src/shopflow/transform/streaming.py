@@ -15,8 +15,8 @@ source* and keeps `curated/events_clean_stream/date=/hour=/` and the warehouse's
    with a new event, and the day after it, whose first session may now start earlier) plus the
    previous date as context, and re-runs the batch path's `dedup_events` + `sessionise` on the
    rows that can change: the micro-batch's users' rows at or after each one's earliest new event
-   (`shopflow.transform.stream_plan` says why no other row can change), with just the stored rows
-   of theirs those depend on (from the stored starts of their sessions on). Only the hourly
+   (`shopflow.transform.stream_plan` says why no other row can change), with their earlier rows
+   reduced to the few that decide those rows' sessions. Only the hourly
    partitions holding such a row are replaced, each with its other rows as stored, through the
    lake API (`replace_partition`: one atomic file per partition), as the batch job writes. The
    changed rows go through the batch transform `user_behavior` (names as of each event's time

@@ -23,9 +23,12 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     session.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def duckdb_session() -> Any:
-    """The process's SQLFrame DuckDB session (in-memory, UTC), for the duckdb-engine tests."""
+    """The process's SQLFrame DuckDB session (in-memory, UTC), for the duckdb-engine tests.
+
+    Asked for per test: code run in-process (an Airflow step, the demo) stops the session when
+    its ETL ends (`shopflow.transform.engine.stopping`), and the next test needs a live one."""
     from shopflow.transform.engine import open_duckdb_session
 
     return open_duckdb_session()

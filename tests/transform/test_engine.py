@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from shopflow.transform.engine import (
     create_dataframe,
     duckdb_sql,
     materialize,
+    open_duckdb_session,
     release,
+    stopping,
     to_arrow,
     transforms,
 )
@@ -54,3 +57,16 @@ def test_the_duckdb_session_is_utc_unordered_and_quiet(duckdb_session: Any) -> N
         "preserve_insertion_order": "false",
         "enable_progress_bar": "false",
     }
+
+
+def test_a_stopped_session_is_closed_and_the_next_one_is_new() -> None:
+    # `stopping` closes DuckDB before the interpreter exits (duckdb/duckdb#13904).
+    with stopping(open_duckdb_session()) as session:
+        assert session.sql("SELECT 1 AS x").collect()[0]["x"] == 1
+    # Used after its stop (which makes it SQLFrame's current session again), it fails...
+    with pytest.raises(Exception, match="closed"):
+        session.sql("SELECT 2 AS x").collect()
+    # ...and the next ETL still gets a working session.
+    fresh = open_duckdb_session()
+    assert fresh is not session
+    assert fresh.sql("SELECT 3 AS x").collect()[0]["x"] == 3

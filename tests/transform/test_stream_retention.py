@@ -78,6 +78,21 @@ def test_expired_dates_are_deleted_from_both_tables_and_the_placeholder_stays(
     assert delete_expired_stream_dates(layout, TABLES, 3, today=date(2026, 11, 28)) == []
 
 
+def test_a_date_left_in_the_live_table_alone_still_expires(settings: Settings) -> None:
+    # As after a kill between the two tables' deletions: the stream table lost the date already.
+    layout = LakeLayout.from_settings(settings)
+    days = [date(2026, 11, d) for d in range(20, 26)]
+    _fill(layout, days)
+    for url in delete_expired_stream_dates(layout, (STREAM_TABLE,), 3, today=date(2026, 11, 28)):
+        assert STREAM_TABLE in url
+    assert len(_dates(layout, LIVE_TABLE)) == 6
+
+    deleted = delete_expired_stream_dates(layout, TABLES, 3, today=date(2026, 11, 28))
+
+    assert len(deleted) == 3
+    assert _dates(layout, LIVE_TABLE) == ["2026-11-23", "2026-11-24", "2026-11-25"]
+
+
 def _shopflow(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = shopflow_env(settings.home) | {"SPARK_LOCAL_IP": "127.0.0.1"}
     return run(env, *args, timeout=600)

@@ -125,6 +125,13 @@ def open_duckdb_session() -> Any:
     from sqlframe.duckdb import DuckDBSession
 
     session = DuckDBSession(conn=duckdb.connect(":memory:"))
+    try:
+        session._conn.execute("SELECT 1")
+    except duckdb.ConnectionException:
+        # A stopped session that a DataFrame of it made current again (SQLFrame's copy does):
+        # forget it for good and start a new one.
+        session.stop()
+        session = DuckDBSession(conn=duckdb.connect(":memory:"))
     session.conf.set("spark.sql.session.timeZone", "UTC")
     session._conn.execute("SET TimeZone = 'UTC'")
     # Row order inside a curated file carries no meaning (readers sort), and keeping it costs

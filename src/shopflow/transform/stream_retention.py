@@ -26,8 +26,6 @@ from shopflow.lake import LakeLayout, delete_partition, list_partitions, resolve
 from shopflow.lake.io import is_local
 from shopflow.warehouse.live import LIVE_TABLE, PLACEHOLDER_DATE
 
-#: Days of the stream's tables kept by default (the default 12 h tolerance needs 3).
-DEFAULT_KEEP_DAYS: Final = 3
 #: How often a running stream looks for expired dates.
 CHECK_INTERVAL: Final = timedelta(hours=1)
 
@@ -54,21 +52,33 @@ def expired_dates(dates: Iterable[date], keep_days: int, today: date) -> list[da
 def delete_expired_stream_dates(
     layout: LakeLayout, tables: Sequence[str], keep_days: int, today: date | None = None
 ) -> list[str]:
-    """Delete the expired dates (`expired_dates`, over the dates of the first table) of each
-    of `tables`; return the partition URLs deleted. The live table's placeholder stays."""
+    """Delete the expired dates (`expired_dates`, over the dates of all `tables`) of each of
+    `tables`; return the partition URLs deleted. The live table's placeholder stays.
+
+    Over all tables: a run killed between two tables' deletions leaves a date in the later one
+    only, and the next run must still see it expire."""
     partitions = {name: list_partitions(layout.curated_root(name)) for name in tables}
-    written = [d for p in partitions[tables[0]] if (d := _date_of(p.values)) is not None]
+    written = [
+        d
+        for name in tables
+        for p in partitions[name]
+        if (d := _date_of(p.values)) is not None and not _is_placeholder(name, d)
+    ]
     now = today or datetime.now(UTC).date()
     expired = set(expired_dates(written, keep_days, now))
     deleted = []
     for name in tables:
         for partition in partitions[name]:
             day = _date_of(partition.values)
-            if day in expired and not (name == LIVE_TABLE and str(day) == PLACEHOLDER_DATE):
+            if day in expired and not _is_placeholder(name, day):
                 delete_partition(partition.url)
                 _remove_empty_folder(partition.url.rsplit("/", 1)[0])
                 deleted.append(partition.url)
     return deleted
+
+
+def _is_placeholder(table: str, day: date) -> bool:
+    return table == LIVE_TABLE and day.isoformat() == PLACEHOLDER_DATE
 
 
 def _date_of(values: dict[str, str]) -> date | None:

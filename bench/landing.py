@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from bench._bus_ceiling import drain
 from bench._harness import (
     BenchContext,
     BenchResult,
@@ -272,6 +273,42 @@ def _run_baseline(
     return [row], _checks(label, settings, land, publish.items)
 
 
+def _run_ceiling(
+    base: Settings, case: str, scratch: Path, payload_file: Path, payloads: int
+) -> tuple[list[Row], list[str]]:
+    """Publish to a fresh topic and drain it with the landing's consumer, nothing written."""
+    settings = case_settings(base, case, scratch / f"ceiling-{case}")
+    try:
+        publish = _publish(settings, f"{case} (for the ceiling)", payload_file, payloads)
+        print(f"bench landing: {case}: draining (bus ceiling)", flush=True)
+        drained = run_isolated(drain, settings, publish.items, IDLE_STOP_SECONDS)
+    finally:
+        _drop_topic(settings)
+    outcome = drained.value
+    first = ""
+    if outcome.first_message_seconds is not None:
+        steady = outcome.read / max(outcome.seconds - outcome.first_message_seconds, 1e-9)
+        first = (
+            f"first message after {outcome.first_message_seconds:.2f} s "
+            f"({steady:,.0f} msgs/s from it); "
+        )
+    row = Row(
+        case=f"{case}: bus ceiling (read + acknowledge only)",
+        params={"messages": outcome.read},
+        wall_seconds=outcome.seconds,
+        items=outcome.read,
+        unit="msgs",
+        peak_rss_bytes=drained.peak_rss_bytes,
+        notes=f"{first}{outcome.receive_calls:,} receive calls; nothing validated or written",
+    )
+    notes = []
+    if outcome.read < publish.items:
+        notes.append(
+            f"{case}: the ceiling drain got only {outcome.read:,} of {publish.items:,} messages"
+        )
+    return [row], notes
+
+
 def _run_case(
     settings: Settings, case: str, payload_file: Path, payloads: int
 ) -> tuple[list[Row], list[str]]:
@@ -303,7 +340,11 @@ def _run_case(
         "spawned process per row. The notes give the rate from the first message on, which "
         "leaves out the start-up (for Kafka, the consumer group join: about 3 s on Tansu). "
         "With `--param baseline=REV` each bus also gets a *land, before* row: the same payloads "
-        "landed by commit REV's code (extracted with `git archive`), run just before."
+        "landed by commit REV's code (extracted with `git archive`), run just before. The *bus "
+        "ceiling* row (leave it out with `--param ceiling=0`) drains another fresh topic of the "
+        "same payloads with the landing's own consumer, batch limits and acknowledgements but "
+        "nothing validated or written: what the bus and its client deliver at that backlog, run "
+        "just after the landing."
     ),
 )
 def run(context: BenchContext) -> BenchResult:
@@ -322,6 +363,7 @@ def run(context: BenchContext) -> BenchResult:
     rows: list[Row] = []
     notes: list[str] = []
     rev = context.params.get("baseline")
+    with_ceiling = context.params.get("ceiling", "1") != "0"
     baseline = extract_baseline(rev, context.scratch) if rev else None
     try:
         payload_file = context.scratch / "payloads.pickle"
@@ -338,6 +380,12 @@ def run(context: BenchContext) -> BenchResult:
             )
             rows += case_rows
             notes += case_notes
+            if with_ceiling:
+                case_rows, case_notes = _run_ceiling(
+                    base, case, context.scratch, payload_file, count
+                )
+                rows += case_rows
+                notes += case_notes
     finally:
         if ours:
             stop_services(base, ours)

@@ -5,11 +5,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-import time
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from typing import Any, Final, Literal
 
@@ -27,6 +24,7 @@ from shopflow.sources.bus.pubsub import (
     make_subscriber_client,
     unreachable,
 )
+from shopflow.sources.bus.pubsub_prefetch import PullPrefetcher
 
 #: The longest lease a StreamingPull asks for at a time (the library renews it while a message is
 #: held). It bounds how long a message whose nack is lost stays away: the emulator mishandles a
@@ -38,18 +36,20 @@ STREAM_LEASE_SECONDS: Final = 10
 ACK_CHUNK: Final = 1000
 #: The emulator (and the service) return at most this many messages per Pull.
 PULL_BATCH: Final = 1000
-#: How long a Pull after the first of a batch waits for messages before it counts as "drained".
-MORE_PULL_SECONDS: Final = 2.0
+#: How long a background Pull waits for messages (the bus holds it open until then); it bounds
+#: how long `close` waits for the Pulls in flight.
+PULL_WAIT_SECONDS: Final = 2.0
 
 
 class PubSubConsumer:
     """Reads one subscription; `pull_mode` is synchronous Pull or StreamingPull into a buffer.
 
-    Synchronous pull keeps `settings.pubsub_pull_concurrency` Pull calls in flight at all times
-    while it reads, also while the caller validates and writes the last batch (the emulator and
-    the service answer at most `PULL_BATCH` messages a call, so one call at a time, or none
-    between batches, leaves the bus idle). What is pulled beyond a batch waits, leased, for the
-    next one; `close` nacks it.
+    Synchronous pull keeps `settings.pubsub_pull_concurrency` Pull calls in flight on a
+    background thread from the first `receive` on, also while the caller validates and writes a
+    batch, as long as fewer than `settings.landing_batch_max_messages` pulled messages wait (the
+    emulator and the service answer at most `PULL_BATCH` messages a call, and the emulator only
+    100 at a time, so one call at a time, or none between batches, leaves the bus idle). What is
+    pulled and not yet received waits, leased; `close` nacks it.
     """
 
     def __init__(
@@ -83,10 +83,13 @@ class PubSubConsumer:
         self._lock = threading.Lock()
         self._buffer: queue.Queue[Any] = queue.Queue()
         self._stream: Any = None
-        #: Sync pull: Pulls sent and not yet taken, oldest first, and messages pulled beyond the
-        #: last batch; both are leased to this consumer (in `_outstanding`).
-        self._in_flight: deque[Future[list[Any]]] = deque()
-        self._ready: list[Any] = []
+        self._prefetch = PullPrefetcher(
+            lambda: self._pull(PULL_BATCH, PULL_WAIT_SECONDS),
+            concurrency=settings.pubsub_pull_concurrency,
+            limit=settings.landing_batch_max_messages,
+            on_pulled=self._lease,
+        )
+        #: Acknowledgement calls (in parallel chunks).
         self._calls = ThreadPoolExecutor(
             max_workers=settings.pubsub_pull_concurrency, thread_name_prefix="pubsub-pull"
         )
@@ -125,38 +128,13 @@ class PubSubConsumer:
         # The raw protobuf: proto-plus wrappers cost more than the pull itself at 10k+ msg/s.
         return list(PullResponse.pb(response).received_messages)
 
-    def _top_up(self, timeout: float) -> None:
-        """Keep `pubsub_pull_concurrency` Pulls in flight (each waits up to `timeout` for data)."""
-        while len(self._in_flight) < self._settings.pubsub_pull_concurrency:
-            future = self._calls.submit(self._pull, PULL_BATCH, timeout)
-            self._in_flight.append(future)
-
-    def _take(self, max_messages: int, timeout_seconds: float) -> list[Any]:
-        """Up to `max_messages` pulled messages: first those left over from the last call, then
-        the answers of the Pulls in flight, in the order they were sent, topping them up so the
-        bus keeps working while the caller validates and writes. Waits at most
-        `timeout_seconds` for the first message; stops early once a Pull comes back empty (the
-        backlog looks drained). Answers beyond `max_messages` wait for the next call."""
-        deadline = time.monotonic() + timeout_seconds
-        received, self._ready = self._ready, []
-        while len(received) < max_messages:
-            self._top_up(MORE_PULL_SECONDS if received else max(timeout_seconds, 0.5))
-            wait = None if received else max(deadline - time.monotonic(), 0)
-            try:
-                answer = self._in_flight[0].result(timeout=wait)
-            except FutureTimeout:
-                break
-            self._in_flight.popleft()
-            with self._lock:
-                self._outstanding.update(dict.fromkeys(r.ack_id for r in answer))
-            received.extend(answer)
-            if not answer and (received or time.monotonic() >= deadline):
-                break
-        received, self._ready = received[:max_messages], received[max_messages:]
-        return received
+    def _lease(self, answer: list[Any]) -> None:
+        """Record pulled messages as leased to this consumer until acknowledged or nacked."""
+        with self._lock:
+            self._outstanding.update(dict.fromkeys(r.ack_id for r in answer))
 
     def _receive_sync(self, max_messages: int, timeout_seconds: float) -> MessageBatch:
-        received = self._take(max_messages, timeout_seconds)
+        received = self._prefetch.take(max_messages, timeout_seconds)
         messages = [r.message for r in received]
         ack_ids: list[object] = [r.ack_id for r in received]
         return MessageBatch(
@@ -240,11 +218,8 @@ class PubSubConsumer:
             if self._stream is not None:
                 self._close_stream()
                 return
-            for future in self._in_flight:  # their messages are leased too: give them back
-                with contextlib.suppress(Exception):
-                    self._outstanding.update(dict.fromkeys(r.ack_id for r in future.result()))
-            self._in_flight.clear()
-            self._ready = []
+            self._prefetch.stop()  # Pulls in flight answer first: their messages are leased too
+            self._prefetch.leftover()
             with self._lock:
                 pending = list(self._outstanding)
                 self._outstanding.clear()

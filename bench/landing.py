@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import pickle
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from bench._harness import (
     run_isolated,
 )
 from bench._landing_baseline import Baseline, extract_baseline, land_with_baseline
+from bench._landing_topics import CASES, case_settings, drop_topic
 from shopflow.ingest.events import LandingLimits, land_events
 from shopflow.ingest.report import IngestReport
 from shopflow.lake import LakeLayout
@@ -28,12 +27,6 @@ from shopflow.settings import BusKind, Settings, load_settings
 from shopflow.simulator import ShopSimulator, SimulationConfig
 from shopflow.sources.bus.base import EventConsumer, MessageBatch, ReceivedMessage
 
-#: Case name -> (bus, Pub/Sub pull mode).
-CASES: Final[dict[str, tuple[BusKind, str]]] = {
-    "pubsub-sync": (BusKind.PUBSUB, "sync"),
-    "pubsub-streaming": (BusKind.PUBSUB, "streaming"),
-    "kafka": (BusKind.KAFKA, "sync"),
-}
 DEFAULT_EVENTS: Final = 200_000
 QUICK_EVENTS: Final = 2_000
 #: Landing gives up after this long without a message, so a lost message cannot hang the run.
@@ -148,56 +141,6 @@ def land_all(settings: Settings, expected: int) -> LandOutcome:
     )
 
 
-def _drop_topic(settings: Settings) -> None:
-    """Delete the benchmark's topic (and subscription) so the broker frees its messages."""
-    if settings.bus is BusKind.KAFKA:
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-        for future in admin.delete_topics([settings.events_topic], operation_timeout=10).values():
-            with contextlib.suppress(Exception):
-                future.result(timeout=20)
-        return
-    from shopflow.sources.bus.pubsub import make_publisher_client, make_subscriber_client
-
-    subscriber = make_subscriber_client(settings)
-    publisher = make_publisher_client(settings)
-    try:
-        with contextlib.suppress(Exception):
-            subscriber.delete_subscription(
-                subscription=subscriber.subscription_path(
-                    settings.gcp_project, settings.events_subscription
-                ),
-                timeout=10,
-            )
-        with contextlib.suppress(Exception):
-            publisher.delete_topic(
-                topic=publisher.topic_path(settings.gcp_project, settings.events_topic), timeout=10
-            )
-    finally:
-        subscriber.close()
-        publisher.transport.close()
-
-
-def case_settings(base: Settings, case: str, scratch: Path) -> Settings:
-    """Settings for one case: its bus and pull mode, a fresh topic, a lake of its own."""
-    bus, pull_mode = CASES[case]
-    topic = f"bench-landing-{case}-{uuid.uuid4().hex[:8]}"
-    home = scratch / case
-    home.mkdir(parents=True, exist_ok=True)
-    return base.model_copy(
-        update={
-            "home": home,
-            "lake_root": str(home / "lake"),
-            "bus": bus,
-            "pubsub_pull_mode": pull_mode,
-            "events_topic": topic,
-            "events_subscription": f"{topic}-landing",
-            "kafka_consumer_group": f"{topic}-landing",
-        }
-    )
-
-
 def _land_row(label: str, land: LandOutcome, peak_rss: int | None, batch: str) -> Row:
     first = ""
     if land.first_message_seconds is not None:
@@ -266,7 +209,7 @@ def _run_baseline(
         print(f"bench landing: {case}: landing with {baseline.commit}", flush=True)
         values, peak = land_with_baseline(baseline, settings, publish.items)
     finally:
-        _drop_topic(settings)
+        drop_topic(settings)
     land = LandOutcome(**values)  # type: ignore[arg-type]
     # The baseline's batch limits are its own defaults, not this run's settings.
     row = _land_row(label, land, peak, "its defaults")
@@ -283,7 +226,7 @@ def _run_ceiling(
         print(f"bench landing: {case}: draining (bus ceiling)", flush=True)
         drained = run_isolated(drain, settings, publish.items, IDLE_STOP_SECONDS)
     finally:
-        _drop_topic(settings)
+        drop_topic(settings)
     outcome = drained.value
     first = ""
     if outcome.first_message_seconds is not None:
@@ -317,7 +260,7 @@ def _run_case(
         print(f"bench landing: {case}: landing", flush=True)
         landed = run_isolated(land_all, settings, publish.items)
     finally:
-        _drop_topic(settings)
+        drop_topic(settings)
     land = landed.value
     batch = f"{settings.landing_batch_max_messages} msgs / {settings.landing_batch_max_seconds:g} s"
     row = _land_row(f"{case}: land", land, landed.peak_rss_bytes, batch)
@@ -397,7 +340,7 @@ def run(context: BenchContext) -> BenchResult:
         "events": f"{events:,} valid events from the simulator (seed {base.seed}) = {count:,} payloads, mean {mean_bytes:.0f} bytes",
         "dirt": f"duplicates {dirt.duplicate_rate:.1%}, late {dirt.late_rate:.1%}, malformed {dirt.malformed_rate:.1%}",
         "landing batch": f"closes at {base.landing_batch_max_messages:,} messages or {base.landing_batch_max_seconds:g} s (settings)",
-        "Pub/Sub": f"emulator at {base.pubsub_emulator_host}; sync pull = unary Pull of up to {PULL_BATCH:,} per call, {base.pubsub_pull_concurrency} kept in flight (also while a batch is written); streaming pull = StreamingPull with flow control of 20,000 outstanding",
+        "Pub/Sub": f"emulator at {base.pubsub_emulator_host}; sync pull = unary Pull of up to {PULL_BATCH:,} per call, {base.pubsub_pull_concurrency} kept in flight by a background thread (also while a batch is written) until {base.landing_batch_max_messages:,} pulled messages wait; streaming pull = StreamingPull with flow control of 20,000 outstanding",
         "Kafka": f"Tansu at {base.kafka_bootstrap_servers}, topic with {DEFAULT_PARTITIONS} partitions, one consumer (fetches of up to 16 MiB a partition)",
         "services started by this run": ", ".join(ours) or "none (already running)",
         "lake": "local file system under a temporary directory",

@@ -119,7 +119,8 @@ class Settings(BaseSettings):
         ),
     )
     pubsub_pull_mode: Literal["sync", "streaming"] = "sync"
-    # Sync pull: Pull calls (of up to 1,000 messages each) in flight at once while a batch fills.
+    # Sync pull: Pull calls (of up to 1,000 each) kept in flight in the background, also while a
+    # batch is written, until one landing batch of pulled messages waits.
     pubsub_pull_concurrency: int = Field(default=4, ge=1, le=32)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_consumer_group: str = "shopflow-landing"

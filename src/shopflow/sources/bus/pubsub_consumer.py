@@ -91,7 +91,7 @@ class PubSubConsumer:
         )
         #: Acknowledgement calls (in parallel chunks).
         self._calls = ThreadPoolExecutor(
-            max_workers=settings.pubsub_pull_concurrency, thread_name_prefix="pubsub-pull"
+            max_workers=settings.pubsub_pull_concurrency, thread_name_prefix="pubsub-ack"
         )
         if self.pull_mode == "streaming":
             self._stream = self._client.subscribe(

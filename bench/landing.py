@@ -141,14 +141,16 @@ def land_all(settings: Settings, expected: int) -> LandOutcome:
     )
 
 
+def _from_first_message(read: int, seconds: float, first: float | None, unit: str) -> str:
+    """The notes' start-up part: when the first message came and the rate from it on."""
+    if first is None:
+        return ""
+    steady = read / max(seconds - first, 1e-9)
+    return f"first message after {first:.2f} s ({steady:,.0f} {unit}/s from it); "
+
+
 def _land_row(label: str, land: LandOutcome, peak_rss: int | None, batch: str) -> Row:
-    first = ""
-    if land.first_message_seconds is not None:
-        steady = land.read / max(land.seconds - land.first_message_seconds, 1e-9)
-        first = (
-            f"first message after {land.first_message_seconds:.2f} s "
-            f"({steady:,.0f} events/s from it); "
-        )
+    first = _from_first_message(land.read, land.seconds, land.first_message_seconds, "events")
     return Row(
         case=label,
         params={"messages": land.read, "batch": batch},
@@ -228,13 +230,9 @@ def _run_ceiling(
     finally:
         drop_topic(settings)
     outcome = drained.value
-    first = ""
-    if outcome.first_message_seconds is not None:
-        steady = outcome.read / max(outcome.seconds - outcome.first_message_seconds, 1e-9)
-        first = (
-            f"first message after {outcome.first_message_seconds:.2f} s "
-            f"({steady:,.0f} msgs/s from it); "
-        )
+    first = _from_first_message(
+        outcome.read, outcome.seconds, outcome.first_message_seconds, "msgs"
+    )
     row = Row(
         case=f"{case}: bus ceiling (read + acknowledge only)",
         params={"messages": outcome.read},

@@ -139,6 +139,13 @@ def test_landing_quick_writes_its_section(
     for case in ("pubsub-sync", "pubsub-streaming", "kafka"):
         for step in ("publish", "land"):
             assert re.search(rf"^\| {case}: {step} \| messages=\d+", section, re.MULTILINE)
+        published = re.search(rf"^\| {case}: publish \| messages=(\d+)", section, re.MULTILINE)
+        assert published is not None
+        # The ceiling drains a topic of the same payloads: every one of them.
+        ceiling = (
+            rf"^\| {case}: bus ceiling \(read \+ acknowledge only\) \| messages={published[1]} \|"
+        )
+        assert re.search(ceiling, section, re.MULTILINE)
     assert "mode: quick" in section
 
 

@@ -125,6 +125,8 @@ class PubSubConsumer:
             return []
         except gexc.ServiceUnavailable as exc:
             raise unreachable(self._settings, exc) from None
+        except gexc.NotFound:
+            raise self._gone() from None
         # The raw protobuf: proto-plus wrappers cost more than the pull itself at 10k+ msg/s.
         return list(PullResponse.pb(response).received_messages)
 
@@ -207,6 +209,16 @@ class PubSubConsumer:
             list(self._calls.map(send, _chunks(ack_ids, ACK_CHUNK)))
         except UNREACHABLE_ERRORS as exc:
             raise unreachable(self._settings, exc) from None
+        except gexc.NotFound:
+            raise self._gone() from None
+
+    def _gone(self) -> ShopflowError:
+        """The error for a subscription deleted while it was being read."""
+        return ShopflowError(
+            f"Pub/Sub subscription {self.subscription_path} no longer exists (deleted while "
+            "landing?): what was not acknowledged is lost with it; the next `shopflow ingest "
+            "events` creates it again"
+        )
 
     def close(self) -> None:
         """Stop reading; whatever was not acknowledged is nacked, so it is delivered again.
@@ -239,7 +251,7 @@ class PubSubConsumer:
                     },
                     **call_deadline(self._settings),
                 )
-            except gexc.GoogleAPICallError:
+            except gexc.GoogleAPIError:  # RetryError too: what the bus deadline ends in
                 return  # they come back after the ack deadline instead
 
     def _close_stream(self) -> None:

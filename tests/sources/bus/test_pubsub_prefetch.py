@@ -13,7 +13,8 @@ from shopflow.sources.bus.pubsub_prefetch import PullPrefetcher
 
 
 class Source:
-    """A Pull that answers `per_pull` consecutive numbers, up to `total`, and counts its calls."""
+    """A Pull that answers up to `per_pull` consecutive numbers (fewer if asked for fewer), up to
+    `total`, and counts its calls and the largest number asked for."""
 
     def __init__(
         self, total: int, per_pull: int, fail_after: int | None = None, pull_seconds: float = 0.0
@@ -24,16 +25,18 @@ class Source:
         self._fail_after = fail_after
         self._lock = threading.Lock()
         self.calls = 0
+        self.largest_ask = 0
         self.handed_out: list[Any] = []
         self.leased: list[Any] = []
 
-    def pull(self) -> list[Any]:
+    def pull(self, asked: int) -> list[Any]:
         time.sleep(self._pull_seconds)
         with self._lock:
             self.calls += 1
+            self.largest_ask = max(self.largest_ask, asked)
             if self._fail_after is not None and self.calls > self._fail_after:
                 raise RuntimeError("subscription deleted")
-            answer = list(itertools.islice(self._numbers, self._per_pull))
+            answer = list(itertools.islice(self._numbers, min(self._per_pull, asked)))
             self.handed_out.extend(answer)
         if not answer:
             time.sleep(0.01)
@@ -44,8 +47,10 @@ class Source:
             self.leased.extend(answer)
 
 
-def prefetcher(source: Source, limit: int, concurrency: int = 3) -> PullPrefetcher:
-    return PullPrefetcher(source.pull, concurrency, limit, source.lease)
+def prefetcher(
+    source: Source, limit: int, concurrency: int = 3, pull_max: int = 1000
+) -> PullPrefetcher:
+    return PullPrefetcher(source.pull, concurrency, limit, source.lease, pull_max=pull_max)
 
 
 def test_messages_come_in_order_split_at_max_and_every_one_is_leased_first() -> None:
@@ -74,8 +79,8 @@ def test_reading_ahead_stops_at_the_limit_while_nobody_takes() -> None:
     finally:
         reader.stop()
     assert first == [0]
-    # The limit, plus the Pulls already in flight when it was reached.
-    assert len(source.leased) <= 100 + 4 * 10 + 10
+    # The limit, plus the one message taken.
+    assert len(source.leased) <= 100 + 1
     left = reader.leftover()
     assert len(left) + 1 == len(source.leased)
     assert reader.leftover() == []
@@ -118,3 +123,18 @@ def test_an_error_is_raised_once_the_messages_before_it_are_taken() -> None:
     finally:
         reader.stop()
     assert taken == list(range(30))
+
+
+def test_pulls_ask_only_for_the_room_left_under_a_limit_below_concurrency_times_pull_max() -> None:
+    # A landing batch of 5 messages, 32 Pulls of up to 1,000: without asking for less, 32,000
+    # messages would wait leased for a consumer that takes 5 at a time (their leases run out).
+    source = Source(total=100_000, per_pull=1000)
+    reader = prefetcher(source, limit=5, concurrency=32)
+    try:
+        first = reader.take(max_messages=5, timeout_seconds=2.0)
+        time.sleep(0.5)
+    finally:
+        reader.stop()
+    assert first == list(range(5))
+    assert len(source.leased) <= 5 + 5
+    assert source.largest_ask <= 5

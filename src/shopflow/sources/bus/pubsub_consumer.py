@@ -46,10 +46,10 @@ class PubSubConsumer:
 
     Synchronous pull keeps `settings.pubsub_pull_concurrency` Pull calls in flight on a
     background thread from the first `receive` on, also while the caller validates and writes a
-    batch, as long as fewer than `settings.landing_batch_max_messages` pulled messages wait (the
-    emulator and the service answer at most `PULL_BATCH` messages a call, and the emulator only
-    100 at a time, so one call at a time, or none between batches, leaves the bus idle). What is
-    pulled and not yet received waits, leased; `close` nacks it.
+    batch, each asking only for the room left under `settings.landing_batch_max_messages` pulled
+    messages waiting (the emulator and the service answer at most `PULL_BATCH` messages a call,
+    and the emulator only 100 at a time, so one call at a time, or none between batches, leaves
+    the bus idle). What is pulled and not yet received waits, leased; `close` nacks it.
     """
 
     def __init__(
@@ -84,10 +84,11 @@ class PubSubConsumer:
         self._buffer: queue.Queue[Any] = queue.Queue()
         self._stream: Any = None
         self._prefetch = PullPrefetcher(
-            lambda: self._pull(PULL_BATCH, PULL_WAIT_SECONDS),
+            lambda n: self._pull(n, PULL_WAIT_SECONDS),
             concurrency=settings.pubsub_pull_concurrency,
             limit=settings.landing_batch_max_messages,
             on_pulled=self._lease,
+            pull_max=PULL_BATCH,
         )
         #: Acknowledgement calls (in parallel chunks).
         self._calls = ThreadPoolExecutor(

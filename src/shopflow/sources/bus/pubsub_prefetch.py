@@ -16,8 +16,9 @@ EMPTY_PULL_PAUSE_SECONDS: Final = 0.05
 
 
 class PullPrefetcher:
-    """Keeps `concurrency` Pulls in flight on a background thread for as long as fewer than
-    `limit` pulled messages wait to be taken.
+    """Keeps up to `concurrency` Pulls in flight on a background thread, each asking for at most
+    `pull_max` messages, so that pulled messages waiting to be taken plus those asked for never
+    exceed `limit`.
 
     The bus goes on working while the caller validates and writes a batch; without it, the Pulls
     in flight answer within milliseconds of a batch closing and the bus then idles until the next
@@ -28,12 +29,14 @@ class PullPrefetcher:
 
     def __init__(
         self,
-        pull: Callable[[], list[Any]],
+        pull: Callable[[int], list[Any]],
         concurrency: int,
         limit: int,
         on_pulled: Callable[[list[Any]], None],
+        pull_max: int = 1000,
     ) -> None:
         self._pull = pull
+        self._pull_max = pull_max
         self._concurrency = concurrency
         self._limit = limit
         self._on_pulled = on_pulled
@@ -92,7 +95,10 @@ class PullPrefetcher:
 
     def _run(self) -> None:
         calls = ThreadPoolExecutor(self._concurrency, thread_name_prefix="pubsub-pull")
-        in_flight: deque[Future[list[Any]]] = deque()
+        # (messages asked for, its answer): a Pull asks only for the room left under the limit,
+        # so what waits leased never exceeds it, whatever `concurrency` times `pull_max` is.
+        in_flight: deque[tuple[int, Future[list[Any]]]] = deque()
+        requested = 0
         try:
             while True:
                 with self._cond:
@@ -102,10 +108,15 @@ class PullPrefetcher:
                         self._cond.wait_for(lambda: self._stopping or self._count < self._limit)
                         if self._stopping:
                             return
-                    room = self._count < self._limit
-                while room and len(in_flight) < self._concurrency:
-                    in_flight.append(calls.submit(self._pull))
-                answer = in_flight.popleft().result()
+                    room = self._limit - self._count - requested
+                while room > 0 and len(in_flight) < self._concurrency:
+                    asked = min(self._pull_max, room)
+                    in_flight.append((asked, calls.submit(self._pull, asked)))
+                    requested += asked
+                    room -= asked
+                asked, future = in_flight.popleft()
+                requested -= asked
+                answer = future.result()
                 self._deliver(answer)
                 if not answer:
                     time.sleep(EMPTY_PULL_PAUSE_SECONDS)
@@ -114,7 +125,7 @@ class PullPrefetcher:
                 self._error = exc
                 self._cond.notify_all()
         finally:
-            for future in in_flight:
+            for _, future in in_flight:
                 with contextlib.suppress(Exception):
                     self._deliver(future.result())
             calls.shutdown(wait=True)

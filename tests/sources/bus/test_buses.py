@@ -120,3 +120,31 @@ def test_ensure_event_topic_is_idempotent(bus_settings: Settings) -> None:
         assert publisher.publish([b"still works"]) == 1
     finally:
         publisher.close()
+
+
+def test_a_subscription_deleted_while_reading_is_one_clear_error(pubsub_settings: Settings) -> None:
+    from shopflow.errors import ShopflowError
+    from shopflow.sources.bus.pubsub import make_subscriber_client
+
+    settings = pubsub_settings.model_copy(update={"pubsub_pull_mode": "sync"})
+    ensure_event_topic(settings)
+    publisher = make_publisher(settings)
+    try:
+        publisher.publish([f"msg-{i}".encode() for i in range(30)])
+    finally:
+        publisher.close()
+    consumer = make_consumer(settings)
+    admin = make_subscriber_client(settings)
+    try:
+        assert receive_all(consumer, 1)  # the read-ahead is running
+        admin.delete_subscription(
+            subscription=admin.subscription_path(settings.gcp_project, settings.events_subscription)
+        )
+        deadline = time.monotonic() + 30
+        with pytest.raises(ShopflowError, match="no longer exists") as raised:
+            while time.monotonic() < deadline:
+                consumer.receive(max_messages=100, timeout_seconds=1.0)
+        assert "\n" not in str(raised.value)
+    finally:
+        consumer.close()  # its nack meets the missing subscription: no error of its own
+        admin.close()

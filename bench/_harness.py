@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -43,6 +43,12 @@ class BenchResult:
     notes: Sequence[str] = ()
 
 
+_FLAGS: Final = {
+    "1": True, "0": False, "true": True, "false": False,
+    "yes": True, "no": False, "on": True, "off": False,
+}  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class BenchContext:
     """What the harness hands a benchmark: quick mode, `--param key=value` pairs, a scratch dir."""
@@ -60,6 +66,16 @@ class BenchContext:
             return int(raw.replace("_", ""))
         except ValueError:
             raise ValueError(f"--param {name} must be an integer, got {raw!r}") from None
+
+    def flag_param(self, name: str, default: bool) -> bool:
+        """An on/off `--param` (1/0, true/false, yes/no, on/off), else the default."""
+        raw = self.params.get(name)
+        if raw is None:
+            return default
+        value = _FLAGS.get(raw.strip().lower())
+        if value is None:
+            raise ValueError(f"--param {name} must be one of {', '.join(_FLAGS)}, got {raw!r}")
+        return value
 
     def list_param(self, name: str, default: Sequence[str]) -> list[str]:
         """A comma-separated `--param`, else the default."""

@@ -304,7 +304,7 @@ def run(context: BenchContext) -> BenchResult:
     rows: list[Row] = []
     notes: list[str] = []
     rev = context.params.get("baseline")
-    with_ceiling = context.params.get("ceiling", "1") != "0"
+    with_ceiling = context.flag_param("ceiling", default=True)
     baseline = extract_baseline(rev, context.scratch) if rev else None
     try:
         payload_file = context.scratch / "payloads.pickle"

@@ -164,3 +164,18 @@ def test_a_broken_module_does_not_stop_the_others(
     registry = bench.discover()
     assert fake_benchmark in registry
     assert "pretend it is broken" in bench._harness.BROKEN["landing"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(None, True), ("0", False), ("off", False), ("Yes", True), (" 1 ", True)]
+)
+def test_a_flag_param_reads_the_usual_spellings(raw: str | None, expected: bool) -> None:
+    params = {} if raw is None else {"ceiling": raw}
+    context = BenchContext(quick=True, params=params, scratch=Path("."))
+    assert context.flag_param("ceiling", default=True) is expected
+
+
+def test_a_flag_param_refuses_anything_else() -> None:
+    context = BenchContext(quick=True, params={"ceiling": "nope"}, scratch=Path("."))
+    with pytest.raises(ValueError, match=r"--param ceiling must be one of 1, 0, .*got 'nope'"):
+        context.flag_param("ceiling", default=True)

@@ -11,7 +11,9 @@ import pytest
 from bench._faults.common import run, shopflow_env
 
 from shopflow.lake import LakeLayout, list_partitions, replace_partition
+from shopflow.lake.io import write_parquet_atomic
 from shopflow.settings import Settings
+from shopflow.transform.stream_keys import keys_root
 from shopflow.transform.stream_retention import (
     delete_expired_stream_dates,
     expired_dates,
@@ -91,6 +93,25 @@ def test_a_date_left_in_the_live_table_alone_still_expires(settings: Settings) -
 
     assert len(deleted) == 3
     assert _dates(layout, LIVE_TABLE) == ["2026-11-23", "2026-11-24", "2026-11-25"]
+
+
+def test_the_key_index_expires_with_the_stream_table(settings: Settings) -> None:
+    layout = LakeLayout.from_settings(settings)
+    days = [date(2026, 11, d) for d in range(20, 26)]
+    _fill(layout, days)
+    index = keys_root(layout, STREAM_TABLE)
+    for day in days:
+        write_parquet_atomic(
+            pa.table({"x": [1]}), f"{index}/date={day.isoformat()}/hour=10/keys-30m-1-2.parquet"
+        )
+
+    deleted = delete_expired_stream_dates(
+        layout, TABLES, 3, today=date(2026, 11, 28), index_roots=(index,)
+    )
+
+    assert len(deleted) == 9  # three dates of two tables and the index
+    kept = ["2026-11-23", "2026-11-24", "2026-11-25"]
+    assert sorted({p.values["date"] for p in list_partitions(index)}) == kept
 
 
 def _shopflow(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -149,12 +149,18 @@ def _apply_retention(layout: LakeLayout, keep_days: int) -> None:
     """Delete the stream's expired dates; a failure is reported and tried again at the next
     check, never allowed to stop the stream."""
     from shopflow.lake import LakeError
+    from shopflow.transform.stream_keys import keys_root
     from shopflow.transform.stream_retention import delete_expired_stream_dates
     from shopflow.transform.streaming import STREAM_TABLE
     from shopflow.warehouse.live import LIVE_TABLE
 
     try:
-        deleted = delete_expired_stream_dates(layout, (STREAM_TABLE, LIVE_TABLE), keep_days)
+        deleted = delete_expired_stream_dates(
+            layout,
+            (STREAM_TABLE, LIVE_TABLE),
+            keep_days,
+            index_roots=(keys_root(layout, STREAM_TABLE),),
+        )
     except (OSError, LakeError) as exc:
         typer.echo(
             f"retention: could not delete expired dates ({exc}); trying again later", err=True

@@ -50,35 +50,44 @@ def expired_dates(dates: Iterable[date], keep_days: int, today: date) -> list[da
 
 
 def delete_expired_stream_dates(
-    layout: LakeLayout, tables: Sequence[str], keep_days: int, today: date | None = None
+    layout: LakeLayout,
+    tables: Sequence[str],
+    keep_days: int,
+    today: date | None = None,
+    *,
+    index_roots: Sequence[str] = (),
 ) -> list[str]:
-    """Delete the expired dates (`expired_dates`, over the dates of all `tables`) of each of
-    `tables`; return the partition URLs deleted. The live table's placeholder stays.
+    """Delete the expired dates (`expired_dates`, over the dates of all `tables` and
+    `index_roots`) of each curated table of `tables` and of each date-partitioned folder of
+    `index_roots` (the stream table's key index); return the partition URLs deleted. The live
+    table's placeholder stays.
 
-    Over all tables: a run killed between two tables' deletions leaves a date in the later one
-    only, and the next run must still see it expire."""
-    partitions = {name: list_partitions(layout.curated_root(name)) for name in tables}
+    Over all of them: a run killed between two deletions leaves a date in the later ones only, and
+    the next run must still see it expire."""
+    roots = [layout.curated_root(name) for name in tables] + list(index_roots)
+    placeholder_root = layout.curated_root(LIVE_TABLE)
+    partitions = {root: list_partitions(root) for root in roots}
     written = [
         d
-        for name in tables
-        for p in partitions[name]
-        if (d := _date_of(p.values)) is not None and not _is_placeholder(name, d)
+        for root in roots
+        for p in partitions[root]
+        if (d := _date_of(p.values)) is not None and not _is_placeholder(root, placeholder_root, d)
     ]
     now = today or datetime.now(UTC).date()
     expired = set(expired_dates(written, keep_days, now))
     deleted = []
-    for name in tables:
-        for partition in partitions[name]:
+    for root in roots:
+        for partition in partitions[root]:
             day = _date_of(partition.values)
-            if day in expired and not _is_placeholder(name, day):
+            if day in expired and not _is_placeholder(root, placeholder_root, day):
                 delete_partition(partition.url)
                 _remove_empty_folder(partition.url.rsplit("/", 1)[0])
                 deleted.append(partition.url)
     return deleted
 
 
-def _is_placeholder(table: str, day: date) -> bool:
-    return table == LIVE_TABLE and day.isoformat() == PLACEHOLDER_DATE
+def _is_placeholder(root: str, placeholder_root: str, day: date) -> bool:
+    return root == placeholder_root and day.isoformat() == PLACEHOLDER_DATE
 
 
 def _date_of(values: dict[str, str]) -> date | None:

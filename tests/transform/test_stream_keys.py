@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -141,6 +142,13 @@ def test_an_index_not_named_for_the_table_file_is_rebuilt_from_the_table(
     assert _ids(rebuilt[(DAY, 10)].keys) == ["a", "z"]
     after = list_data_files(keys_root(layout, table))
     assert len(after) == 1 and after != index_files  # the stale file is gone
+
+    # An index file that is not Parquet (a disk fault) is rebuilt, not an error.
+    Path(after[0].url).write_bytes(b"not parquet")
+    assert _ids(read_keys(layout, table, {DAY}, 30, STREAM_FILE_SCHEMA)[(DAY, 10)].keys) == [
+        "a",
+        "z",
+    ]
 
     # Another session gap is another index; a date not asked for is not read.
     assert _ids(read_keys(layout, table, {DAY}, 60, STREAM_FILE_SCHEMA)[(DAY, 10)].keys) == [

@@ -112,14 +112,21 @@ def read_keys(
         folder = f"{index_root}/date={day.isoformat()}/hour={hour:02d}"
         name = keys_file_name(table_file, bucket_minutes)
         match = [f for f in stored_keys.get(folder, []) if f.url.rsplit("/", 1)[-1] == name]
-        if match:
-            keys = read_dataset(match[0].url).select(list(KEY_COLUMNS))
-        else:
+        keys = _read_index_file(match[0].url) if match else None
+        if keys is None:
             rows = read_dataset(partition.url, schema=schema, columns=list(KEY_COLUMNS))
             keys = summarise(_with_date(rows, day), bucket_minutes).drop_columns(["date"])
             write_keys(keys, layout, table, (day, hour), table_file, bucket_minutes)
         found[(day, hour)] = PartitionKeys(table_file, _with_date(keys, day))
     return found
+
+
+def _read_index_file(url: str) -> pa.Table | None:
+    """An index file's `KEY_COLUMNS`, or None if it cannot be read as one (then it is rebuilt)."""
+    try:
+        return read_dataset(url).select(list(KEY_COLUMNS))
+    except (pa.ArrowException, OSError, KeyError):
+        return None
 
 
 def _with_date(rows: pa.Table, day: date) -> pa.Table:

@@ -11,20 +11,22 @@ source* and keeps `curated/events_clean_stream/date=/hour=/` and the warehouse's
    (max event time seen - tolerance) passes its event time + tolerance.
 3. Sessions reach back in time (a session ends after 30 minutes without an event by the user) and
    across micro-batches, so sessionisation is not a streaming operator: `foreachBatch` takes the
-   micro-batch's new events, reads back the stream table's rows of the *affected dates* (each date
-   with a new event, and the day after it, whose first session may now start earlier) plus the
-   previous date as context, and re-runs the batch path's `dedup_events` + `sessionise` on the
+   micro-batch's new events and re-runs the batch path's `dedup_events` + `sessionise` on the
    rows that can change: the micro-batch's users' rows at or after each one's earliest new event
-   (`shopflow.transform.stream_plan` says why no other row can change), with their earlier rows
-   reduced to the few that decide those rows' sessions. Only the hourly
+   in the *affected dates* (each date with a new event, and the day after it, whose first session
+   may now start earlier), with the previous date as context
+   (`shopflow.transform.stream_plan` says why no other row can change), and their earlier rows
+   reduced to the few keys that decide those rows' sessions. Those keys come from the stream
+   table's key index (`shopflow.transform.stream_keys`); only users with a new event at or before
+   a stored one have their stored rows of those dates read. Only the hourly
    partitions holding such a row are replaced, each with its other rows as stored, through the
    lake API (`replace_partition`: one atomic file per partition), as the batch job writes. The
    changed rows go through the batch transform `user_behavior` (names as of each event's time
    from the curated histories) into the same partitions of `user_behavior_live`, which the
    warehouse view `user_behavior_current` reads (`shopflow.warehouse.live`). The table ends as
-   if the affected dates had been recomputed whole; a micro-batch costs a scan of its users'
-   rows in those dates, a sort of the few it re-sessionises, and reading and writing the
-   partitions it replaces.
+   if the affected dates had been recomputed whole; a micro-batch costs reading the index of
+   those dates (and the stored rows of its out-of-order users), a sort of the few rows it
+   re-sessionises, and reading and writing the partitions it replaces.
 4. A second query on the same files (`start_rejects_stream`) files contract rejects under
    `deadletter/events_stream/` with the batch ETL's reject rows and reasons.
 
@@ -52,7 +54,8 @@ Semantics that differ from the batch path (the parity test pins down where they 
   table's rows of the same dates, which makes a replayed micro-batch idempotent.
 
 Checkpoints: `<lake>/_state/streaming/events_clean_stream/` (offsets, the file-source log of files
-already seen and the dedup state) and `<lake>/_state/streaming/events_stream_rejects/`. A crash
+already seen and the dedup state) and `<lake>/_state/streaming/events_stream_rejects/`; the key
+index is `<lake>/_state/streaming/events_clean_stream-keys/` (rebuilt from the table if absent). A crash
 after a micro-batch's writes and before its commit replays the batch on restart; every write is a
 replace by key (partition, or the rejects file named by batch id), so nothing doubles. Delete them
 (with the stream tables) to rebuild from scratch.

@@ -4,7 +4,7 @@ rebuilt from the table."""
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,8 @@ from shopflow.transform.stream_keys import (
 )
 from shopflow.transform.stream_plan import FIRST_ID, FIRST_TS
 from shopflow.transform.streaming import STREAM_FILE_SCHEMA
+from tests.transform.builders import DAY, T0
 
-T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-DAY = T0.date()
 MIN = timedelta(minutes=1)
 TS = pa.timestamp("us", tz="UTC")
 

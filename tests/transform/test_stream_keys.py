@@ -68,6 +68,9 @@ def test_summarise_keeps_each_buckets_and_client_sessions_first_and_last_key() -
 def test_the_same_key_twice_is_kept_once_and_ties_break_on_the_event_id() -> None:
     rows = _rows(("u1", None, T0, "b"), ("u1", None, T0, "a"), ("u1", None, T0, "b"))
     assert _ids(summarise(rows, bucket_minutes=30)) == ["a", "b"]
+    # A group of one key, twice over (a row merged with its own index entry), in two chunks.
+    one = _rows(("u2", "s", T0, "c"))
+    assert _ids(summarise(pa.concat_tables([one, one]), bucket_minutes=30)) == ["c"]
 
 
 def test_summarising_a_summary_with_more_rows_is_summarising_them_all() -> None:

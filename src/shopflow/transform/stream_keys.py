@@ -67,7 +67,7 @@ def _ends(rows: pa.Table, group: Sequence[str], *, last: bool) -> pa.Table:
 def summarise(rows: pa.Table, bucket_minutes: int) -> pa.Table:
     """The index rows of stream table rows (with `date` and `KEY_COLUMNS`): the first and last
     key of each user's derived rows per date and bucket, and of each user's client session per
-    date, with `date` (sorted by group)."""
+    date, each key once, with `date`."""
     rows = rows.select(["date", *KEY_COLUMNS])
     derived = rows.filter(pc.equal(rows["session_source"], "derived"))
     micros = pc.cast(derived["event_ts"], pa.int64()).cast(pa.float64())
@@ -77,7 +77,9 @@ def summarise(rows: pa.Table, bucket_minutes: int) -> pa.Table:
     ).drop_columns(["_bucket"])
     client = rows.filter(pc.equal(rows["session_source"], "client"))
     client_ends = _ends(client, ("user_id", "session_id", "date"), last=True)
-    return pa.concat_tables([derived_ends, client_ends])
+    ends = pa.concat_tables([derived_ends, client_ends])
+    # A group whose rows all share one key (a row merged with its own index entry) keeps it once.
+    return ends.group_by(["date", *KEY_COLUMNS], use_threads=False).aggregate([])
 
 
 @dataclass(frozen=True, slots=True)

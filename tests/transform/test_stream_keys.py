@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from shopflow.lake import LakeLayout, list_data_files, replace_partition
+from shopflow.lake.io import write_parquet_atomic
 from shopflow.settings import Settings
 from shopflow.transform.stream_keys import (
     KEY_COLUMNS,
@@ -159,3 +160,19 @@ def test_an_index_not_named_for_the_table_file_is_rebuilt_from_the_table(
     ]
     assert read_keys(layout, table, {date(2026, 1, 1)}, 30, STREAM_FILE_SCHEMA) == {}
     assert os.path.isdir(keys_root(layout, table))
+
+
+def test_a_partition_of_two_files_is_indexed_from_both_and_no_index_is_written(
+    settings: Settings,
+) -> None:
+    layout = LakeLayout.from_settings(settings)
+    table = "events_clean_stream"
+    partition = layout.curated_partition(table, DAY, 10)
+    replace_partition(_partition_rows(("u1", T0, "a")), partition)
+    write_parquet_atomic(_partition_rows(("u1", T0 + 9 * MIN, "z")), f"{partition}/extra.parquet")
+
+    found = read_keys(layout, table, {DAY}, 30, STREAM_FILE_SCHEMA)
+
+    assert _ids(found[(DAY, 10)].keys) == ["a", "z"]
+    assert found[(DAY, 10)].table_file is None
+    assert list_data_files(keys_root(layout, table)) == []

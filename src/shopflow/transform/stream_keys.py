@@ -84,9 +84,10 @@ def summarise(rows: pa.Table, bucket_minutes: int) -> pa.Table:
 
 @dataclass(frozen=True, slots=True)
 class PartitionKeys:
-    """A stream table partition's file as listed and its index rows (with `date`)."""
+    """A stream table partition's file as listed (None: not one file) and its index rows (with
+    `date`)."""
 
-    table_file: DataFile
+    table_file: DataFile | None
     keys: pa.Table
 
 
@@ -108,7 +109,15 @@ def read_keys(
     found: dict[HourKey, PartitionKeys] = {}
     for partition in list_partitions(layout.curated_root(table)):
         day, hour = partition.date, partition.hour
-        if day is None or hour is None or day not in wanted or len(partition.files) != 1:
+        if day is None or hour is None or day not in wanted:
+            continue
+        if len(partition.files) != 1:
+            # Not as `replace_partition` leaves it (never expected): no one file names an index,
+            # so its keys come from all its rows, every time, rather than none at all.
+            rows = read_dataset(partition.url, schema=schema, columns=list(KEY_COLUMNS))
+            found[(day, hour)] = PartitionKeys(
+                None, summarise(_with_date(rows, day), bucket_minutes)
+            )
             continue
         table_file = partition.files[0]
         folder = f"{index_root}/date={day.isoformat()}/hour={hour:02d}"

@@ -21,7 +21,7 @@ from shopflow.transform.stream_keys import (
     summarise,
 )
 from shopflow.transform.stream_plan import FIRST_ID, FIRST_TS
-from shopflow.transform.streaming import STREAM_FILE_SCHEMA
+from shopflow.transform.streaming import STREAM_FILE_SCHEMA, STREAM_TABLE
 from tests.transform.builders import DAY, T0
 
 MIN = timedelta(minutes=1)
@@ -126,7 +126,7 @@ def test_an_index_not_named_for_the_table_file_is_rebuilt_from_the_table(
     settings: Settings,
 ) -> None:
     layout = LakeLayout.from_settings(settings)
-    table = "events_clean_stream"
+    table = STREAM_TABLE
     partition = layout.curated_partition(table, DAY, 10)
     replace_partition(_partition_rows(("u1", T0, "a"), ("u1", T0 + MIN, "b")), partition)
 
@@ -166,7 +166,7 @@ def test_a_partition_of_two_files_is_indexed_from_both_and_no_index_is_written(
     settings: Settings,
 ) -> None:
     layout = LakeLayout.from_settings(settings)
-    table = "events_clean_stream"
+    table = STREAM_TABLE
     partition = layout.curated_partition(table, DAY, 10)
     replace_partition(_partition_rows(("u1", T0, "a")), partition)
     write_parquet_atomic(_partition_rows(("u1", T0 + 9 * MIN, "z")), f"{partition}/extra.parquet")

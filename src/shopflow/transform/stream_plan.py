@@ -93,7 +93,7 @@ def context_rows(touched: DataFrame, gap_minutes: int) -> DataFrame:
     The rows before the key are kept as stand-ins (`stand_ins`): only the columns sessionising
     reads, the others null. They sort before the key, so `changed_rows` never returns them, and
     no new row shares their event id (a copy has the same key). Why: an aggregate over whole rows
-    made Spark sort every stored row with all its columns, 5-8 s for a 1.14M-row day against
+    made Spark sort every stored row with all its columns, 3-8 s for a 1.14M-row day against
     about 1 s for the key alone (ad hoc, on a `bench latency` lake).
     """
     before = ~at_or_after_first()

@@ -14,7 +14,7 @@ from shopflow.schemas import CURATED, EVENTS_CLEAN, Kind
 from shopflow.transform import activity, events, orders, products, reconciliation, traffic, users
 from shopflow.transform import user_behavior as behavior
 from shopflow.transform.curated_tables import ACTIVITY_SCHEMAS, CURATED_EVENTS_SCHEMA
-from shopflow.transform.streaming import EVENTS_CLEAN_SCHEMA
+from shopflow.transform.stream_merge import STREAM_FILE_SCHEMA, STREAM_SCHEMA
 from shopflow.warehouse.schema import TABLES, ColumnType
 
 SOURCE = Path(shopflow.__file__).parent
@@ -62,13 +62,14 @@ def test_the_detector_sees_a_second_declaration(tmp_path: Path) -> None:
 
 def test_every_derived_schema_agrees_with_the_declaration() -> None:
     assert EVENTS_CLEAN.column_names == events.EVENTS_CLEAN_COLUMNS
-    assert tuple(EVENTS_CLEAN_SCHEMA.fieldNames()) == EVENTS_CLEAN.column_names
-    assert [f.dataType.simpleString() for f in EVENTS_CLEAN_SCHEMA.fields][5:9] == [
+    assert tuple(STREAM_SCHEMA.names) == EVENTS_CLEAN.column_names
+    assert [str(t) for t in STREAM_SCHEMA.types][5:9] == [
         "double",
-        "timestamp",
-        "date",
-        "int",
+        "timestamp[us, tz=UTC]",
+        "date32[day]",
+        "int32",
     ]
+    assert STREAM_FILE_SCHEMA.names == [n for n in STREAM_SCHEMA.names if n not in ("date", "hour")]
     assert set(CURATED_EVENTS_SCHEMA.names) == set(EVENTS_CLEAN.column_names)
     assert CURATED_EVENTS_SCHEMA.names[-2:] == ["date", "hour"]  # Hive partitions read last
     derived = {

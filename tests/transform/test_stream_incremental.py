@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from shopflow.lake import LakeLayout, list_data_files, read_dataset
 from shopflow.settings import Settings
+from shopflow.transform.engine import transforms
 from shopflow.transform.events import (
     EVENTS_CLEAN_COLUMNS,
     dedup_events,
@@ -22,8 +23,8 @@ from shopflow.transform.events import (
     valid_events,
 )
 from shopflow.transform.stream_keys import keys_root
-from shopflow.transform.stream_live import live_rows
-from shopflow.transform.streaming import STREAM_TABLE, apply_micro_batch
+from shopflow.transform.stream_live import live_rows, read_history
+from shopflow.transform.stream_merge import STREAM_TABLE, apply_micro_batch
 from shopflow.warehouse.live import LIVE_TABLE
 from tests.transform.builders import DAY, T0, raw_events
 
@@ -72,6 +73,12 @@ SECOND = [
 ]
 
 
+@pytest.fixture(params=["spark", "duckdb"])
+def merge_session(request: pytest.FixtureRequest) -> Any:
+    """The engine session a micro-batch is merged on (the stream's Spark, or DuckDB)."""
+    return request.getfixturevalue("spark" if request.param == "spark" else "duckdb_session")
+
+
 def _new_events(spark: SparkSession, rows: list[dict[str, Any]], landed: datetime) -> DataFrame:
     """A micro-batch as `foreachBatch` gets it: staged, valid events landed at `landed`."""
     raw = raw_events(spark, [{**r, "ingest_ts": landed} for r in rows])
@@ -96,16 +103,16 @@ def _files(layout: LakeLayout, table: str) -> dict[str, tuple[int, int]]:
 
 
 def test_a_micro_batch_replaces_only_what_it_can_change(
-    spark: SparkSession, settings: Settings
+    spark: SparkSession, settings: Settings, merge_session: Any
 ) -> None:
     layout = LakeLayout.from_settings(settings)
     first = _new_events(spark, FIRST, T0 + timedelta(days=2))
     second = _new_events(spark, SECOND, T0 + timedelta(days=2, hours=1))
-    apply_micro_batch(first, layout)
+    apply_micro_batch(first, layout, session=merge_session)
     before = _files(layout, STREAM_TABLE)
     live_before = _files(layout, LIVE_TABLE)
 
-    written = apply_micro_batch(second, layout)
+    written = apply_micro_batch(second, layout, session=merge_session)
 
     day = DAY.isoformat()
     next_day = (DAY + timedelta(days=1)).isoformat()
@@ -122,7 +129,8 @@ def test_a_micro_batch_replaces_only_what_it_can_change(
     expected = _sorted(full.toArrow().to_pylist())
     stream = read_dataset(layout.curated_root(STREAM_TABLE)).select(list(EVENTS_CLEAN_COLUMNS))
     assert _sorted(stream.to_pylist()) == expected
-    expected_live = live_rows(full, layout).toArrow()
+    histories = (read_history(spark, layout, f"{n}_history") for n in ("products", "users"))
+    expected_live = live_rows(transforms(spark), full, *histories).toArrow()
     live = read_dataset(layout.curated_root(LIVE_TABLE)).select(expected_live.column_names)
     assert _sorted(live.to_pylist()) == _sorted(expected_live.to_pylist())
     by_id = {r["event_id"]: r for r in expected}
@@ -133,14 +141,14 @@ def test_a_micro_batch_replaces_only_what_it_can_change(
     assert by_id["g-new"]["session_id"] == by_id["g00"]["session_id"]
 
     # A replay (a crash after the writes, before the checkpoint commit) changes nothing.
-    apply_micro_batch(second, layout)
+    apply_micro_batch(second, layout, session=merge_session)
     stream = read_dataset(layout.curated_root(STREAM_TABLE)).select(list(EVENTS_CLEAN_COLUMNS))
     assert _sorted(stream.to_pylist()) == expected
 
 
 @pytest.mark.parametrize("seed", [2, 9])
 def test_shuffled_micro_batches_with_replays_and_a_damaged_index_equal_a_recompute(
-    spark: SparkSession, settings: Settings, seed: int
+    spark: SparkSession, settings: Settings, merge_session: Any, seed: int
 ) -> None:
     """Seeded events around midnight (gaps either side of 30 minutes, client sessions, equal
     times) in micro-batches of shuffled order, so many users arrive out of order; copies of
@@ -165,9 +173,9 @@ def test_shuffled_micro_batches_with_replays_and_a_damaged_index_equal_a_recompu
     for k, batch in enumerate(batches):
         # As `foreachBatch` gets it: the state store lets one copy per batch through.
         new = _new_events(spark, batch, landed[k]).dropDuplicates(["event_id"])
-        apply_micro_batch(new, layout)
+        apply_micro_batch(new, layout, session=merge_session)
         if k % 3 == 1:
-            apply_micro_batch(new, layout)  # a replay
+            apply_micro_batch(new, layout, session=merge_session)  # a replay
         if k == 2:
             shutil.rmtree(index)
         if k == 4:

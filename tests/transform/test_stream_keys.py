@@ -20,8 +20,8 @@ from shopflow.transform.stream_keys import (
     read_keys,
     summarise,
 )
+from shopflow.transform.stream_merge import STREAM_FILE_SCHEMA, STREAM_TABLE
 from shopflow.transform.stream_plan import FIRST_ID, FIRST_TS
-from shopflow.transform.streaming import STREAM_FILE_SCHEMA, STREAM_TABLE
 from tests.transform.builders import DAY, T0
 
 MIN = timedelta(minutes=1)

@@ -14,12 +14,12 @@ from shopflow.lake import LakeLayout, list_partitions, replace_partition
 from shopflow.lake.io import write_parquet_atomic
 from shopflow.settings import Settings
 from shopflow.transform.stream_keys import keys_root
+from shopflow.transform.stream_merge import STREAM_TABLE
 from shopflow.transform.stream_retention import (
     delete_expired_stream_dates,
     expired_dates,
     min_keep_days,
 )
-from shopflow.transform.streaming import STREAM_TABLE
 from shopflow.warehouse.live import LIVE_TABLE, PLACEHOLDER_DATE
 from tests.transform.builders import DAY, T0
 from tests.transform.test_streaming import Lake, ev

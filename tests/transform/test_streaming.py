@@ -15,8 +15,8 @@ from shopflow.lake.commit_log import register_files
 from shopflow.settings import Settings
 from shopflow.transform.jobs import EtlRequest, run_etl
 from shopflow.transform.stream_live import STREAM_REJECTS_SOURCE
+from shopflow.transform.stream_merge import STREAM_TABLE
 from shopflow.transform.streaming import (
-    STREAM_TABLE,
     checkpoint_location,
     start_events_stream,
     start_rejects_stream,

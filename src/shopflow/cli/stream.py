@@ -62,9 +62,9 @@ def stream(
     from shopflow.lake import LakeLayout
     from shopflow.transform.session import build_spark_session
     from shopflow.transform.stream_live import record_late
+    from shopflow.transform.stream_merge import STREAM_TABLE
     from shopflow.transform.stream_retention import CHECK_INTERVAL, min_keep_days
     from shopflow.transform.streaming import (
-        STREAM_TABLE,
         checkpoint_location,
         start_events_stream,
         start_rejects_stream,
@@ -150,8 +150,8 @@ def _apply_retention(layout: LakeLayout, keep_days: int) -> None:
     check, never allowed to stop the stream."""
     from shopflow.lake import LakeError
     from shopflow.transform.stream_keys import keys_root
+    from shopflow.transform.stream_merge import STREAM_TABLE
     from shopflow.transform.stream_retention import delete_expired_stream_dates
-    from shopflow.transform.streaming import STREAM_TABLE
     from shopflow.warehouse.live import LIVE_TABLE
 
     try:

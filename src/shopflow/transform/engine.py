@@ -19,7 +19,7 @@ import importlib
 import itertools
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final, Literal, cast, get_args
@@ -44,20 +44,9 @@ TRANSFORM_MODULES: Final = (
     "users",
     "user_behavior",
     "reconciliation",
+    "stream_plan",
 )
 _PACKAGE: Final = "shopflow.transform"
-
-#: Hive partition columns of the lake and their types (the same on both engines).
-PARTITION_TYPES: Final[Mapping[str, pa.DataType]] = {
-    "date": pa.date32(),
-    "hour": pa.int32(),
-    "cursor_date": pa.date32(),
-}
-
-_DUCKDB_TYPES: Final[Mapping[pa.DataType, str]] = {
-    pa.date32(): "DATE",
-    pa.int32(): "INTEGER",
-}
 
 _names = itertools.count()
 _load_lock = threading.Lock()
@@ -78,6 +67,7 @@ class Transforms:
     history: ModuleType
     user_behavior: ModuleType
     reconciliation: ModuleType
+    stream_plan: ModuleType
 
 
 def etl_engine(settings: Settings) -> Engine:
@@ -240,7 +230,8 @@ def read_parquet(
     """Parquet files or Hive partition directories as one DataFrame with the columns of `schema`.
 
     Partition columns named in `schema` (`date`, `hour`, `cursor_date`) come from the paths, typed
-    as `PARTITION_TYPES`. A column missing from a file is null. No paths: an empty DataFrame.
+    as `shopflow.lake.PARTITION_TYPES`. A column missing from a file is null. No paths: an empty
+    DataFrame.
     """
     if not paths:
         return create_dataframe(session, schema.empty_table())
@@ -251,74 +242,11 @@ def read_parquet(
         if base_path is not None:
             reader = reader.option("basePath", base_path)
         return reader.parquet(*paths)
-    return _duckdb_read_parquet(session, paths, schema)
+    from shopflow.transform.duckdb_io import read_parquet_view
 
-
-def _duckdb_read_parquet(session: Any, paths: Sequence[str], schema: pa.Schema) -> Any:
-    files = [p if p.endswith(".parquet") else f"{p.rstrip('/')}/**/*.parquet" for p in paths]
-    file_list = ", ".join(_sql_string(f) for f in files)
-    # Partition values are read as text and cast below: `hive_types` would fail for a name that is
-    # a data column rather than a partition (products' own `date` under `cursor_date=` folders).
-    options = "union_by_name = true, hive_partitioning = true, hive_types_autocast = false"
-    source = f"read_parquet([{file_list}], {options})"
-    conn = _duckdb_conn(session)
-    _register_remote_filesystems(conn, files)
-    present = {row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-
-    def column(f: pa.Field) -> str:
-        if f.name not in present:
-            return f'CAST(NULL AS {_duckdb_type(f.type)}) AS "{f.name}"'
-        if f.name in PARTITION_TYPES:
-            return f'CAST("{f.name}" AS {_DUCKDB_TYPES[PARTITION_TYPES[f.name]]}) AS "{f.name}"'
-        return f'"{f.name}"'
-
-    columns = ", ".join(column(f) for f in schema)
-    name = _new_name("parquet")
-    conn.execute(f'CREATE VIEW "{name}" AS SELECT {columns} FROM {source}')
-    return session.table(name)
-
-
-def _register_remote_filesystems(conn: Any, urls: Sequence[str]) -> None:
-    """Let DuckDB read `gs://` (any fsspec URL) through the lake's own file system.
-
-    DuckDB's `httpfs` would be a download at first use (none here) and signs GCS requests with
-    HMAC keys, not the credentials (or `STORAGE_EMULATOR_HOST`) the lake uses.
-    """
-    import fsspec
-
-    from shopflow.lake.io import engine_filesystem
-
-    registered = set(conn.list_filesystems())
-    for url in urls:
-        protocol, _ = fsspec.core.split_protocol(url)
-        if protocol in (None, "file"):
-            continue
-        fs = engine_filesystem(url)
-        name = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        if name not in registered:  # DuckDB registers a file system under its first protocol
-            conn.register_filesystem(fs)
-            registered.add(name)
-
-
-def _duckdb_type(arrow_type: pa.DataType) -> str:
-    conn_type = {
-        pa.string(): "VARCHAR",
-        pa.large_string(): "VARCHAR",
-        pa.float64(): "DOUBLE",
-        pa.int64(): "BIGINT",
-        pa.int32(): "INTEGER",
-        pa.date32(): "DATE",
-        pa.bool_(): "BOOLEAN",
-    }.get(arrow_type)
-    if conn_type is not None:
-        return conn_type
-    if pa.types.is_timestamp(arrow_type):
-        return "TIMESTAMPTZ"
-    raise ValueError(f"no DuckDB type for {arrow_type}")
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    return session.table(
+        read_parquet_view(_duckdb_conn(session), paths, schema, _new_name("parquet"))
+    )
 
 
 def to_arrow(df: Any) -> pa.Table:
@@ -369,6 +297,34 @@ def release(df: Any) -> None:
         return
     for name in _base_tables(df):
         _duckdb_conn(df.session).execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+@contextlib.contextmanager
+def scratch(session: Any) -> Iterator[None]:
+    """A block whose DuckDB tables and views made here (`create_dataframe`, `read_parquet`,
+    `materialize`) are dropped at its end, so a long-running process (the stream) does not
+    accumulate them. Nothing to do on Spark (release cached DataFrames with `release`)."""
+    if engine_of(session) == "spark":
+        yield
+        return
+    from shopflow.transform.duckdb_io import drop_objects, engine_objects
+
+    conn = _duckdb_conn(session)
+    before = engine_objects(conn)
+    try:
+        yield
+    finally:
+        drop_objects(conn, engine_objects(conn) - before)
+
+
+def broadcast(df: Any) -> Any:
+    """`df` marked as small enough to send whole to every join (a Spark hint; DuckDB plans
+    joins itself)."""
+    if engine_of(df) == "spark":
+        from pyspark.sql import functions
+
+        return functions.broadcast(df)
+    return df
 
 
 def _base_tables(df: Any) -> list[str]:

@@ -26,28 +26,26 @@ from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
 
 from shopflow.lake import LakeLayout, list_data_files, read_dataset, replace_partition
 from shopflow.lake.io import resolve, write_json_atomic, write_parquet_atomic
+from shopflow.transform.engine import Transforms, read_parquet
 from shopflow.transform.history import PRODUCTS_HISTORY_FIELDS, USERS_HISTORY_FIELDS
 from shopflow.transform.stream_plan import HourKey, hour_keys, hour_rows, merge_partition
-from shopflow.transform.user_behavior import USER_BEHAVIOR_COLUMNS, user_behavior
+from shopflow.transform.user_behavior import USER_BEHAVIOR_COLUMNS
 
 #: Where the stream's contract rejects go (`deadletter/<source>/date=D/`).
 STREAM_REJECTS_SOURCE: Final = "events_stream"
 #: The state record of too-late events the stream skipped.
 LATE_STATE: Final = "late_events.json"
 
-_SPARK_TYPES: Final = {
-    "string": StringType(),
-    "timestamp": TimestampType(),
-    "boolean": BooleanType(),
+_ARROW_TYPES: Final = {
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "boolean": pa.bool_(),
 }
 _HISTORY_SCHEMAS: Final = {
-    name: StructType([StructField(column, _SPARK_TYPES[kind]) for column, kind in fields])
+    name: pa.schema([(column, _ARROW_TYPES[kind]) for column, kind in fields])
     for name, fields in (
         ("products_history", PRODUCTS_HISTORY_FIELDS),
         ("users_history", USERS_HISTORY_FIELDS),
@@ -55,23 +53,17 @@ _HISTORY_SCHEMAS: Final = {
 }
 
 
-def read_history(spark: SparkSession, layout: LakeLayout, name: str) -> DataFrame:
-    """A curated history snapshot as the last ETL wrote it; empty before the first ETL."""
-    schema = _HISTORY_SCHEMAS[name]
+def read_history(session: Any, layout: LakeLayout, name: str) -> Any:
+    """A curated history snapshot as the last ETL wrote it, on `session`'s engine; empty before
+    the first ETL."""
     files = list_data_files(layout.curated_root(name))
-    if not files:
-        return spark.createDataFrame([], schema)
-    return spark.read.parquet(*(f.url for f in files)).select(*schema.fieldNames())
+    return read_parquet(session, [f.url for f in files], _HISTORY_SCHEMAS[name])
 
 
-def live_rows(events_clean: DataFrame, layout: LakeLayout) -> DataFrame:
+def live_rows(t: Transforms, events_clean: Any, products_history: Any, users_history: Any) -> Any:
     """The live rows of sessionised events: `user_behavior` columns plus the partition `hour`."""
-    spark = events_clean.sparkSession
-    rows = user_behavior(
-        events_clean,
-        read_history(spark, layout, "products_history"),
-        read_history(spark, layout, "users_history"),
-    )
+    F = t.functions
+    rows = t.user_behavior.user_behavior(events_clean, products_history, users_history)
     return rows.select(*USER_BEHAVIOR_COLUMNS, F.hour("event_ts").cast("int").alias("hour"))
 
 

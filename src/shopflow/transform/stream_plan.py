@@ -105,18 +105,26 @@ def context_rows(touched: DataFrame, gap_minutes: int) -> DataFrame:
         .groupBy("user_id", "date", bucket.alias("_bucket"))
         .agg(F.array_distinct(F.array(F.min(key), F.max(key))).alias("_keys"))
         .select("user_id", "date", F.explode("_keys").alias("_key"))
-        .select("user_id", "date", "_key.*", F.lit("derived").alias("session_source"))
+        .select("user_id", "date", *_key_fields(), F.lit("derived").alias("session_source"))
     )
     client_firsts = (
         touched.where(~derived & before)
         .groupBy("user_id", "session_id", "date")
         .agg(F.min(key).alias("_key"))
-        .select("user_id", "session_id", "date", "_key.*", F.lit("client").alias("session_source"))
+        .select(
+            "user_id", "session_id", "date", *_key_fields(), F.lit("client").alias("session_source")
+        )
     )
     after = touched.where(at_or_after_first()).select(*EVENTS_CLEAN_COLUMNS)
     return after.unionByName(stand_ins(derived_ends, touched.schema)).unionByName(
         stand_ins(client_firsts, touched.schema)
     )
+
+
+def _key_fields() -> list[Column]:
+    """The fields of a `_key` struct (`event_ts`, `event_id`) as columns (`"_key.*"` is not
+    portable: SQLFrame cannot expand a struct)."""
+    return [F.col(f"_key.{name}").alias(name) for name in ("event_ts", "event_id")]
 
 
 def stand_ins(keys: DataFrame, schema: StructType) -> DataFrame:
@@ -133,17 +141,18 @@ def stand_ins(keys: DataFrame, schema: StructType) -> DataFrame:
 def changed_rows(
     stored: DataFrame,
     new: DataFrame,
+    firsts: DataFrame,
     affected: Iterable[date],
     gap_minutes: int,
 ) -> DataFrame:
     """The rows a micro-batch can change, re-sessionised (`EVENTS_CLEAN_COLUMNS`).
 
     `stored` is the table's rows of the affected dates and the day before each (the sessions'
-    context); `new` the micro-batch's events (unsessionised, with `message_id`). Only the touched
-    users' `context_rows` are sessionised with the new ones.
+    context), or stand-ins for them; `new` the micro-batch's events (unsessionised, with
+    `message_id`); `firsts` its `earliest_new_keys`. Only the touched users' `context_rows` are
+    sessionised with the new ones.
     """
-    firsts = F.broadcast(earliest_new_keys(new))
-    context = context_rows(stored.join(firsts, "user_id"), gap_minutes)
+    context = context_rows(_flat(stored.join(firsts, "user_id")), gap_minutes)
     # Rows already in the table were landed first (or are this batch's own, replayed).
     existing = unsessionised(context).select(*new.drop("message_id").columns)
     merged = dedup_events(
@@ -152,10 +161,17 @@ def changed_rows(
     return (
         sessionise(merged, gap_minutes)
         .where(F.col("date").isin(sorted(affected)))
-        .join(firsts, "user_id")
+        .transform(lambda rows: _flat(rows.join(firsts, "user_id")))
         .where(at_or_after_first())
         .select(*EVENTS_CLEAN_COLUMNS)
     )
+
+
+def _flat(joined: DataFrame) -> DataFrame:
+    """A join's result as a plain selection of its columns. Why: SQLFrame, given a join of a
+    union, later resolves its columns against both sides (ambiguous in DuckDB); Spark is the same
+    either way."""
+    return joined.select(*joined.columns)
 
 
 def hour_keys(table: pa.Table) -> list[HourKey]:

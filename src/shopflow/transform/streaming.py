@@ -64,14 +64,10 @@ replace by key (partition, or the rejects file named by batch id), so nothing do
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import (
@@ -82,49 +78,21 @@ from pyspark.sql.types import (
 )
 
 from shopflow.contracts import RAW_EVENT_SCHEMA
-from shopflow.lake import LakeLayout, list_partitions, resolve
+from shopflow.lake import LakeLayout, resolve
 from shopflow.lake.io import is_local
-from shopflow.schemas import EVENTS_CLEAN
 from shopflow.settings import Settings
 from shopflow.transform.compositions import reject_rows, staged_events
-from shopflow.transform.engine import transforms
-from shopflow.transform.events import (
-    DEFAULT_SESSION_GAP_MINUTES,
-    EVENTS_CLEAN_COLUMNS,
-    stage_events,
-    valid_events,
-)
-from shopflow.transform.stream_keys import (
-    KEY_COLUMNS,
-    PartitionKeys,
-    out_of_order_users,
-    read_keys,
-    update_keys,
-)
-from shopflow.transform.stream_live import (
-    live_rows,
-    read_merged_partitions,
-    replace_hour_partitions,
-    write_batch_rejects,
-)
-from shopflow.transform.stream_plan import HourKey, changed_rows, earliest_new_keys, stand_ins
-from shopflow.warehouse.live import LIVE_TABLE
+from shopflow.transform.engine import etl_engine, open_duckdb_session, transforms
+from shopflow.transform.events import DEFAULT_SESSION_GAP_MINUTES, stage_events, valid_events
+from shopflow.transform.stream_live import write_batch_rejects
+from shopflow.transform.stream_merge import STREAM_TABLE, apply_micro_batch
 
-#: The curated table the stream maintains (same columns and partitioning as `events_clean`).
-STREAM_TABLE: Final = "events_clean_stream"
 #: How late (in event time) an event may arrive and still be deduplicated and kept.
 DEFAULT_LATE_TOLERANCE: Final = "12 hours"
 #: Micro-batch interval of the continuous (demo) mode.
 DEFAULT_TRIGGER_INTERVAL: Final = "10 seconds"
 QUERY_NAME: Final = "events_clean_stream"
 REJECTS_QUERY_NAME: Final = "events_stream_rejects"
-
-#: Schema of `events_clean` (and of the stream table), in `EVENTS_CLEAN_COLUMNS` order.
-EVENTS_CLEAN_SCHEMA: Final = from_arrow_schema(EVENTS_CLEAN.lake_schema())
-#: Columns of a stream table data file (`date` and `hour` are in its path).
-STREAM_FILE_SCHEMA: Final = pa.schema(
-    [f for f in EVENTS_CLEAN.lake_schema() if f.name not in ("date", "hour")]
-)
 
 
 def raw_event_stream_schema() -> StructType:
@@ -151,95 +119,6 @@ def deduplicated_event_stream(
         .withWatermark("event_ts", late_tolerance)
         .dropDuplicatesWithinWatermark(["event_id"])
     )
-
-
-def _read_stream_table(spark: SparkSession, layout: LakeLayout, dates: set[date]) -> DataFrame:
-    root = layout.curated_root(STREAM_TABLE)
-    urls = [p.url for p in list_partitions(root) if p.date in dates]
-    if not urls:
-        return spark.createDataFrame([], EVENTS_CLEAN_SCHEMA)
-    return spark.read.schema(EVENTS_CLEAN_SCHEMA).option("basePath", root).parquet(*urls)
-
-
-def _stored_context(
-    new: DataFrame,
-    layout: LakeLayout,
-    dates: set[date],
-    index: dict[HourKey, PartitionKeys],
-) -> DataFrame:
-    """What `changed_rows` needs of the stored rows of `dates`: the key index's stand-ins for
-    the micro-batch's in-order users, and the stored rows of the others (`stream_keys`)."""
-    spark = new.sparkSession
-    firsts = earliest_new_keys(new).toArrow()
-    keys = pa.concat_tables(
-        [p.keys.select(["date", *KEY_COLUMNS]) for p in index.values()],
-        promote_options="permissive",
-    ) if index else None  # fmt: skip
-    late = out_of_order_users(firsts, keys) if keys is not None else set()
-    parts: list[DataFrame] = []
-    if keys is not None:
-        in_order = pc.and_(
-            pc.is_in(keys["user_id"], value_set=firsts["user_id"]),
-            pc.invert(pc.is_in(keys["user_id"], value_set=pa.array(sorted(late), pa.string()))),
-        )
-        chosen = keys.filter(in_order)
-        if chosen.num_rows:
-            parts.append(stand_ins(spark.createDataFrame(chosen), EVENTS_CLEAN_SCHEMA))
-    if late:
-        users = spark.createDataFrame([(user,) for user in sorted(late)], "user_id string")
-        parts.append(_read_stream_table(spark, layout, dates).join(F.broadcast(users), "user_id"))
-    if not parts:
-        return spark.createDataFrame([], EVENTS_CLEAN_SCHEMA)
-    stored = parts[0]
-    for part in parts[1:]:
-        stored = stored.unionByName(part)
-    return stored
-
-
-def apply_micro_batch(
-    new_events: DataFrame,
-    layout: LakeLayout,
-    gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
-) -> list[str]:
-    """Merge one micro-batch of new, deduplicated events into the stream table and the live part
-    of the warehouse (`user_behavior_live`, `shopflow.transform.stream_live`); return the files.
-
-    Re-sessionises the rows the micro-batch can change (`stream_plan.changed_rows`: its users'
-    rows at or after their earliest new event in the affected dates, with the previous date as
-    context) and replaces only the hourly partitions holding one, in both tables, keeping their
-    other rows as stored. The stored rows before each user's first new event come from the key
-    index (`stream_keys`), which this also keeps; only users with a new event at or before one
-    already stored have their stored rows read. Idempotent: a replayed micro-batch (after a
-    crash between the writes and the checkpoint commit) meets its own rows in the table and
-    `dedup_events` keeps one copy.
-    """
-    columns = [c for c in EVENTS_CLEAN_COLUMNS if c not in ("session_source", "session_start_ts")]
-    new = new_events.select(*columns, "message_id").cache()
-    changed: DataFrame | None = None
-    try:
-        new_dates = {row["date"] for row in new.select("date").distinct().collect()}
-        if not new_dates:
-            return []
-        affected = new_dates | {d + timedelta(days=1) for d in new_dates}
-        context = affected | {d - timedelta(days=1) for d in affected}
-        index = read_keys(layout, STREAM_TABLE, context, gap_minutes, STREAM_FILE_SCHEMA)
-        stored = _stored_context(new, layout, context, index)
-        changed = changed_rows(stored, new, affected, gap_minutes).cache()
-        table_rows = changed.toArrow()
-        live = live_rows(changed, layout).toArrow()
-    finally:
-        new.unpersist()
-        if changed is not None:
-            changed.unpersist()
-    # Every partition is read before any is written: a read never sees this batch's writes.
-    table = read_merged_partitions(table_rows, layout, STREAM_TABLE)
-    live_table = read_merged_partitions(live, layout, LIVE_TABLE)
-    # The stream table first: a crash between the two is replayed, and the replay rewrites both.
-    # The index after the table: a crash between them leaves index files named for the table's
-    # old files, which the next micro-batch rebuilds from the table.
-    written = replace_hour_partitions(table, layout, STREAM_TABLE)
-    update_keys(index, table_rows, layout, STREAM_TABLE, gap_minutes)
-    return written + replace_hour_partitions(live_table, layout, LIVE_TABLE)
 
 
 def rejects_checkpoint_location(settings: Settings) -> str:
@@ -282,9 +161,12 @@ def start_events_stream(
             raise ValueError(f"max_files_per_trigger must be positive, got {max_files_per_trigger}")
         reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
     deduplicated = deduplicated_event_stream(reader.parquet(events_root), late_tolerance)
+    # The merge runs on the ETL engine (`stream_merge` says why): one DuckDB session for the
+    # stream's life, used by one micro-batch at a time.
+    merge_session: Any = open_duckdb_session() if etl_engine(settings) == "duckdb" else spark
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
-        written = apply_micro_batch(batch, layout, gap_minutes)
+        written = apply_micro_batch(batch, layout, gap_minutes, merge_session)
         if on_batch is not None:
             on_batch(batch_id, written)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from shopflow.transform.events import (
 )
 from shopflow.transform.stream_keys import keys_root
 from shopflow.transform.stream_live import live_rows, read_history
-from shopflow.transform.stream_merge import STREAM_TABLE, apply_micro_batch
+from shopflow.transform.stream_merge import STREAM_TABLE, DuckDBMerge, apply_micro_batch
 from shopflow.warehouse.live import LIVE_TABLE
 from tests.transform.builders import DAY, T0, raw_events
 
@@ -74,9 +75,14 @@ SECOND = [
 
 
 @pytest.fixture(params=["spark", "duckdb"])
-def merge_session(request: pytest.FixtureRequest) -> Any:
-    """The engine session a micro-batch is merged on (the stream's Spark, or DuckDB)."""
-    return request.getfixturevalue("spark" if request.param == "spark" else "duckdb_session")
+def merge(request: pytest.FixtureRequest) -> Iterator[DuckDBMerge | None]:
+    """What a micro-batch is merged on: the stream's Spark (None), or DuckDB."""
+    if request.param == "spark":
+        yield None
+        return
+    on_duckdb = DuckDBMerge(request.getfixturevalue("duckdb_session"))
+    yield on_duckdb
+    on_duckdb.close()
 
 
 def _new_events(spark: SparkSession, rows: list[dict[str, Any]], landed: datetime) -> DataFrame:
@@ -103,16 +109,16 @@ def _files(layout: LakeLayout, table: str) -> dict[str, tuple[int, int]]:
 
 
 def test_a_micro_batch_replaces_only_what_it_can_change(
-    spark: SparkSession, settings: Settings, merge_session: Any
+    spark: SparkSession, settings: Settings, merge: DuckDBMerge | None
 ) -> None:
     layout = LakeLayout.from_settings(settings)
     first = _new_events(spark, FIRST, T0 + timedelta(days=2))
     second = _new_events(spark, SECOND, T0 + timedelta(days=2, hours=1))
-    apply_micro_batch(first, layout, session=merge_session)
+    apply_micro_batch(first, layout, merge=merge)
     before = _files(layout, STREAM_TABLE)
     live_before = _files(layout, LIVE_TABLE)
 
-    written = apply_micro_batch(second, layout, session=merge_session)
+    written = apply_micro_batch(second, layout, merge=merge)
 
     day = DAY.isoformat()
     next_day = (DAY + timedelta(days=1)).isoformat()
@@ -141,14 +147,14 @@ def test_a_micro_batch_replaces_only_what_it_can_change(
     assert by_id["g-new"]["session_id"] == by_id["g00"]["session_id"]
 
     # A replay (a crash after the writes, before the checkpoint commit) changes nothing.
-    apply_micro_batch(second, layout, session=merge_session)
+    apply_micro_batch(second, layout, merge=merge)
     stream = read_dataset(layout.curated_root(STREAM_TABLE)).select(list(EVENTS_CLEAN_COLUMNS))
     assert _sorted(stream.to_pylist()) == expected
 
 
 @pytest.mark.parametrize("seed", [2, 9])
 def test_shuffled_micro_batches_with_replays_and_a_damaged_index_equal_a_recompute(
-    spark: SparkSession, settings: Settings, merge_session: Any, seed: int
+    spark: SparkSession, settings: Settings, merge: DuckDBMerge | None, seed: int
 ) -> None:
     """Seeded events around midnight (gaps either side of 30 minutes, client sessions, equal
     times) in micro-batches of shuffled order, so many users arrive out of order; copies of
@@ -173,9 +179,9 @@ def test_shuffled_micro_batches_with_replays_and_a_damaged_index_equal_a_recompu
     for k, batch in enumerate(batches):
         # As `foreachBatch` gets it: the state store lets one copy per batch through.
         new = _new_events(spark, batch, landed[k]).dropDuplicates(["event_id"])
-        apply_micro_batch(new, layout, session=merge_session)
+        apply_micro_batch(new, layout, merge=merge)
         if k % 3 == 1:
-            apply_micro_batch(new, layout, session=merge_session)  # a replay
+            apply_micro_batch(new, layout, merge=merge)  # a replay
         if k == 2:
             shutil.rmtree(index)
         if k == 4:

@@ -255,7 +255,11 @@ def to_arrow(df: Any) -> pa.Table:
     Timestamps are `timestamp[us, tz=UTC]`; integer columns keep their Spark width (SQLFrame's
     DuckDB results can be wider for expressions such as `hour`, which the transforms cast).
     """
-    table: pa.Table = df.toArrow()
+    return arrow_types(df.toArrow())
+
+
+def arrow_types(table: pa.Table) -> pa.Table:
+    """A query result typed as `to_arrow` types it (timestamps `timestamp[us, tz=UTC]`)."""
     fields = []
     for f in table.schema:
         if pa.types.is_timestamp(f.type):

@@ -44,7 +44,8 @@ _ARROW_TYPES: Final = {
     "timestamp": pa.timestamp("us", tz="UTC"),
     "boolean": pa.bool_(),
 }
-_HISTORY_SCHEMAS: Final = {
+#: The curated histories `live_rows` names events from, by table name.
+HISTORY_SCHEMAS: Final = {
     name: pa.schema([(column, _ARROW_TYPES[kind]) for column, kind in fields])
     for name, fields in (
         ("products_history", PRODUCTS_HISTORY_FIELDS),
@@ -57,7 +58,7 @@ def read_history(session: Any, layout: LakeLayout, name: str) -> Any:
     """A curated history snapshot as the last ETL wrote it, on `session`'s engine; empty before
     the first ETL."""
     files = list_data_files(layout.curated_root(name))
-    return read_parquet(session, [f.url for f in files], _HISTORY_SCHEMAS[name])
+    return read_parquet(session, [f.url for f in files], HISTORY_SCHEMAS[name])
 
 
 def live_rows(t: Transforms, events_clean: Any, products_history: Any, users_history: Any) -> Any:

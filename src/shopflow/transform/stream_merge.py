@@ -19,20 +19,19 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shopflow.lake import LakeLayout, list_partitions
+from shopflow.lake import DataFile, LakeLayout, list_data_files, list_partitions
 from shopflow.schemas import EVENTS_CLEAN
+from shopflow.transform.duckdb_io import read_parquet_view
 from shopflow.transform.engine import (
-    Transforms,
     broadcast,
     create_dataframe,
-    materialize,
     read_parquet,
-    release,
     scratch,
     to_arrow,
     transforms,
 )
-from shopflow.transform.events import DEFAULT_SESSION_GAP_MINUTES, EVENTS_CLEAN_COLUMNS
+from shopflow.transform.events import DEFAULT_SESSION_GAP_MINUTES
+from shopflow.transform.prepared import PreparedInputs, PreparedQuery
 from shopflow.transform.stream_keys import (
     KEY_COLUMNS,
     PartitionKeys,
@@ -41,12 +40,13 @@ from shopflow.transform.stream_keys import (
     update_keys,
 )
 from shopflow.transform.stream_live import (
+    HISTORY_SCHEMAS,
     live_rows,
     read_history,
     read_merged_partitions,
     replace_hour_partitions,
 )
-from shopflow.transform.stream_plan import HourKey
+from shopflow.transform.stream_plan import FIRST_ID, FIRST_TS, HourKey
 from shopflow.warehouse.live import LIVE_TABLE
 
 #: The curated table the stream maintains (same columns and partitioning as `events_clean`).
@@ -55,11 +55,23 @@ STREAM_TABLE: Final = "events_clean_stream"
 STREAM_SCHEMA: Final = EVENTS_CLEAN.lake_schema()
 #: Columns of a stream table data file (`date` and `hour` are in its path).
 STREAM_FILE_SCHEMA: Final = pa.schema([f for f in STREAM_SCHEMA if f.name not in ("date", "hour")])
-#: The columns of a micro-batch's new events: unsessionised, with the copy's `message_id`.
-NEW_EVENT_COLUMNS: Final = (
-    *(c for c in EVENTS_CLEAN_COLUMNS if c not in ("session_source", "session_start_ts")),
-    "message_id",
+#: A micro-batch's new events: unsessionised, with the copy's `message_id`.
+NEW_EVENT_SCHEMA: Final = pa.schema(
+    [
+        *(f for f in STREAM_SCHEMA if f.name not in ("session_source", "session_start_ts")),
+        pa.field("message_id", pa.string()),
+    ]
 )
+#: Each touched user's earliest new key (`stream_plan.earliest_new_keys`).
+FIRSTS_SCHEMA: Final = pa.schema(
+    [
+        ("user_id", pa.string()),
+        (FIRST_TS, STREAM_SCHEMA.field("event_ts").type),
+        (FIRST_ID, pa.string()),
+    ]
+)
+#: The affected dates of a micro-batch (`stream_plan.changed_rows`).
+DATES_SCHEMA: Final = pa.schema([("date", pa.date32())])
 
 
 def stand_in_rows(keys: pa.Table) -> pa.Table:
@@ -73,109 +85,81 @@ def stand_in_rows(keys: pa.Table) -> pa.Table:
     )
 
 
-def _read_stored_rows(session: Any, layout: LakeLayout, dates: set[date]) -> Any:
-    root = layout.curated_root(STREAM_TABLE)
-    urls = [p.url for p in list_partitions(root) if p.date in dates]
-    return read_parquet(session, urls, STREAM_SCHEMA, base_path=root)
+def _affected_dates(new_dates: set[date]) -> tuple[set[date], set[date]]:
+    """The dates a micro-batch can change (each new date and the next) and the dates whose
+    stored rows are their sessions' context (those and the day before each)."""
+    affected = new_dates | {d + timedelta(days=1) for d in new_dates}
+    return affected, affected | {d - timedelta(days=1) for d in affected}
 
 
-def _stored_context(
-    session: Any,
-    firsts: pa.Table,
-    layout: LakeLayout,
-    dates: set[date],
-    index: dict[HourKey, PartitionKeys],
-) -> Any:
-    """What `changed_rows` needs of the stored rows of `dates`: the key index's stand-ins for
-    the micro-batch's in-order users (`firsts`: their earliest new keys), and the stored rows of
-    the others (`stream_keys`)."""
-    keys = pa.concat_tables(
+def _index_keys(index: dict[HourKey, PartitionKeys]) -> pa.Table | None:
+    if not index:
+        return None
+    return pa.concat_tables(
         [p.keys.select(["date", *KEY_COLUMNS]) for p in index.values()],
         promote_options="permissive",
-    ) if index else None  # fmt: skip
-    late = out_of_order_users(firsts, keys) if keys is not None else set()
-    parts: list[Any] = []
-    if keys is not None:
-        in_order = pc.and_(
-            pc.is_in(keys["user_id"], value_set=firsts["user_id"]),
-            pc.invert(pc.is_in(keys["user_id"], value_set=pa.array(sorted(late), pa.string()))),
-        )
-        chosen = keys.filter(in_order)
-        if chosen.num_rows:
-            parts.append(create_dataframe(session, stand_in_rows(chosen)))
-    if late:
-        users = create_dataframe(
-            session, pa.table({"user_id": pa.array(sorted(late), pa.string())})
-        )
-        parts.append(_read_stored_rows(session, layout, dates).join(broadcast(users), "user_id"))
-    if not parts:
-        return create_dataframe(session, STREAM_SCHEMA.empty_table())
-    stored = parts[0]
-    for part in parts[1:]:
-        stored = stored.unionByName(part)
-    return stored
+    )
+
+
+def _split_users(firsts: pa.Table, keys: pa.Table | None) -> tuple[pa.Table, list[str]]:
+    """The index's stand-in rows for the micro-batch's in-order users, and its out-of-order
+    users (a new event at or before a stored one: their stored rows are read whole)."""
+    if keys is None:
+        return STREAM_SCHEMA.empty_table(), []
+    late = sorted(out_of_order_users(firsts, keys))
+    in_order = pc.and_(
+        pc.is_in(keys["user_id"], value_set=firsts["user_id"]),
+        pc.invert(pc.is_in(keys["user_id"], value_set=pa.array(late, pa.string()))),
+    )
+    return stand_in_rows(keys.filter(in_order)), late
+
+
+def _context_urls(layout: LakeLayout, dates: set[date]) -> tuple[str, list[str]]:
+    root = layout.curated_root(STREAM_TABLE)
+    return root, [p.url for p in list_partitions(root) if p.date in dates]
 
 
 def apply_micro_batch(
     new_events: Any,
     layout: LakeLayout,
     gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
-    session: Any | None = None,
+    merge: DuckDBMerge | None = None,
 ) -> list[str]:
     """Merge one micro-batch of new, deduplicated events into the stream table and the live part
     of the warehouse (`user_behavior_live`, `shopflow.transform.stream_live`); return the files.
 
-    `new_events` is a Spark DataFrame (the micro-batch); `session` the engine session that does
-    the merge (a SQLFrame DuckDB session: the micro-batch is collected into it; none: Spark).
-    Re-sessionises the rows the micro-batch can change (`stream_plan.changed_rows`: its users'
-    rows at or after their earliest new event in the affected dates, with the previous date as
-    context) and replaces only the hourly partitions holding one, in both tables, keeping their
-    other rows as stored. The stored rows before each user's first new key come from the key
-    index (`stream_keys`), which this also keeps; only users with a new event at or before one
-    already stored have their stored rows read. Idempotent: a replayed micro-batch (after a
-    crash between the writes and the checkpoint commit) meets its own rows in the table and
-    `dedup_events` keeps one copy.
+    `new_events` is the micro-batch (a Spark DataFrame). `merge` runs the merge on DuckDB (the
+    micro-batch is collected into it); without one it runs on Spark. Re-sessionises the rows the
+    micro-batch can change (`stream_plan.changed_rows`: its users' rows at or after their
+    earliest new event in the affected dates, with the previous date as context) and replaces
+    only the hourly partitions holding one, in both tables, keeping their other rows as stored.
+    The stored rows before each user's first new key come from the key index (`stream_keys`),
+    which this also keeps; only users with a new event at or before one already stored have
+    their stored rows read. Idempotent: a replayed micro-batch (after a crash between the writes
+    and the checkpoint commit) meets its own rows in the table and `dedup_events` keeps one copy.
     """
-    selected = new_events.select(*NEW_EVENT_COLUMNS)
-    if session is None:
-        session = new_events.sparkSession
-    t = transforms(session)
-    with scratch(session):
-        if t.engine == "spark":
-            new = materialize(selected)
-        else:
-            new = create_dataframe(session, to_arrow(selected))
+    selected = new_events.select(*NEW_EVENT_SCHEMA.names)
+    if merge is not None:
+        new = to_arrow(selected)
+        new_dates = set(pc.unique(new["date"]).to_pylist())
+        if not new_dates:
+            return []
+        affected, context = _affected_dates(new_dates)
+        index = read_keys(layout, STREAM_TABLE, context, gap_minutes, STREAM_FILE_SCHEMA)
+        table_rows, live = merge.changed_and_live(new, layout, affected, context, index)
+    else:
+        cached = selected.cache()
         try:
-            return _merge(t, session, new, layout, gap_minutes)
-        finally:
-            release(new)
-
-
-def _merge(
-    t: Transforms, session: Any, new: Any, layout: LakeLayout, gap_minutes: int
-) -> list[str]:
-    new_dates: set[date] = {row["date"] for row in new.select("date").distinct().collect()}
-    if not new_dates:
-        return []
-    affected = new_dates | {d + timedelta(days=1) for d in new_dates}
-    context = affected | {d - timedelta(days=1) for d in affected}
-    index = read_keys(layout, STREAM_TABLE, context, gap_minutes, STREAM_FILE_SCHEMA)
-    firsts = to_arrow(t.stream_plan.earliest_new_keys(new))
-    stored = _stored_context(session, firsts, layout, context, index)
-    firsts_df = broadcast(create_dataframe(session, firsts))
-    changed = materialize(t.stream_plan.changed_rows(stored, new, firsts_df, affected, gap_minutes))
-    try:
-        table_rows = to_arrow(changed)
-        live = to_arrow(
-            live_rows(
-                t,
-                changed,
-                read_history(session, layout, "products_history"),
-                read_history(session, layout, "users_history"),
+            new_dates = {row["date"] for row in cached.select("date").distinct().collect()}
+            if not new_dates:
+                return []
+            affected, context = _affected_dates(new_dates)
+            index = read_keys(layout, STREAM_TABLE, context, gap_minutes, STREAM_FILE_SCHEMA)
+            table_rows, live = _spark_changed_and_live(
+                cached, layout, affected, context, index, gap_minutes
             )
-        )
-    finally:
-        release(changed)
+        finally:
+            cached.unpersist()
     # Every partition is read before any is written: a read never sees this batch's writes.
     table = read_merged_partitions(table_rows, layout, STREAM_TABLE)
     live_table = read_merged_partitions(live, layout, LIVE_TABLE)
@@ -185,3 +169,126 @@ def _merge(
     written = replace_hour_partitions(table, layout, STREAM_TABLE)
     update_keys(index, table_rows, layout, STREAM_TABLE, gap_minutes)
     return written + replace_hour_partitions(live_table, layout, LIVE_TABLE)
+
+
+def _spark_changed_and_live(
+    new: Any,
+    layout: LakeLayout,
+    affected: set[date],
+    context: set[date],
+    index: dict[HourKey, PartitionKeys],
+    gap_minutes: int,
+) -> tuple[pa.Table, pa.Table]:
+    """The micro-batch's changed stream rows and their live rows, computed on Spark."""
+    spark = new.sparkSession
+    t = transforms(spark)
+    firsts = to_arrow(t.stream_plan.earliest_new_keys(new))
+    stand_ins, late = _split_users(firsts, _index_keys(index))
+    stored = create_dataframe(spark, stand_ins)
+    if late:
+        root, urls = _context_urls(layout, context)
+        users = broadcast(
+            create_dataframe(spark, pa.table({"user_id": pa.array(late, pa.string())}))
+        )
+        late_rows = read_parquet(spark, urls, STREAM_SCHEMA, base_path=root).join(users, "user_id")
+        stored = stored.unionByName(late_rows)
+    dates = pa.table({"date": pa.array(sorted(affected), pa.date32())})
+    changed = t.stream_plan.changed_rows(
+        stored,
+        new,
+        broadcast(create_dataframe(spark, firsts)),
+        broadcast(create_dataframe(spark, dates)),
+        gap_minutes,
+    ).cache()
+    try:
+        histories = (read_history(spark, layout, name) for name in HISTORY_SCHEMAS)
+        return to_arrow(changed), to_arrow(live_rows(t, changed, *histories))
+    finally:
+        changed.unpersist()
+
+
+class DuckDBMerge:
+    """The micro-batch merge on a DuckDB (SQLFrame) session: its queries (`stream_plan`,
+    `stream_live.live_rows`) built once (`shopflow.transform.prepared`) over input tables that
+    each micro-batch reloads; the curated histories reloaded only when the ETL rewrote them."""
+
+    def __init__(self, session: Any, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) -> None:
+        t = transforms(session)
+        self.session = session
+        self.inputs = PreparedInputs(
+            session,
+            {
+                "new": NEW_EVENT_SCHEMA,
+                "stored": STREAM_SCHEMA,
+                "firsts": FIRSTS_SCHEMA,
+                "affected": DATES_SCHEMA,
+                "changed": STREAM_SCHEMA,
+                **HISTORY_SCHEMAS,
+            },
+        )
+        self.firsts = PreparedQuery(
+            self.inputs, lambda new, **_: t.stream_plan.earliest_new_keys(new)
+        )
+        self.changed = PreparedQuery(
+            self.inputs,
+            lambda stored, new, firsts, affected, **_: t.stream_plan.changed_rows(
+                stored, new, firsts, affected, gap_minutes
+            ),
+        )
+        self.live = PreparedQuery(
+            self.inputs,
+            lambda changed, products_history, users_history, **_: live_rows(
+                t, changed, products_history, users_history
+            ),
+        )
+        self._history_files: dict[str, tuple[DataFile, ...]] = {}
+
+    def changed_and_live(
+        self,
+        new: pa.Table,
+        layout: LakeLayout,
+        affected: set[date],
+        context: set[date],
+        index: dict[HourKey, PartitionKeys],
+    ) -> tuple[pa.Table, pa.Table]:
+        """The micro-batch's changed stream rows and their live rows."""
+        self.inputs.load("new", new)
+        firsts = self.firsts.run()
+        stand_ins, late = _split_users(firsts, _index_keys(index))
+        self.inputs.load("stored", stand_ins)
+        if late:
+            _, urls = _context_urls(layout, context)
+            if urls:
+                with scratch(self.session):
+                    view = read_parquet_view(
+                        self.session._conn, urls, STREAM_SCHEMA, f"_shopflow_stored_{id(self)}"
+                    )
+                    self.inputs.load_sql(
+                        "stored",
+                        f'SELECT * FROM "{view}" WHERE list_contains(?, user_id)',
+                        [late],
+                    )
+        self.inputs.load("firsts", firsts)
+        self.inputs.load("affected", pa.table({"date": pa.array(sorted(affected), pa.date32())}))
+        changed = self.changed.run()
+        self.inputs.load("changed", changed)
+        self._load_histories(layout)
+        return changed, self.live.run()
+
+    def _load_histories(self, layout: LakeLayout) -> None:
+        for name, schema in HISTORY_SCHEMAS.items():
+            files = tuple(list_data_files(layout.curated_root(name)))
+            if self._history_files.get(name) == files:
+                continue
+            self.inputs.clear(name)
+            if files:
+                with scratch(self.session):
+                    view = read_parquet_view(
+                        self.session._conn, [f.url for f in files], schema, f"_shopflow_{name}"
+                    )
+                    self.inputs.load_sql(name, f'SELECT * FROM "{view}"')
+            self._history_files[name] = files
+
+    def close(self) -> None:
+        """Drop the merge's input tables."""
+        self.inputs.close()

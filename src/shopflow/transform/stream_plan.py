@@ -26,7 +26,6 @@ keeps its other rows as stored. A replayed micro-batch meets its own rows in the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date
 from typing import Final
 
@@ -142,14 +141,16 @@ def changed_rows(
     stored: DataFrame,
     new: DataFrame,
     firsts: DataFrame,
-    affected: Iterable[date],
+    affected: DataFrame,
     gap_minutes: int,
 ) -> DataFrame:
     """The rows a micro-batch can change, re-sessionised (`EVENTS_CLEAN_COLUMNS`).
 
     `stored` is the table's rows of the affected dates and the day before each (the sessions'
     context), or stand-ins for them; `new` the micro-batch's events (unsessionised, with
-    `message_id`); `firsts` its `earliest_new_keys`. Only the touched users' `context_rows` are
+    `message_id`); `firsts` its `earliest_new_keys`; `affected` the affected dates (one column,
+    `date`: a table rather than literals, so the plan is the same for every micro-batch and
+    `shopflow.transform.prepared` can build it once). Only the touched users' `context_rows` are
     sessionised with the new ones.
     """
     context = context_rows(_flat(stored.join(firsts, "user_id")), gap_minutes)
@@ -158,10 +159,10 @@ def changed_rows(
     merged = dedup_events(
         existing.withColumn("message_id", F.lit(None).cast("string")).unionByName(new)
     )
+    sessionised = sessionise(merged, gap_minutes)
+    in_affected = _flat(sessionised.join(affected, "date", "left_semi"))
     return (
-        sessionise(merged, gap_minutes)
-        .where(F.col("date").isin(sorted(affected)))
-        .transform(lambda rows: _flat(rows.join(firsts, "user_id")))
+        _flat(in_affected.join(firsts, "user_id"))
         .where(at_or_after_first())
         .select(*EVENTS_CLEAN_COLUMNS)
     )

@@ -65,7 +65,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
@@ -85,7 +85,7 @@ from shopflow.transform.compositions import reject_rows, staged_events
 from shopflow.transform.engine import etl_engine, open_duckdb_session, transforms
 from shopflow.transform.events import DEFAULT_SESSION_GAP_MINUTES, stage_events, valid_events
 from shopflow.transform.stream_live import write_batch_rejects
-from shopflow.transform.stream_merge import STREAM_TABLE, apply_micro_batch
+from shopflow.transform.stream_merge import STREAM_TABLE, DuckDBMerge, apply_micro_batch
 
 #: How late (in event time) an event may arrive and still be deduplicated and kept.
 DEFAULT_LATE_TOLERANCE: Final = "12 hours"
@@ -163,10 +163,14 @@ def start_events_stream(
     deduplicated = deduplicated_event_stream(reader.parquet(events_root), late_tolerance)
     # The merge runs on the ETL engine (`stream_merge` says why): one DuckDB session for the
     # stream's life, used by one micro-batch at a time.
-    merge_session: Any = open_duckdb_session() if etl_engine(settings) == "duckdb" else spark
+    merge = (
+        DuckDBMerge(open_duckdb_session(), gap_minutes)
+        if etl_engine(settings) == "duckdb"
+        else None
+    )
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
-        written = apply_micro_batch(batch, layout, gap_minutes, merge_session)
+        written = apply_micro_batch(batch, layout, gap_minutes, merge)
         if on_batch is not None:
             on_batch(batch_id, written)
 

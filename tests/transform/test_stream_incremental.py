@@ -10,10 +10,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from shopflow.lake import LakeLayout, list_data_files, read_dataset
+from shopflow.lake import LakeLayout, list_data_files, read_dataset, replace_partition
 from shopflow.settings import Settings
 from shopflow.transform.engine import transforms
 from shopflow.transform.events import (
@@ -24,7 +25,7 @@ from shopflow.transform.events import (
     valid_events,
 )
 from shopflow.transform.stream_keys import keys_root
-from shopflow.transform.stream_live import live_rows, read_history
+from shopflow.transform.stream_live import HISTORY_SCHEMAS, live_rows, read_history
 from shopflow.transform.stream_merge import STREAM_TABLE, DuckDBMerge, apply_micro_batch
 from shopflow.warehouse.live import LIVE_TABLE
 from tests.transform.builders import DAY, T0, raw_events
@@ -198,3 +199,41 @@ def test_shuffled_micro_batches_with_replays_and_a_damaged_index_equal_a_recompu
     )
     # Which copy of an event survives (its `ingest_ts`) may differ; the rest may not.
     assert _sorted(stream.to_pylist()) == expected
+
+
+def _write_users_history(layout: LakeLayout, name: str) -> None:
+    rows = pa.table(
+        {
+            "user_id": ["u-a"],
+            "user_name": [name],
+            "valid_from": [T0 - timedelta(days=30)],
+            "valid_to": [None],
+            "is_first_version": [True],
+        },
+        schema=HISTORY_SCHEMAS["users_history"],
+    )
+    replace_partition(rows, layout.curated_root("users_history"))
+
+
+def test_live_rows_take_the_names_of_the_history_the_etl_last_wrote(
+    spark: SparkSession, settings: Settings, merge: DuckDBMerge | None
+) -> None:
+    layout = LakeLayout.from_settings(settings)
+    landed = T0 + timedelta(days=2)
+
+    def live_name(event_id: str) -> object:
+        live = read_dataset(layout.curated_root(LIVE_TABLE)).to_pylist()
+        return next(r["user_name"] for r in live if r["event_id"] == event_id)
+
+    apply_micro_batch(_new_events(spark, [_event("a1", "u-a", T0)], landed), layout, merge=merge)
+    assert live_name("a1") is None  # no history yet
+    _write_users_history(layout, "Asha")
+    apply_micro_batch(
+        _new_events(spark, [_event("a2", "u-a", T0 + MIN)], landed), layout, merge=merge
+    )
+    assert live_name("a2") == "Asha"
+    _write_users_history(layout, "Asha R")  # the next hourly ETL renamed her
+    apply_micro_batch(
+        _new_events(spark, [_event("a3", "u-a", T0 + 2 * MIN)], landed), layout, merge=merge
+    )
+    assert live_name("a3") == "Asha R"

@@ -280,6 +280,8 @@ class DuckDBMerge:
             files = tuple(list_data_files(layout.curated_root(name)))
             if self._history_files.get(name) == files:
                 continue
+            # Forgotten first: a load that fails half-way must not pass for the old snapshot.
+            self._history_files.pop(name, None)
             self.inputs.clear(name)
             if files:
                 with scratch(self.session):

@@ -11,7 +11,8 @@ source* and keeps `curated/events_clean_stream/date=/hour=/` and the warehouse's
    (max event time seen - tolerance) passes its event time + tolerance.
 3. Sessions reach back in time (a session ends after 30 minutes without an event by the user) and
    across micro-batches, so sessionisation is not a streaming operator: `foreachBatch` takes the
-   micro-batch's new events and re-runs the batch path's `dedup_events` + `sessionise` on the
+   micro-batch's new events (`shopflow.transform.stream_merge`: on the ETL engine, DuckDB by
+   default on one machine) and re-runs the batch path's `dedup_events` + `sessionise` on the
    rows that can change: the micro-batch's users' rows at or after each one's earliest new event
    in the *affected dates* (each date with a new event, and the day after it, whose first session
    may now start earlier), with the previous date as context

@@ -3,6 +3,7 @@ the warehouse's live part (`user_behavior_live`) fresh."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from datetime import timedelta
@@ -60,6 +61,7 @@ def stream(
     from pyspark.errors import PySparkException
 
     from shopflow.lake import LakeLayout
+    from shopflow.transform.engine import etl_engine, open_duckdb_session, stopping
     from shopflow.transform.session import build_spark_session
     from shopflow.transform.stream_live import record_late
     from shopflow.transform.stream_merge import STREAM_TABLE
@@ -106,42 +108,51 @@ def stream(
                 )
 
     trigger = f"{int(trigger_seconds)} seconds"
-    try:
-        query = start_events_stream(
-            spark,
-            settings,
-            available_now=available_now,
-            max_files_per_trigger=max_files_per_trigger,
-            late_tolerance=f"{int(late_tolerance.total_seconds())} seconds",
-            trigger_interval=trigger,
-            on_batch=on_batch,
-        )
-        rejects = start_rejects_stream(
-            spark, settings, available_now=available_now, trigger_interval=trigger
-        )
-        typer.echo(
-            f"streaming {settings.lake_url}/raw/events -> {STREAM_TABLE}, user_behavior_live "
-            f"(checkpoint {checkpoint})",
-            err=True,
-        )
+    # The merge's DuckDB (`stream_merge`) is closed before the interpreter exits (`stopping`).
+    merging = (
+        stopping(open_duckdb_session())
+        if etl_engine(settings) == "duckdb"
+        else contextlib.nullcontext()
+    )
+    with merging:
         try:
-            while query.isActive or rejects.isActive:
-                for running in (query, rejects):
-                    if running.isActive:
-                        running.awaitTermination(1)  # seconds (typed int)
+            query = start_events_stream(
+                spark,
+                settings,
+                available_now=available_now,
+                max_files_per_trigger=max_files_per_trigger,
+                late_tolerance=f"{int(late_tolerance.total_seconds())} seconds",
+                trigger_interval=trigger,
+                on_batch=on_batch,
+            )
+            rejects = start_rejects_stream(
+                spark, settings, available_now=available_now, trigger_interval=trigger
+            )
+            typer.echo(
+                f"streaming {settings.lake_url}/raw/events -> {STREAM_TABLE}, user_behavior_live "
+                f"(checkpoint {checkpoint})",
+                err=True,
+            )
+            try:
+                while query.isActive or rejects.isActive:
+                    for running in (query, rejects):
+                        if running.isActive:
+                            running.awaitTermination(1)  # seconds (typed int)
+                    report_late(query)
+                    if query.exception() is not None or rejects.exception() is not None:
+                        break
                 report_late(query)
-                if query.exception() is not None or rejects.exception() is not None:
-                    break
-            report_late(query)
-            for running in (query, rejects):
-                running.awaitTermination()  # re-raises a failed query's error
-        except KeyboardInterrupt:
-            query.stop()
-            rejects.stop()
-            raise typer.Abort() from None
-    except PySparkException as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ShopflowError(f"stream failed: {first_line}") from None
+                for running in (query, rejects):
+                    running.awaitTermination()  # re-raises a failed query's error
+            except KeyboardInterrupt:
+                query.stop()
+                rejects.stop()
+                raise typer.Abort() from None
+        except PySparkException as exc:
+            first_line = (
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            )
+            raise ShopflowError(f"stream failed: {first_line}") from None
     typer.echo("stream caught up: every raw event file present at the start is processed")
 
 

@@ -90,3 +90,17 @@ def test_scratch_drops_what_the_block_made_and_keeps_the_rest(
         assert len(engine_objects(duckdb_session._conn) - before) == 2  # a table and a view
     assert engine_objects(duckdb_session._conn) == before
     assert kept.count() == 1
+
+
+def test_a_merge_built_for_one_session_gap_refuses_another(
+    spark: Any, settings: Any, duckdb_session: Any
+) -> None:
+    from shopflow.lake import LakeLayout
+    from shopflow.transform.stream_merge import DuckDBMerge, apply_micro_batch
+
+    merge = DuckDBMerge(duckdb_session, gap_minutes=30)
+    try:
+        with pytest.raises(ValueError, match="30-minute gap, not 45"):
+            apply_micro_batch(spark.range(0), LakeLayout.from_settings(settings), 45, merge)
+    finally:
+        merge.close()

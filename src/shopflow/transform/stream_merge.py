@@ -138,6 +138,10 @@ def apply_micro_batch(
     their stored rows read. Idempotent: a replayed micro-batch (after a crash between the writes
     and the checkpoint commit) meets its own rows in the table and `dedup_events` keeps one copy.
     """
+    if merge is not None and merge.gap_minutes != gap_minutes:
+        raise ValueError(
+            f"the merge was built for a {merge.gap_minutes}-minute gap, not {gap_minutes}"
+        )
     selected = new_events.select(*NEW_EVENT_SCHEMA.names)
     if merge is not None:
         new = to_arrow(selected)
@@ -215,6 +219,7 @@ class DuckDBMerge:
     def __init__(self, session: Any, gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) -> None:
         t = transforms(session)
         self.session = session
+        self.gap_minutes = gap_minutes
         self.inputs = PreparedInputs(
             session,
             {

@@ -7,7 +7,7 @@ import contextlib
 import json
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from pyspark.sql.streaming.query import StreamingQuery
 
     from shopflow.lake import LakeLayout
+    from shopflow.settings import Settings
+
+#: The lock one `shopflow stream` per lake holds (`shopflow.lake.writer_lock`; not the ETL's).
+STREAM_LOCK: Final = "stream"
+#: Its lease on a GCS lake (renewed every third of it while the stream runs).
+STREAM_LEASE: Final = timedelta(minutes=1)
 
 
 def stream(
@@ -58,19 +64,8 @@ def stream(
 
     Runs on (a micro-batch every --trigger-seconds) until Ctrl-C; restarts resume from the checkpoint.
     """
-    from pyspark.errors import PySparkException
-
-    from shopflow.lake import LakeLayout
-    from shopflow.transform.engine import etl_engine, open_duckdb_session, stopping
-    from shopflow.transform.session import build_spark_session
-    from shopflow.transform.stream_live import record_late
-    from shopflow.transform.stream_merge import STREAM_TABLE
-    from shopflow.transform.stream_retention import CHECK_INTERVAL, min_keep_days
-    from shopflow.transform.streaming import (
-        checkpoint_location,
-        start_events_stream,
-        start_rejects_stream,
-    )
+    from shopflow.lake import writer_lock
+    from shopflow.transform.stream_retention import min_keep_days
 
     late_tolerance = timedelta(hours=late_tolerance_hours)
     if keep_days < (needed := min_keep_days(late_tolerance)):
@@ -79,6 +74,44 @@ def stream(
             f"{late_tolerance_hours:g} h reads back"
         )
     settings = load_settings()
+    # One stream per lake: a second one would merge the same micro-batches into the same
+    # partitions (read, merge, replace), and the later write of a stale read drops rows.
+    # On GCS a short lease: a crashed stream's restart waits at most a minute for it to expire.
+    with writer_lock(settings.lake_url, "shopflow stream", name=STREAM_LOCK, lease=STREAM_LEASE):
+        _run_stream(
+            settings,
+            available_now=available_now,
+            max_files_per_trigger=max_files_per_trigger,
+            late_tolerance=late_tolerance,
+            trigger_seconds=trigger_seconds,
+            keep_days=keep_days,
+        )
+
+
+def _run_stream(
+    settings: Settings,
+    *,
+    available_now: bool,
+    max_files_per_trigger: int | None,
+    late_tolerance: timedelta,
+    trigger_seconds: float,
+    keep_days: int,
+) -> None:
+    """The stream's run, under the lake's stream lock."""
+    from pyspark.errors import PySparkException
+
+    from shopflow.lake import LakeLayout
+    from shopflow.transform.engine import etl_engine, open_duckdb_session, stopping
+    from shopflow.transform.session import build_spark_session
+    from shopflow.transform.stream_live import record_late
+    from shopflow.transform.stream_merge import STREAM_TABLE
+    from shopflow.transform.stream_retention import CHECK_INTERVAL
+    from shopflow.transform.streaming import (
+        checkpoint_location,
+        start_events_stream,
+        start_rejects_stream,
+    )
+
     layout = LakeLayout.from_settings(settings)
     spark = build_spark_session(settings, app_name="shopflow-stream")
     checkpoint = checkpoint_location(settings)

@@ -6,7 +6,7 @@ import os
 import random
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,13 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from shopflow.lake import LakeLayout, list_data_files, read_dataset, replace_partition
+from shopflow.lake import (
+    LakeError,
+    LakeLayout,
+    list_data_files,
+    read_dataset,
+    replace_partition,
+)
 from shopflow.settings import Settings
 from shopflow.transform.engine import transforms
 from shopflow.transform.events import (
@@ -26,7 +32,12 @@ from shopflow.transform.events import (
 )
 from shopflow.transform.stream_keys import keys_root
 from shopflow.transform.stream_live import HISTORY_SCHEMAS, live_rows, read_history
-from shopflow.transform.stream_merge import STREAM_TABLE, DuckDBMerge, apply_micro_batch
+from shopflow.transform.stream_merge import (
+    STREAM_TABLE,
+    DuckDBMerge,
+    affected_dates,
+    apply_micro_batch,
+)
 from shopflow.warehouse.live import LIVE_TABLE
 from tests.transform.builders import DAY, T0, raw_events
 
@@ -237,3 +248,36 @@ def test_live_rows_take_the_names_of_the_history_the_etl_last_wrote(
         _new_events(spark, [_event("a3", "u-a", T0 + 2 * MIN)], landed), layout, merge=merge
     )
     assert live_name("a3") == "Asha R"
+
+
+def test_the_calendars_first_and_last_days_have_no_neighbours() -> None:
+    # An absurd event time (9999-12-31, landed from outside the landing's checks) must not
+    # stop the stream with an overflow.
+    assert affected_dates({date.max}) == ({date.max}, {date.max, date.max - timedelta(days=1)})
+    assert affected_dates({date.min}) == (
+        {date.min, date.min + timedelta(days=1)},
+        {date.min, date.min + timedelta(days=1)},
+    )
+
+
+def test_a_history_file_of_other_column_types_is_refused_not_converted(
+    spark: SparkSession, settings: Settings, duckdb_session: Any
+) -> None:
+    layout = LakeLayout.from_settings(settings)
+    wrong = pa.table(
+        {
+            "user_id": ["u-a"],
+            "user_name": [32],  # a number, not text
+            "valid_from": ["2026-01-01"],
+            "valid_to": [None],
+            "is_first_version": ["yes"],  # text DuckDB would cast to true
+        }
+    )
+    replace_partition(wrong, layout.curated_root("users_history"))
+    merge = DuckDBMerge(duckdb_session)
+    try:
+        new = _new_events(spark, [_event("a1", "u-a", T0)], T0 + timedelta(days=2))
+        with pytest.raises(LakeError, match=r"column user_name is int64, expected string"):
+            apply_micro_batch(new, layout, merge=merge)
+    finally:
+        merge.close()

@@ -18,8 +18,9 @@ from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from shopflow.lake import DataFile, LakeLayout, list_data_files, list_partitions
+from shopflow.lake import DataFile, LakeError, LakeLayout, list_data_files, list_partitions, resolve
 from shopflow.schemas import EVENTS_CLEAN
 from shopflow.transform.duckdb_io import read_parquet_view
 from shopflow.transform.engine import (
@@ -85,11 +86,13 @@ def stand_in_rows(keys: pa.Table) -> pa.Table:
     )
 
 
-def _affected_dates(new_dates: set[date]) -> tuple[set[date], set[date]]:
+def affected_dates(new_dates: set[date]) -> tuple[set[date], set[date]]:
     """The dates a micro-batch can change (each new date and the next) and the dates whose
-    stored rows are their sessions' context (those and the day before each)."""
-    affected = new_dates | {d + timedelta(days=1) for d in new_dates}
-    return affected, affected | {d - timedelta(days=1) for d in affected}
+    stored rows are their sessions' context (those and the day before each). The calendar's
+    first and last days have no day before or after (an absurd event time must not stop the
+    stream)."""
+    affected = new_dates | {d + timedelta(days=1) for d in new_dates if d < date.max}
+    return affected, affected | {d - timedelta(days=1) for d in affected if d > date.min}
 
 
 def _index_keys(index: dict[HourKey, PartitionKeys]) -> pa.Table | None:
@@ -148,7 +151,7 @@ def apply_micro_batch(
         new_dates = set(pc.unique(new["date"]).to_pylist())
         if not new_dates:
             return []
-        affected, context = _affected_dates(new_dates)
+        affected, context = affected_dates(new_dates)
         index = read_keys(layout, STREAM_TABLE, context, gap_minutes, STREAM_FILE_SCHEMA)
         table_rows, live = merge.changed_and_live(new, layout, affected, context, index)
     else:
@@ -157,7 +160,7 @@ def apply_micro_batch(
             new_dates = {row["date"] for row in cached.select("date").distinct().collect()}
             if not new_dates:
                 return []
-            affected, context = _affected_dates(new_dates)
+            affected, context = affected_dates(new_dates)
             index = read_keys(layout, STREAM_TABLE, context, gap_minutes, STREAM_FILE_SCHEMA)
             table_rows, live = _spark_changed_and_live(
                 cached, layout, affected, context, index, gap_minutes
@@ -209,6 +212,30 @@ def _spark_changed_and_live(
         return to_arrow(changed), to_arrow(live_rows(t, changed, *histories))
     finally:
         changed.unpersist()
+
+
+def check_file_types(url: str, schema: pa.Schema) -> None:
+    """Raise a one-line `LakeError` if a column of Parquet file `url` named in `schema` has
+    another kind of type (text, timestamp, boolean, ...). Why: DuckDB converts such a column
+    silently where Spark refuses it (a text `is_first_version` of "yes" read as true made two
+    history versions match one event)."""
+    fs, path = resolve(url)
+    with fs.open(path, "rb") as handle:
+        found = pq.read_schema(handle)
+    for field in schema:
+        index = found.get_field_index(field.name)
+        if index >= 0 and _kind(found.field(index).type) != _kind(field.type):
+            raise LakeError(
+                f"{url}: column {field.name} is {found.field(index).type}, expected {field.type}"
+            )
+
+
+def _kind(arrow_type: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"  # Spark's INT96 reads as timestamp[ns], the engines' own as [us, UTC]
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    return str(arrow_type)
 
 
 class DuckDBMerge:
@@ -288,6 +315,8 @@ class DuckDBMerge:
             # Forgotten first: a load that fails half-way must not pass for the old snapshot.
             self._history_files.pop(name, None)
             self.inputs.clear(name)
+            for file in files:
+                check_file_types(file.url, schema)
             if files:
                 with scratch(self.session):
                     view = read_parquet_view(

@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, get_args
 
 import pyarrow as pa
 from pydantic import (
@@ -31,6 +31,9 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 #: The behaviour event kinds.
 EventName = Literal["view", "wishlist", "order", "return"]
@@ -185,6 +188,16 @@ class EventBounds:
             raise InvalidEventError(
                 f"price {event.price:.6g} is above the accepted ceiling {self.max_price_inr:,.0f} INR"
             )
+
+
+def event_bounds(settings: Settings) -> EventBounds:
+    """The event bounds from settings: landing checks each message against them and the ETL's
+    staging (batch and stream) checks each raw row again."""
+    return EventBounds(
+        min_event_ts=settings.event_min_ts.astimezone(UTC),
+        max_future=timedelta(seconds=settings.event_max_future_seconds),
+        max_price_inr=settings.event_max_price_inr,
+    )
 
 
 def encode_event(event: Event) -> bytes:

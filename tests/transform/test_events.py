@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from shopflow.contracts import EventBounds
 from shopflow.transform.events import (
     EVENTS_CLEAN_COLUMNS,
     STAGED_EVENT_COLUMNS,
@@ -109,6 +110,42 @@ def test_staging_trims_and_splits_off_bad_rows_with_a_reason(spark: SparkSession
         "e7": "missing user_id",
     }
     staged.unpersist()
+
+
+def test_staging_rejects_rows_outside_the_landing_bounds(spark: SparkSession) -> None:
+    bounds = EventBounds(
+        min_event_ts=T0 - timedelta(days=1), max_future=timedelta(minutes=1), max_price_inr=500.0
+    )
+    raw = raw_events(
+        spark,
+        [
+            {"event_id": "ok"},
+            {"event_id": "floor", "event_ts": T0 - timedelta(days=1)},
+            {"event_id": "old", "event_ts": T0 - timedelta(days=1, microseconds=1)},
+            {"event_id": "ahead", "event_ts": T0 + timedelta(minutes=1, microseconds=1),
+             "ingest_ts": T0},
+            {"event_id": "edge", "event_ts": T0 + timedelta(minutes=1), "ingest_ts": T0},
+            {"event_id": "year_9999", "event_ts": datetime(9999, 12, 31, 23, tzinfo=UTC)},
+            {"event_id": "no_ingest_ts", "event_ts": datetime(2999, 1, 1, tzinfo=UTC),
+             "ingest_ts": None},
+            {"event_id": "dear", "price": 500.01},
+            {"event_id": "priced_at_ceiling", "price": 500.0},
+        ],
+        nullable=True,
+    )  # fmt: skip
+    reasons = {r.event_id: r.reject_reason for r in stage_events(raw, bounds=bounds).collect()}
+    assert reasons == {
+        "ok": None,
+        "floor": None,
+        "old": "event_ts before the accepted floor",
+        "ahead": "event_ts too far ahead",
+        "edge": None,
+        # Its ingest_ts is as absurd (a second later): the check counts from now at the latest.
+        "year_9999": "event_ts too far ahead",
+        "no_ingest_ts": "event_ts too far ahead",
+        "dear": "price above the accepted ceiling",
+        "priced_at_ceiling": None,
+    }
 
 
 def test_staging_keeps_the_named_raw_columns_after_the_reason(spark: SparkSession) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,11 @@ BAD_EVENTS: Rows = [
     {"event_id": "e7", "user_id": None},
     {"event_id": None, "event_name": None},
     {"event_id": "e8", "product_id": "  ", "price": None},
+    # Outside the landing's default bounds (`EventBounds`): checked again at staging.
+    {"event_id": "e9", "event_ts": datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC)},
+    {"event_id": "e10", "event_ts": T0 + 16 * MINUTE, "ingest_ts": T0},
+    {"event_id": "e11", "event_ts": T0 + 15 * MINUTE, "ingest_ts": T0},  # on the bound: kept
+    {"event_id": "e12", "price": 10_000_000.5},
 ]
 SESSION_EVENTS: Rows = [
     {"event_id": "a1", "event_ts": T0},

@@ -178,3 +178,29 @@ def test_stream_drops_events_later_than_the_tolerance_where_batch_keeps_them(
     assert [r["event_id"] for r in _rows(lake.layout, "events_clean")] == [
         "e-late", "e1", "e2", "e3",
     ]  # fmt: skip
+
+
+def test_an_event_far_ahead_of_its_landing_neither_moves_the_watermark_nor_is_lost(
+    spark: SparkSession, settings: Settings
+) -> None:
+    # A raw file not written by the landing (or landed under wider bounds): its event is two days
+    # ahead of its ingest time. Taken in, it would carry the watermark two days ahead and the
+    # stream would skip every real event after it as too late.
+    lake = Lake(settings)
+    lake.land(ev("e1", "u1", NEXT_DAY_T0))
+    lake.land(ev("e-ahead", "u2", NEXT_DAY_T0 + timedelta(days=3)))
+    lake.land(ev("e2", "u1", NEXT_DAY_T0 + 5 * MIN))
+    lake.land(ev("e3", "u3", NEXT_DAY_T0 + 10 * MIN))
+    _run_stream(spark, settings, max_files_per_trigger=1, late_tolerance="1 hour")
+    assert [r["event_id"] for r in _rows(lake.layout, STREAM_TABLE)] == ["e1", "e2", "e3"]
+    rejects = start_rejects_stream(spark, settings, available_now=True)
+    rejects.awaitTermination(300)
+    assert rejects.exception() is None
+    stream_dead = read_dataset(lake.layout.deadletter_root(STREAM_REJECTS_SOURCE)).to_pylist()
+    assert [(r["event_id"], r["reason"]) for r in stream_dead] == [
+        ("e-ahead", "event_ts too far ahead")
+    ]
+    _run_batch(spark, settings, lake)
+    assert [r["event_id"] for r in _rows(lake.layout, "events_clean")] == ["e1", "e2", "e3"]
+    batch_dead = read_dataset(lake.layout.deadletter_root("events_etl")).to_pylist()
+    assert stream_dead == batch_dead

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Final
 
-from shopflow.contracts import EventBounds
+from shopflow.contracts import EventBounds, event_bounds
 from shopflow.ingest.event_files import PendingWrite, start_write, write_batch
 from shopflow.ingest.report import IngestReport
 from shopflow.ingest.staging import StagedBatch, stage_messages
@@ -74,15 +74,6 @@ class LandingLimits:
             max_seconds=max_seconds,
             idle_stop_seconds=idle_stop_seconds,
         )
-
-
-def event_bounds(settings: Settings) -> EventBounds:
-    """The landing's event bounds from settings."""
-    return EventBounds(
-        min_event_ts=settings.event_min_ts.astimezone(UTC),
-        max_future=timedelta(seconds=settings.event_max_future_seconds),
-        max_price_inr=settings.event_max_price_inr,
-    )
 
 
 def stage_batch(

@@ -6,15 +6,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
+from shopflow.contracts import EventBounds
 from shopflow.transform.curated_tables import RAW_DATE_COLUMN, DataFrame
 from shopflow.transform.engine import Transforms
 from shopflow.transform.events import STAGED_EVENT_COLUMNS
 
 
-def staged_events(t: Transforms, raw: DataFrame) -> DataFrame:
-    """Raw events staged once, with the raw partition date (`raw_date`) the rejects are filed by."""
+def staged_events(t: Transforms, raw: DataFrame, bounds: EventBounds) -> DataFrame:
+    """Raw events staged once (checked against `bounds` too), with the raw partition date
+    (`raw_date`) the rejects are filed by."""
     return t.events.stage_events(
-        raw.withColumn(RAW_DATE_COLUMN, t.functions.col("date")), keep=(RAW_DATE_COLUMN,)
+        raw.withColumn(RAW_DATE_COLUMN, t.functions.col("date")),
+        keep=(RAW_DATE_COLUMN,),
+        bounds=bounds,
     )
 
 

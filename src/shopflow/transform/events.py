@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from shopflow.contracts import EVENT_NAMES
+from shopflow.contracts import EVENT_NAMES, EventBounds
 from shopflow.schemas import EVENTS_CLEAN
 from shopflow.transform._common import clean_id
 
@@ -34,15 +35,25 @@ STAGED_EVENT_COLUMNS: Final = (
 )
 
 DEFAULT_SESSION_GAP_MINUTES: Final = 30
+_DEFAULT_BOUNDS: Final = EventBounds()
 _MICROS_PER_MINUTE: Final = 60 * 1_000_000
 
 
-def _reject_reason() -> Column:
+def _micros(value: timedelta) -> int:
+    return (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+
+
+def _reject_reason(bounds: EventBounds) -> Column:
     """The first contract check a staged row fails, or null."""
     name = F.col("event_name")
     price = F.col("price")
     order_id = F.col("order_id")
     needs_order = name.isin("order", "return")
+    event_us = F.unix_micros(F.col("event_ts"))
+    floor_us = _micros(bounds.min_event_ts - datetime(1970, 1, 1, tzinfo=UTC))
+    # When the row landed: its ingest_ts, but never later than now (a missing or absurd one).
+    now_us = F.unix_micros(F.current_timestamp())
+    landed_us = F.least(F.coalesce(F.unix_micros(F.col("ingest_ts")), now_us), now_us)
     checks: list[tuple[Column, str]] = [
         (F.col("event_id").isNull(), "missing event_id"),
         (name.isNull(), "missing event_name"),
@@ -54,15 +65,24 @@ def _reject_reason() -> Column:
         (price < 0, "negative price"),
         (needs_order & order_id.isNull(), "order/return event without order_id"),
         (~needs_order & order_id.isNotNull(), "view/wishlist event with an order_id"),
+        # The landing's bounds again: a raw file written by anything else (or under wider
+        # settings) must not bring a date the ETL cannot compute around, nor carry the stream's
+        # watermark into the future, where every real event would count as too late.
+        (event_us < F.lit(floor_us), "event_ts before the accepted floor"),
+        (event_us > landed_us + F.lit(_micros(bounds.max_future)), "event_ts too far ahead"),
+        (price > F.lit(bounds.max_price_inr), "price above the accepted ceiling"),
     ]
     return F.coalesce(*(F.when(failed, F.lit(reason)) for failed, reason in checks))
 
 
-def stage_events(raw: DataFrame, keep: Sequence[str] = ()) -> DataFrame:
+def stage_events(
+    raw: DataFrame, keep: Sequence[str] = (), bounds: EventBounds = _DEFAULT_BOUNDS
+) -> DataFrame:
     """Raw landed events typed and trimmed, each with a `reject_reason` (null when it is good).
 
     `date` and `hour` are derived from `event_ts` (UTC), the contract's source of truth, rather
-    than taken from the partition path. Nothing is dropped here: see `valid_events` and
+    than taken from the partition path. `bounds` are the landing's (`event_bounds(settings)`): a
+    row outside them is rejected too. Nothing is dropped here: see `valid_events` and
     `event_rejects`. The raw columns named in `keep` follow `reject_reason` unchanged (the job
     keeps the raw partition date to file rejects under).
     """
@@ -83,7 +103,9 @@ def stage_events(raw: DataFrame, keep: Sequence[str] = ()) -> DataFrame:
         F.col("ingest_ts").cast("timestamp").alias("ingest_ts"),
         *keep,
     )
-    return typed.select(*STAGED_EVENT_COLUMNS[:-1], _reject_reason().alias("reject_reason"), *keep)
+    return typed.select(
+        *STAGED_EVENT_COLUMNS[:-1], _reject_reason(bounds).alias("reject_reason"), *keep
+    )
 
 
 def valid_events(staged: DataFrame) -> DataFrame:

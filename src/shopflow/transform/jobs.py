@@ -73,6 +73,7 @@ from shopflow.contracts import (
     RAW_ORDER_SCHEMA,
     RAW_PRODUCT_SCHEMA,
     RAW_USER_SCHEMA,
+    event_bounds,
 )
 from shopflow.lake import (
     LakeLayout,
@@ -248,7 +249,7 @@ def _run_etl(
                 # Staged once: both the dead letters and the clean events come from it.
                 def stage() -> DataFrame:
                     raw = extract_raw_events(session, layout, event_files)
-                    return engine.materialize(staged_events(t, raw))
+                    return engine.materialize(staged_events(t, raw, event_bounds(settings)))
 
                 try:
                     staged = stage()

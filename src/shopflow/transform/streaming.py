@@ -78,7 +78,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from shopflow.contracts import RAW_EVENT_SCHEMA
+from shopflow.contracts import RAW_EVENT_SCHEMA, EventBounds, event_bounds
 from shopflow.lake import LakeLayout, resolve
 from shopflow.lake.io import is_local
 from shopflow.settings import Settings
@@ -112,11 +112,16 @@ def checkpoint_location(settings: Settings) -> str:
 
 
 def deduplicated_event_stream(
-    raw_stream: DataFrame, late_tolerance: str = DEFAULT_LATE_TOLERANCE
+    raw_stream: DataFrame,
+    late_tolerance: str = DEFAULT_LATE_TOLERANCE,
+    bounds: EventBounds = EventBounds(),
 ) -> DataFrame:
-    """Valid raw events, deduplicated by `event_id` with state bounded by the watermark."""
+    """Valid raw events (within `bounds`), deduplicated by `event_id` with state bounded by the
+    watermark."""
+    # The bounds come before the watermark: one event far ahead of its ingest time would move the
+    # watermark past every real event, and the stream would skip them all as too late.
     return (
-        valid_events(stage_events(raw_stream))
+        valid_events(stage_events(raw_stream, bounds=bounds))
         .withWatermark("event_ts", late_tolerance)
         .dropDuplicatesWithinWatermark(["event_id"])
     )
@@ -161,7 +166,9 @@ def start_events_stream(
         if max_files_per_trigger < 1:
             raise ValueError(f"max_files_per_trigger must be positive, got {max_files_per_trigger}")
         reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
-    deduplicated = deduplicated_event_stream(reader.parquet(events_root), late_tolerance)
+    deduplicated = deduplicated_event_stream(
+        reader.parquet(events_root), late_tolerance, event_bounds(settings)
+    )
     # The merge runs on the ETL engine (`stream_merge` says why): one DuckDB session for the
     # stream's life, used by one micro-batch at a time.
     merge = (
@@ -200,7 +207,7 @@ def start_rejects_stream(
         .parquet(events_root)
     )
     t = transforms(spark)
-    rejects: DataFrame = reject_rows(t, staged_events(t, raw), None)
+    rejects: DataFrame = reject_rows(t, staged_events(t, raw, event_bounds(settings)), None)
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
         write_batch_rejects(batch.toArrow(), batch_id, layout)

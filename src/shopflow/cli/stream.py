@@ -124,6 +124,11 @@ def _run_stream(
             next_retention[0] = time.monotonic() + CHECK_INTERVAL.total_seconds()
             _apply_retention(layout, keep_days)
 
+    failures: list[tuple[int, Exception]] = []
+
+    def on_failure(batch_id: int, error: Exception) -> None:
+        failures.append((batch_id, error))
+
     seen: set[int] = set()
 
     def report_late(query: StreamingQuery) -> None:
@@ -157,9 +162,14 @@ def _run_stream(
                 late_tolerance=f"{int(late_tolerance.total_seconds())} seconds",
                 trigger_interval=trigger,
                 on_batch=on_batch,
+                on_failure=on_failure,
             )
             rejects = start_rejects_stream(
-                spark, settings, available_now=available_now, trigger_interval=trigger
+                spark,
+                settings,
+                available_now=available_now,
+                trigger_interval=trigger,
+                on_failure=on_failure,
             )
             typer.echo(
                 f"streaming {settings.lake_url}/raw/events -> {STREAM_TABLE}, user_behavior_live "
@@ -182,11 +192,26 @@ def _run_stream(
                 rejects.stop()
                 raise typer.Abort() from None
         except PySparkException as exc:
-            first_line = (
-                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            )
-            raise ShopflowError(f"stream failed: {first_line}") from None
+            if failures:  # our own micro-batch code failed: its error, not Spark's wrapper
+                batch_id, error = failures[0]
+                raise ShopflowError(
+                    f"stream failed in micro-batch {batch_id}: {_one_line(error)}"
+                ) from None
+            lines = str(exc).strip().splitlines()
+            raise ShopflowError(
+                f"stream failed: {lines[0] if lines else type(exc).__name__}"
+            ) from None
     typer.echo("stream caught up: every raw event file present at the start is processed")
+
+
+def _one_line(error: Exception) -> str:
+    """The first line of a micro-batch's error: shopflow's own as it is, any other with its
+    type's name (a KeyError's message is the bare key)."""
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else ""
+    if isinstance(error, ShopflowError) and first:
+        return first
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def _apply_retention(layout: LakeLayout, keep_days: int) -> None:

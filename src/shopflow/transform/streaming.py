@@ -64,7 +64,8 @@ replace by key (partition, or the rejects file named by batch id), so nothing do
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -148,6 +149,7 @@ def start_events_stream(
     trigger_interval: str = DEFAULT_TRIGGER_INTERVAL,
     gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
     on_batch: Callable[[int, list[str]], None] | None = None,
+    on_failure: FailureHandler | None = None,
 ) -> StreamingQuery:
     """Start the stream `raw/events/` → `curated/events_clean_stream/` + `user_behavior_live/`;
     return the running query.
@@ -156,7 +158,9 @@ def start_events_stream(
     `max_files_per_trigger` files) and stops: tests and catch-up runs; wait with
     `query.awaitTermination()`. Otherwise it runs a micro-batch every `trigger_interval` until
     stopped. Restarts resume from the checkpoint: only files not yet seen are read.
-    `on_batch(batch_id, files_written)` is called after each micro-batch is written.
+    `on_batch(batch_id, files_written)` is called after each micro-batch is written;
+    `on_failure(batch_id, error)` with the error of a micro-batch that failed, before Spark wraps
+    it in a `StreamingQueryException` (whose text is the Python traceback).
     """
     layout = LakeLayout.from_settings(settings)
     events_root = layout.events_root()
@@ -178,7 +182,8 @@ def start_events_stream(
     )
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
-        written = apply_micro_batch(batch, layout, gap_minutes, merge)
+        with _reported(on_failure, batch_id):
+            written = apply_micro_batch(batch, layout, gap_minutes, merge)
         if on_batch is not None:
             on_batch(batch_id, written)
 
@@ -194,6 +199,7 @@ def start_rejects_stream(
     *,
     available_now: bool,
     trigger_interval: str = DEFAULT_TRIGGER_INTERVAL,
+    on_failure: FailureHandler | None = None,
 ) -> StreamingQuery:
     """Start the stream `raw/events/` → `deadletter/events_stream/` (contract rejects, with the
     batch ETL's reject rows and reasons); its own checkpoint, same triggers as the events stream.
@@ -210,12 +216,29 @@ def start_rejects_stream(
     rejects: DataFrame = reject_rows(t, staged_events(t, raw, event_bounds(settings)), None)
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
-        write_batch_rejects(batch.toArrow(), batch_id, layout)
+        with _reported(on_failure, batch_id):
+            write_batch_rejects(batch.toArrow(), batch_id, layout)
 
     return _start_query(
         rejects, REJECTS_QUERY_NAME, rejects_checkpoint_location(settings), write_batch,
         available_now=available_now, trigger_interval=trigger_interval,
     )  # fmt: skip
+
+
+#: Told the batch id and the error of a micro-batch whose writes failed.
+FailureHandler = Callable[[int, Exception], None]
+
+
+@contextmanager
+def _reported(on_failure: FailureHandler | None, batch_id: int) -> Iterator[None]:
+    """Tell `on_failure` of an error raised in the block, then let it propagate (Spark stops the
+    query with it)."""
+    try:
+        yield
+    except Exception as exc:
+        if on_failure is not None:
+            on_failure(batch_id, exc)
+        raise
 
 
 def _start_query(

@@ -1,32 +1,111 @@
-"""`shopflow stream` as a process: a micro-batch that fails stops it with one line naming the
-cause (not the Python traceback Spark wraps it in)."""
+"""`shopflow stream` as a process: a file it cannot read is quarantined and the stream goes on; a
+micro-batch that fails otherwise stops it with one line naming the cause (not the Python
+traceback Spark wraps it in)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shopflow.contracts import RAW_EVENT_SCHEMA
-from shopflow.lake import LakeLayout, replace_partition, write_parquet_atomic
+from shopflow.lake import LakeLayout, read_dataset, replace_partition, write_parquet_atomic
 from shopflow.settings import Settings
+from shopflow.transform.stream_merge import STREAM_TABLE
+
+EVENT_TS: Final = datetime.now(UTC).replace(minute=10, second=0, microsecond=0) - timedelta(hours=1)
+
+
+def _land(layout: LakeLayout, *event_ids: str) -> str:
+    """One raw file of view events of one hour, as the landing writes it; returns its URL."""
+    rows = [
+        {
+            "event_id": event_id, "event_name": "view", "product_id": "p1", "user_id": "u-a",
+            "order_id": None, "price": 100.0, "event_ts": EVENT_TS + timedelta(seconds=i),
+            "session_id": None, "message_id": f"m-{event_id}", "publish_ts": EVENT_TS,
+            "ingest_ts": EVENT_TS,
+        }
+        for i, event_id in enumerate(event_ids)
+    ]  # fmt: skip
+    url = layout.event_batch_file_in(
+        EVENT_TS.date(), EVENT_TS.hour, EVENT_TS, [r["message_id"] for r in rows]
+    )
+    write_parquet_atomic(pa.Table.from_pylist(rows, RAW_EVENT_SCHEMA), url)
+    return url
+
+
+def _stream(settings: Settings) -> subprocess.CompletedProcess[str]:
+    """`shopflow stream --available-now` in a process of its own."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SHOPFLOW_")},
+        **settings.child_environment(with_secrets=True),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "shopflow.cli", "stream", "--available-now"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _stream_ids(layout: LakeLayout) -> list[str]:
+    rows = read_dataset(layout.curated_root(STREAM_TABLE)).column("event_id").to_pylist()
+    return sorted(rows)
+
+
+def test_unreadable_files_are_quarantined_and_the_stream_goes_on(settings: Settings) -> None:
+    layout = LakeLayout.from_settings(settings)
+    _land(layout, "e1", "e2")
+    hour_folder = _land(layout, "e3").rsplit("/", 1)[0]
+    # Landed by something else: garbage, and a file whose price is text.
+    garbage = f"{hour_folder}/zz-garbage.parquet"
+    Path(garbage).write_bytes(b"not parquet at all")
+    foreign = f"{hour_folder}/zz-foreign.parquet"
+    text_price = pa.schema(
+        [pa.field("price", pa.string()) if f.name == "price" else f for f in RAW_EVENT_SCHEMA]
+    )
+    landed = _land(layout, "x1")
+    row = pq.read_table(landed).to_pylist()[0]
+    Path(landed).unlink()
+    pq.write_table(pa.Table.from_pylist([{**row, "price": "cheap"}], text_price), foreign)
+
+    done = _stream(settings)
+    assert done.returncode == 0, done.stderr
+    # Without the quarantine, Spark replays the failed micro-batch with the same files at every
+    # restart: the stream could never get past them.
+    assert "starting again without it" in done.stderr
+    assert _stream_ids(layout) == ["e1", "e2", "e3"]
+    for url, reason in ((garbage, "not a readable Parquet file"), (foreign, "column price is")):
+        moved = Path(layout.quarantine_root()) / Path(url).relative_to(layout.root)
+        assert moved.is_file() and not Path(url).exists()
+        note = json.loads(Path(f"{moved}.reason.json").read_text())
+        assert note["reason"].startswith(reason), note
+
+    # The stream's own table file of that hour, damaged; then new events of the same hour.
+    table_file = next(Path(layout.curated_root(STREAM_TABLE)).rglob("*.parquet"))
+    table_file.write_bytes(b"garbage")
+    _land(layout, "e4")
+    done = _stream(settings)
+    assert done.returncode == 0, done.stderr
+    assert f"quarantined {table_file}: not a readable Parquet file" in done.stderr
+    # Its rows are the hourly batch's now (their raw events are intact); the new one is live.
+    assert _stream_ids(layout) == ["e4"]
 
 
 def test_a_failed_micro_batch_stops_the_stream_with_one_line_naming_its_cause(
     settings: Settings,
 ) -> None:
     layout = LakeLayout.from_settings(settings)
-    event_ts = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-    event = {
-        "event_id": "e1", "event_name": "view", "product_id": "p1", "user_id": "u-a",
-        "order_id": None, "price": 100.0, "event_ts": event_ts, "session_id": None,
-        "message_id": "m1", "publish_ts": event_ts, "ingest_ts": event_ts,
-    }  # fmt: skip
-    url = layout.event_batch_file_in(event_ts.date(), event_ts.hour, event_ts, ["m1"])
-    write_parquet_atomic(pa.Table.from_pylist([event], RAW_EVENT_SCHEMA), url)
+    _land(layout, "e1")
     # A users history whose user_name is a number: the merge refuses it (`check_file_types`).
     wrong = pa.table(
         {
@@ -38,18 +117,7 @@ def test_a_failed_micro_batch_stops_the_stream_with_one_line_naming_its_cause(
         }
     )
     replace_partition(wrong, layout.curated_root("users_history"))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SHOPFLOW_")},
-        **settings.child_environment(with_secrets=True),
-        "PYTHONPATH": os.pathsep.join(sys.path),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "shopflow.cli", "stream", "--available-now"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _stream(settings)
     assert done.returncode != 0, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("shopflow: error: stream failed in micro-batch 0: "), done.stderr

@@ -15,6 +15,8 @@ from shopflow.errors import ShopflowError
 from shopflow.settings import load_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pyspark.sql.streaming.query import StreamingQuery
 
     from shopflow.lake import LakeLayout
@@ -105,12 +107,15 @@ def _run_stream(
     from shopflow.transform.session import build_spark_session
     from shopflow.transform.stream_live import record_late
     from shopflow.transform.stream_merge import STREAM_TABLE
+    from shopflow.transform.stream_recovery import screen_after_failure
     from shopflow.transform.stream_retention import CHECK_INTERVAL
     from shopflow.transform.streaming import (
         checkpoint_location,
+        rejects_checkpoint_location,
         start_events_stream,
         start_rejects_stream,
     )
+    from shopflow.warehouse.live import LIVE_TABLE, live_file_schema
 
     layout = LakeLayout.from_settings(settings)
     spark = build_spark_session(settings, app_name="shopflow-stream")
@@ -146,6 +151,32 @@ def _run_stream(
                 )
 
     trigger = f"{int(trigger_seconds)} seconds"
+
+    def start_queries() -> tuple[StreamingQuery, StreamingQuery]:
+        query = start_events_stream(
+            spark,
+            settings,
+            available_now=available_now,
+            max_files_per_trigger=max_files_per_trigger,
+            late_tolerance=f"{int(late_tolerance.total_seconds())} seconds",
+            trigger_interval=trigger,
+            on_batch=on_batch,
+            on_failure=on_failure,
+        )
+        rejects = start_rejects_stream(
+            spark,
+            settings,
+            available_now=available_now,
+            trigger_interval=trigger,
+            on_failure=on_failure,
+        )
+        typer.echo(
+            f"streaming {settings.lake_url}/raw/events -> {STREAM_TABLE}, user_behavior_live "
+            f"(checkpoint {checkpoint})",
+            err=True,
+        )
+        return query, rejects
+
     # The merge's DuckDB (`stream_merge`) is closed before the interpreter exits (`stopping`).
     merging = (
         stopping(open_duckdb_session())
@@ -154,43 +185,35 @@ def _run_stream(
     )
     with merging:
         try:
-            query = start_events_stream(
-                spark,
-                settings,
-                available_now=available_now,
-                max_files_per_trigger=max_files_per_trigger,
-                late_tolerance=f"{int(late_tolerance.total_seconds())} seconds",
-                trigger_interval=trigger,
-                on_batch=on_batch,
-                on_failure=on_failure,
-            )
-            rejects = start_rejects_stream(
-                spark,
-                settings,
-                available_now=available_now,
-                trigger_interval=trigger,
-                on_failure=on_failure,
-            )
-            typer.echo(
-                f"streaming {settings.lake_url}/raw/events -> {STREAM_TABLE}, user_behavior_live "
-                f"(checkpoint {checkpoint})",
-                err=True,
-            )
-            try:
-                while query.isActive or rejects.isActive:
-                    for running in (query, rejects):
-                        if running.isActive:
-                            running.awaitTermination(1)  # seconds (typed int)
-                    report_late(query)
-                    if query.exception() is not None or rejects.exception() is not None:
-                        break
-                report_late(query)
-                for running in (query, rejects):
-                    running.awaitTermination()  # re-raises a failed query's error
-            except KeyboardInterrupt:
-                query.stop()
-                rejects.stop()
-                raise typer.Abort() from None
+            while True:
+                queries = start_queries()
+                try:
+                    _watch(*queries, report_late)
+                    break
+                except KeyboardInterrupt:
+                    for running in queries:
+                        running.stop()
+                    raise typer.Abort() from None
+                except PySparkException:
+                    for running in queries:
+                        running.stop()
+                    # A file it cannot read is moved aside and the stream starts again
+                    # (`stream_recovery`); with none to blame, the failure is not the data's.
+                    moved = screen_after_failure(
+                        layout,
+                        (checkpoint, rejects_checkpoint_location(settings)),
+                        LIVE_TABLE,
+                        live_file_schema(),
+                    )
+                    if not moved:
+                        raise
+                    for quarantined in moved:
+                        typer.echo(
+                            f"quarantined {quarantined.url}: {quarantined.reason} (moved to "
+                            f"{quarantined.moved_to}); starting again without it",
+                            err=True,
+                        )
+                    failures.clear()
         except PySparkException as exc:
             if failures:  # our own micro-batch code failed: its error, not Spark's wrapper
                 batch_id, error = failures[0]
@@ -202,6 +225,23 @@ def _run_stream(
                 f"stream failed: {lines[0] if lines else type(exc).__name__}"
             ) from None
     typer.echo("stream caught up: every raw event file present at the start is processed")
+
+
+def _watch(
+    query: StreamingQuery, rejects: StreamingQuery, report_late: Callable[[StreamingQuery], None]
+) -> None:
+    """Wait for both queries to end (available-now) or for either to fail (raised here);
+    report too-late events as micro-batches commit."""
+    while query.isActive or rejects.isActive:
+        for running in (query, rejects):
+            if running.isActive:
+                running.awaitTermination(1)  # seconds (typed int); raises if it failed
+        report_late(query)
+        if query.exception() is not None or rejects.exception() is not None:
+            break
+    report_late(query)
+    for running in (query, rejects):
+        running.awaitTermination()  # re-raises a failed query's error
 
 
 def _one_line(error: Exception) -> str:

@@ -72,6 +72,7 @@ from typing import Final
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming.query import StreamingQuery
+from pyspark.sql.streaming.readwriter import DataStreamReader
 from pyspark.sql.types import (
     DateType,
     IntegerType,
@@ -133,6 +134,17 @@ def rejects_checkpoint_location(settings: Settings) -> str:
     return f"{LakeLayout.from_settings(settings).state_root()}/streaming/{REJECTS_QUERY_NAME}"
 
 
+def _raw_reader(spark: SparkSession, events_root: str) -> DataStreamReader:
+    """The file-source reader of the raw events zone."""
+    # A file quarantined after a failed micro-batch (`stream_recovery`) is gone when the batch is
+    # replayed from its log: it is skipped, not a failure for good.
+    return (
+        spark.readStream.schema(raw_event_stream_schema())
+        .option("basePath", events_root)
+        .option("ignoreMissingFiles", "true")
+    )
+
+
 def _ensure_local_folder(url: str) -> None:
     fs, path = resolve(url)
     if is_local(fs):
@@ -165,7 +177,7 @@ def start_events_stream(
     layout = LakeLayout.from_settings(settings)
     events_root = layout.events_root()
     _ensure_local_folder(events_root)
-    reader = spark.readStream.schema(raw_event_stream_schema()).option("basePath", events_root)
+    reader = _raw_reader(spark, events_root)
     if max_files_per_trigger is not None:
         if max_files_per_trigger < 1:
             raise ValueError(f"max_files_per_trigger must be positive, got {max_files_per_trigger}")
@@ -207,11 +219,7 @@ def start_rejects_stream(
     layout = LakeLayout.from_settings(settings)
     events_root = layout.events_root()
     _ensure_local_folder(events_root)
-    raw = (
-        spark.readStream.schema(raw_event_stream_schema())
-        .option("basePath", events_root)
-        .parquet(events_root)
-    )
+    raw = _raw_reader(spark, events_root).parquet(events_root)
     t = transforms(spark)
     rejects: DataFrame = reject_rows(t, staged_events(t, raw, event_bounds(settings)), None)
 

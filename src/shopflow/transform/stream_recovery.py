@@ -1,0 +1,126 @@
+"""What the stream does when a micro-batch fails on a file it cannot read.
+
+Spark's file source replays a failed micro-batch with the same files after a restart, so one
+unreadable raw file (truncated, garbage, a foreign schema) would stop the stream at every restart,
+for good. Instead, once a micro-batch fails, the files it had to read are screened as the batch ETL
+screens its inputs (`shopflow.lake.quarantine`, every page decoded): the raw files of the pending
+micro-batch, and the stream's own tables (`events_clean_stream`, `user_behavior_live`) in the dates
+those files can touch. Each file that cannot be read moves to `quarantine/<its path>` with a reason,
+and the stream starts again: the replay skips the moved files (the readers take missing files as
+gone, `ignoreMissingFiles`). Nothing is deleted. A raw file's events reach the warehouse only
+once it is fixed and moved back (the batch ETL quarantines it too); rows of a moved stream table
+file are the hourly batch's until then (its raw events are intact). When no file is to blame, the
+failure is not the data's and the stream stops with it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from typing import Final
+
+import pyarrow as pa
+
+from shopflow.contracts import RAW_EVENT_SCHEMA
+from shopflow.lake import LakeLayout, list_data_files
+from shopflow.lake.io import partition_values, resolve
+from shopflow.lake.quarantine import Quarantined, screen_files
+from shopflow.transform.stream_merge import STREAM_FILE_SCHEMA, STREAM_TABLE
+
+#: The file source's log of the files each micro-batch read (Spark's layout of a checkpoint).
+_SOURCE_LOG: Final = "sources/0"
+
+
+def _read_text(url: str) -> str | None:
+    fs, path = resolve(url)
+    try:
+        with fs.open(path, "rb") as handle:
+            data: bytes = handle.read()
+    except FileNotFoundError:
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
+def _batch_ids(checkpoint: str, folder: str) -> list[int]:
+    fs, path = resolve(f"{checkpoint}/{folder}")
+    try:
+        names = [entry.rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False)]
+    except FileNotFoundError:
+        return []
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def pending_batch_files(checkpoint: str) -> list[str]:
+    """The raw files of the micro-batch a checkpoint has planned but not committed (the one a
+    restart replays); none when every planned batch is committed."""
+    offsets = _batch_ids(checkpoint, "offsets")
+    committed = set(_batch_ids(checkpoint, "commits"))
+    pending = [batch for batch in offsets if batch not in committed]
+    if not pending:
+        return []
+    text = _read_text(f"{checkpoint}/offsets/{pending[-1]}") or ""
+    try:
+        log_offset = int(json.loads(text.strip().splitlines()[-1])["logOffset"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return []
+    files: list[str] = []
+    # The entry is in the batch's own log file or, once compacted, in a `.compact` one.
+    for name in (str(log_offset), f"{log_offset}.compact"):
+        for line in (_read_text(f"{checkpoint}/{_SOURCE_LOG}/{name}") or "").splitlines()[1:]:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("batchId") == log_offset:
+                files.append(str(entry["path"]))
+    return sorted(set(files))
+
+
+def _lake_url(layout: LakeLayout, path: str) -> str:
+    """A path as Spark logs it (`file:///...`) in the lake's own spelling."""
+    if path.startswith("file://") and not layout.root.startswith("file://"):
+        return path[len("file://") :]
+    return path
+
+
+def _dates_of(urls: Iterable[str]) -> set[date]:
+    """The dates of the `date=` folders of `urls` (a folder that is no date is left out)."""
+    dates = set()
+    for url in urls:
+        try:
+            dates.add(date.fromisoformat(partition_values(url).get("date", "")))
+        except ValueError:
+            continue
+    return dates
+
+
+def _exists(url: str) -> bool:
+    fs, path = resolve(url)
+    return bool(fs.exists(path))
+
+
+def screen_after_failure(
+    layout: LakeLayout, checkpoints: Sequence[str], live_table: str, live_schema: pa.Schema
+) -> list[Quarantined]:
+    """Quarantine the files a failed micro-batch could not read: the pending raw files of each
+    checkpoint, and the stream table's and `live_table`'s files of the dates around theirs."""
+    raw = sorted({_lake_url(layout, p) for c in checkpoints for p in pending_batch_files(c)})
+    moved = screen_files(
+        layout,
+        [url for url in raw if _exists(url)],  # one quarantined before is gone already
+        RAW_EVENT_SCHEMA,
+        partition_keys=("date", "hour"),
+        deep=True,
+    )
+    days = _dates_of(raw)
+    around = {d + timedelta(days=step) for d in days for step in (-1, 0, 1)}
+    for table, schema in ((STREAM_TABLE, STREAM_FILE_SCHEMA), (live_table, live_schema)):
+        root = layout.curated_root(table)
+        files = [
+            f.url
+            for day in sorted(around)
+            for f in list_data_files(f"{root}/date={day.isoformat()}")
+        ]
+        moved += screen_files(layout, files, schema, partition_keys=("date", "hour"), deep=True)
+    return moved

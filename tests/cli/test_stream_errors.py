@@ -35,7 +35,7 @@ def _land(layout: LakeLayout, *event_ids: str) -> str:
         for i, event_id in enumerate(event_ids)
     ]  # fmt: skip
     url = layout.event_batch_file_in(
-        EVENT_TS.date(), EVENT_TS.hour, EVENT_TS, [r["message_id"] for r in rows]
+        EVENT_TS.date(), EVENT_TS.hour, EVENT_TS, [f"m-{event_id}" for event_id in event_ids]
     )
     write_parquet_atomic(pa.Table.from_pylist(rows, RAW_EVENT_SCHEMA), url)
     return url

@@ -162,17 +162,29 @@ def test_an_index_not_named_for_the_table_file_is_rebuilt_from_the_table(
     assert os.path.isdir(keys_root(layout, table))
 
 
-def test_a_partition_of_two_files_is_indexed_from_both_and_no_index_is_written(
+def test_a_partition_of_several_files_is_indexed_from_all_and_rebuilt_when_one_changes(
     settings: Settings,
 ) -> None:
+    # The stream writes an hour as several slice files (`stream_live.SLICE_MINUTES`).
     layout = LakeLayout.from_settings(settings)
     table = STREAM_TABLE
     partition = layout.curated_partition(table, DAY, 10)
-    replace_partition(_partition_rows(("u1", T0, "a")), partition)
-    write_parquet_atomic(_partition_rows(("u1", T0 + 9 * MIN, "z")), f"{partition}/extra.parquet")
+    write_parquet_atomic(_partition_rows(("u1", T0, "a")), f"{partition}/part-m00.parquet")
+    write_parquet_atomic(
+        _partition_rows(("u1", T0 + 9 * MIN, "z")), f"{partition}/part-m05.parquet"
+    )
 
     found = read_keys(layout, table, {DAY}, 30, STREAM_FILE_SCHEMA)
-
     assert _ids(found[(DAY, 10)].keys) == ["a", "z"]
-    assert found[(DAY, 10)].table_file is None
-    assert list_data_files(keys_root(layout, table)) == []
+    assert len(found[(DAY, 10)].table_files) == 2
+    [index_file] = list_data_files(keys_root(layout, table))
+
+    # One slice rewritten: the index no longer matches the listing and is rebuilt.
+    write_parquet_atomic(
+        _partition_rows(("u1", T0 + 9 * MIN, "z"), ("u1", T0 + 11 * MIN, "zz")),
+        f"{partition}/part-m05.parquet",
+    )
+    found = read_keys(layout, table, {DAY}, 30, STREAM_FILE_SCHEMA)
+    assert _ids(found[(DAY, 10)].keys) == ["a", "zz"]
+    [rebuilt] = list_data_files(keys_root(layout, table))
+    assert rebuilt.url != index_file.url

@@ -14,13 +14,14 @@ from shopflow.lake import LakeLayout, list_partitions, replace_partition
 from shopflow.lake.io import write_parquet_atomic
 from shopflow.settings import Settings
 from shopflow.transform.stream_keys import keys_root
-from shopflow.transform.stream_merge import STREAM_TABLE
+from shopflow.transform.stream_merge import STREAM_FILE_SCHEMA, STREAM_TABLE
 from shopflow.transform.stream_retention import (
     delete_expired_stream_dates,
     expired_dates,
     min_keep_days,
 )
-from shopflow.warehouse.live import LIVE_TABLE, PLACEHOLDER_DATE
+from shopflow.transform.stream_slices import slice_file_name
+from shopflow.warehouse.live import LIVE_TABLE, PLACEHOLDER_DATE, live_file_schema
 from tests.transform.builders import DAY, T0
 from tests.transform.test_streaming import Lake, ev
 
@@ -47,10 +48,11 @@ def test_expired_dates_count_back_from_the_newest_date_but_never_from_after_toda
 
 
 def _fill(layout: LakeLayout, days: list[date]) -> None:
-    """One hour partition per table and date (a one-column file is enough to list)."""
-    for name in TABLES:
+    """One hour partition per table and date (a zero-row slice file is enough to list)."""
+    for name, schema in ((STREAM_TABLE, STREAM_FILE_SCHEMA), (LIVE_TABLE, live_file_schema())):
         for day in days:
-            replace_partition(pa.table({"x": [1]}), layout.curated_partition(name, day, 10))
+            url = f"{layout.curated_partition(name, day, 10)}/{slice_file_name(0)}"
+            write_parquet_atomic(schema.empty_table(), url)
 
 
 def _dates(layout: LakeLayout, name: str) -> list[str]:

@@ -15,11 +15,12 @@ from shopflow.errors import ShopflowError
 from shopflow.settings import load_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from pyspark.sql.streaming.query import StreamingQuery
 
     from shopflow.lake import LakeLayout
+    from shopflow.lake.quarantine import Quarantined
     from shopflow.settings import Settings
 
 #: The lock one `shopflow stream` per lake holds (`shopflow.lake.writer_lock`; not the ETL's).
@@ -106,9 +107,10 @@ def _run_stream(
     from shopflow.transform.engine import etl_engine, open_duckdb_session, stopping
     from shopflow.transform.session import build_spark_session
     from shopflow.transform.stream_live import record_late
-    from shopflow.transform.stream_merge import STREAM_TABLE
+    from shopflow.transform.stream_merge import STREAM_FILE_SCHEMA, STREAM_TABLE
     from shopflow.transform.stream_recovery import screen_after_failure
     from shopflow.transform.stream_retention import CHECK_INTERVAL
+    from shopflow.transform.stream_slices import SLICE_MINUTES, split_legacy_partitions
     from shopflow.transform.streaming import (
         checkpoint_location,
         rejects_checkpoint_location,
@@ -118,6 +120,16 @@ def _run_stream(
     from shopflow.warehouse.live import LIVE_TABLE, live_file_schema
 
     layout = LakeLayout.from_settings(settings)
+    split, moved = split_legacy_partitions(
+        layout, {STREAM_TABLE: STREAM_FILE_SCHEMA, LIVE_TABLE: live_file_schema()}
+    )
+    _report_quarantined(moved, "left out of the split")
+    if split:
+        typer.echo(
+            f"split {len(split)} hourly partition(s) of an older stream into "
+            f"{SLICE_MINUTES}-minute slices",
+            err=True,
+        )
     spark = build_spark_session(settings, app_name="shopflow-stream")
     checkpoint = checkpoint_location(settings)
     next_retention = [time.monotonic()]
@@ -207,12 +219,7 @@ def _run_stream(
                     )
                     if not moved:
                         raise
-                    for quarantined in moved:
-                        typer.echo(
-                            f"quarantined {quarantined.url}: {quarantined.reason} (moved to "
-                            f"{quarantined.moved_to}); starting again without it",
-                            err=True,
-                        )
+                    _report_quarantined(moved, "starting again without it")
                     failures.clear()
         except PySparkException as exc:
             if failures:  # our own micro-batch code failed: its error, not Spark's wrapper
@@ -225,6 +232,16 @@ def _run_stream(
                 f"stream failed: {lines[0] if lines else type(exc).__name__}"
             ) from None
     typer.echo("stream caught up: every raw event file present at the start is processed")
+
+
+def _report_quarantined(moved: Sequence[Quarantined], then: str) -> None:
+    """One line per file moved to quarantine."""
+    for quarantined in moved:
+        typer.echo(
+            f"quarantined {quarantined.url}: {quarantined.reason} (moved to "
+            f"{quarantined.moved_to}); {then}",
+            err=True,
+        )
 
 
 def _watch(

@@ -1,23 +1,24 @@
 """The stream table's key index: per hourly partition, the few keys a micro-batch's sessions
 depend on, so that a micro-batch need not scan the stored rows of its dates.
 
-`_state/streaming/events_clean_stream-keys/date=D/hour=HH/keys-<G>m-<size>-<mtime_us>.parquet`
-holds, of the stream table partition (D, HH) whose one data file has that size and modification
-time, the first and last key (`event_ts`, `event_id`) of each user's derived rows per date and
+`_state/streaming/events_clean_stream-keys/date=D/hour=HH/keys-<G>m-<digest>.parquet` holds, of
+the stream table partition (D, HH) whose data files (names, sizes and modification times) have
+that digest, the first and last key (`event_ts`, `event_id`) of each user's derived rows per date and
 `G`-minute bucket of event time, and of each user's client session per date (`summarise`). These
 are the stand-ins `stream_plan.context_rows` keeps of the rows before a user's first new key, and
 min and max compose, so `context_rows` over a partition's keys gives what it gives over the
 partition's rows. A user whose first new key sorts after every key of theirs in the index (an
 in-order user: the usual case) needs nothing else; only the other users' stored rows are read.
 
-Why the file name carries the table file's size and time: the index is a cache of the table, and
+Why the file name carries a digest of the table files: the index is a cache of the table, and
 a stale one would give wrong sessions. A partition's keys count only if their name matches the
-table file as listed now; otherwise (a crash between the table's write and the index's, a lake
+partition's files as listed now; otherwise (a crash between the table's write and the index's, a lake
 from before the index, a different session gap) they are rebuilt from the table partition.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -40,10 +41,14 @@ def keys_root(layout: LakeLayout, table: str) -> str:
     return f"{layout.state_root()}/streaming/{table}-keys"
 
 
-def keys_file_name(table_file: DataFile, bucket_minutes: int) -> str:
-    """The index file name for a table partition file as listed (`DataFile`)."""
-    mtime_us = int(table_file.mtime.timestamp() * 1_000_000)
-    return f"keys-{bucket_minutes}m-{table_file.size}-{mtime_us}.parquet"
+def keys_file_name(table_files: Iterable[DataFile], bucket_minutes: int) -> str:
+    """The index file name for a table partition's data files as listed (`DataFile`s)."""
+    listing = sorted(
+        f"{f.url.rsplit('/', 1)[-1]}:{f.size}:{int(f.mtime.timestamp() * 1_000_000)}"
+        for f in table_files
+    )
+    digest = hashlib.sha256("\n".join(listing).encode()).hexdigest()[:24]
+    return f"keys-{bucket_minutes}m-{digest}.parquet"
 
 
 def _ends(rows: pa.Table, group: Sequence[str], *, last: bool) -> pa.Table:
@@ -84,10 +89,9 @@ def summarise(rows: pa.Table, bucket_minutes: int) -> pa.Table:
 
 @dataclass(frozen=True, slots=True)
 class PartitionKeys:
-    """A stream table partition's file as listed (None: not one file) and its index rows (with
-    `date`)."""
+    """A stream table partition's data files as listed and its index rows (with `date`)."""
 
-    table_file: DataFile | None
+    table_files: tuple[DataFile, ...]
     keys: pa.Table
 
 
@@ -111,24 +115,16 @@ def read_keys(
         day, hour = partition.date, partition.hour
         if day is None or hour is None or day not in wanted:
             continue
-        if len(partition.files) != 1:
-            # Not as `replace_partition` leaves it (never expected): no one file names an index,
-            # so its keys come from all its rows, every time, rather than none at all.
-            rows = read_dataset(partition.url, schema=schema, columns=list(KEY_COLUMNS))
-            found[(day, hour)] = PartitionKeys(
-                None, summarise(_with_date(rows, day), bucket_minutes)
-            )
-            continue
-        table_file = partition.files[0]
+        table_files = tuple(partition.files)
         folder = f"{index_root}/date={day.isoformat()}/hour={hour:02d}"
-        name = keys_file_name(table_file, bucket_minutes)
+        name = keys_file_name(table_files, bucket_minutes)
         match = [f for f in stored_keys.get(folder, []) if f.url.rsplit("/", 1)[-1] == name]
         keys = _read_index_file(match[0].url) if match else None
         if keys is None:
             rows = read_dataset(partition.url, schema=schema, columns=list(KEY_COLUMNS))
             keys = summarise(_with_date(rows, day), bucket_minutes).drop_columns(["date"])
-            write_keys(keys, layout, table, (day, hour), table_file, bucket_minutes)
-        found[(day, hour)] = PartitionKeys(table_file, _with_date(keys, day))
+            write_keys(keys, layout, table, (day, hour), table_files, bucket_minutes)
+        found[(day, hour)] = PartitionKeys(table_files, _with_date(keys, day))
     return found
 
 
@@ -149,13 +145,14 @@ def write_keys(
     layout: LakeLayout,
     table: str,
     partition: HourKey,
-    table_file: DataFile,
+    table_files: Iterable[DataFile],
     bucket_minutes: int,
 ) -> str:
-    """Write a partition's index (`KEY_COLUMNS`) named for `table_file`; remove its older files."""
+    """Write a partition's index (`KEY_COLUMNS`) named for its `table_files`; remove its older
+    files."""
     day, hour = partition
     folder = f"{keys_root(layout, table)}/date={day.isoformat()}/hour={hour:02d}"
-    url = f"{folder}/{keys_file_name(table_file, bucket_minutes)}"
+    url = f"{folder}/{keys_file_name(table_files, bucket_minutes)}"
     write_parquet_atomic(keys.select(list(KEY_COLUMNS)), url)
     fs, path = resolve(folder)
     for entry in fs.ls(path, detail=True):
@@ -165,12 +162,9 @@ def write_keys(
     return url
 
 
-def table_file(layout: LakeLayout, table: str, partition: HourKey) -> DataFile:
-    """A stream table partition's one data file as listed now."""
-    files = list_data_files(layout.curated_partition(table, *partition))
-    if len(files) != 1:
-        raise RuntimeError(f"{table} partition {partition} holds {len(files)} data files, not 1")
-    return files[0]
+def table_files(layout: LakeLayout, table: str, partition: HourKey) -> list[DataFile]:
+    """A stream table partition's data files as listed now."""
+    return list_data_files(layout.curated_partition(table, *partition))
 
 
 def out_of_order_users(firsts: pa.Table, keys: pa.Table) -> set[str]:
@@ -217,6 +211,6 @@ def update_keys(
         merged = pa.concat_tables(parts, promote_options="permissive")
         keys = summarise(merged, bucket_minutes).drop_columns(["date"])
         written.append(
-            write_keys(keys, layout, table, key, table_file(layout, table, key), bucket_minutes)
+            write_keys(keys, layout, table, key, table_files(layout, table, key), bucket_minutes)
         )
     return written

@@ -5,7 +5,7 @@ letters and its record of too-late events.
   stream's sessionised events, with names as of each event's time from the curated
   `products_history` / `users_history` the last hourly ETL wrote (null names while those are
   still empty). A micro-batch computes the live rows of the stream rows it changed only
-  (`shopflow.transform.stream_plan`) and merges them into the same partitions it replaces in the
+  (`shopflow.transform.stream_plan`) and merges them into the same slices it replaces in the
   stream table; the other rows keep the live rows computed when they were written, so their
   names may be as of an older history snapshot. That is accepted: the hourly batch supersedes
   live rows anyway. A replayed micro-batch rewrites the same rows. The warehouse reads it through
@@ -27,11 +27,10 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shopflow.lake import LakeLayout, list_data_files, read_dataset, replace_partition
+from shopflow.lake import LakeLayout, list_data_files
 from shopflow.lake.io import resolve, write_json_atomic, write_parquet_atomic
 from shopflow.transform.engine import Transforms, read_parquet
 from shopflow.transform.history import PRODUCTS_HISTORY_FIELDS, USERS_HISTORY_FIELDS
-from shopflow.transform.stream_plan import HourKey, hour_keys, hour_rows, merge_partition
 from shopflow.transform.user_behavior import USER_BEHAVIOR_COLUMNS
 
 #: Where the stream's contract rejects go (`deadletter/<source>/date=D/`).
@@ -66,34 +65,6 @@ def live_rows(t: Transforms, events_clean: Any, products_history: Any, users_his
     F = t.functions
     rows = t.user_behavior.user_behavior(events_clean, products_history, users_history)
     return rows.select(*USER_BEHAVIOR_COLUMNS, F.hour("event_ts").cast("int").alias("hour"))
-
-
-def read_merged_partitions(
-    changed: pa.Table, layout: LakeLayout, table_name: str
-) -> dict[HourKey, pa.Table]:
-    """Each (date, hour) partition of curated `table_name` holding a row of `changed` (which has
-    `date` and `hour` columns), as stored with `changed`'s rows merged in (`merge_partition`),
-    without the partition columns."""
-    columns = [name for name in changed.column_names if name not in ("date", "hour")]
-    schema = pa.schema([changed.schema.field(name) for name in columns])
-    merged: dict[HourKey, pa.Table] = {}
-    for key in hour_keys(changed):
-        stored = read_dataset(
-            layout.curated_partition(table_name, *key), schema=schema, columns=columns
-        )
-        merged[key] = merge_partition(stored, hour_rows(changed, key).select(columns))
-    return merged
-
-
-def replace_hour_partitions(
-    partitions: dict[HourKey, pa.Table], layout: LakeLayout, table_name: str
-) -> list[str]:
-    """Replace each (date, hour) partition of curated `table_name` whole with its table; return
-    the files written."""
-    return [
-        replace_partition(rows, layout.curated_partition(table_name, *key))
-        for key, rows in sorted(partitions.items())
-    ]
 
 
 def write_batch_rejects(rejects: pa.Table, batch_id: int, layout: LakeLayout) -> list[str]:

@@ -44,10 +44,9 @@ from shopflow.transform.stream_live import (
     HISTORY_SCHEMAS,
     live_rows,
     read_history,
-    read_merged_partitions,
-    replace_hour_partitions,
 )
 from shopflow.transform.stream_plan import FIRST_ID, FIRST_TS, HourKey
+from shopflow.transform.stream_slices import read_merged_slices, replace_slices
 from shopflow.warehouse.live import LIVE_TABLE
 
 #: The curated table the stream maintains (same columns and partitioning as `events_clean`).
@@ -135,7 +134,8 @@ def apply_micro_batch(
     micro-batch is collected into it); without one it runs on Spark. Re-sessionises the rows the
     micro-batch can change (`stream_plan.changed_rows`: its users' rows at or after their
     earliest new event in the affected dates, with the previous date as context) and replaces
-    only the hourly partitions holding one, in both tables, keeping their other rows as stored.
+    only the slices (`stream_slices`: `SLICE_MINUTES` of an hour) holding one, in both tables,
+    keeping their other rows as stored.
     The stored rows before each user's first new key come from the key index (`stream_keys`),
     which this also keeps; only users with a new event at or before one already stored have
     their stored rows read. Idempotent: a replayed micro-batch (after a crash between the writes
@@ -168,14 +168,14 @@ def apply_micro_batch(
         finally:
             cached.unpersist()
     # Every partition is read before any is written: a read never sees this batch's writes.
-    table = read_merged_partitions(table_rows, layout, STREAM_TABLE)
-    live_table = read_merged_partitions(live, layout, LIVE_TABLE)
+    table = read_merged_slices(table_rows, layout, STREAM_TABLE)
+    live_table = read_merged_slices(live, layout, LIVE_TABLE)
     # The stream table first: a crash between the two is replayed, and the replay rewrites both.
     # The index after the table: a crash between them leaves index files named for the table's
     # old files, which the next micro-batch rebuilds from the table.
-    written = replace_hour_partitions(table, layout, STREAM_TABLE)
+    written = replace_slices(table, layout, STREAM_TABLE)
     update_keys(index, table_rows, layout, STREAM_TABLE, gap_minutes)
-    return written + replace_hour_partitions(live_table, layout, LIVE_TABLE)
+    return written + replace_slices(live_table, layout, LIVE_TABLE)
 
 
 def _spark_changed_and_live(

@@ -19,15 +19,15 @@ source* and keeps `curated/events_clean_stream/date=/hour=/` and the warehouse's
    (`shopflow.transform.stream_plan` says why no other row can change), and their earlier rows
    reduced to the few keys that decide those rows' sessions. Those keys come from the stream
    table's key index (`shopflow.transform.stream_keys`); only users with a new event at or before
-   a stored one have their stored rows of those dates read. Only the hourly
-   partitions holding such a row are replaced, each with its other rows as stored, through the
-   lake API (`replace_partition`: one atomic file per partition), as the batch job writes. The
+   a stored one have their stored rows of those dates read. Only the
+   slices holding such a row are replaced, each with its other rows as stored, one atomic file
+   per slice of `SLICE_MINUTES` of an hour (`shopflow.transform.stream_slices` says why). The
    changed rows go through the batch transform `user_behavior` (names as of each event's time
-   from the curated histories) into the same partitions of `user_behavior_live`, which the
+   from the curated histories) into the same slices of `user_behavior_live`, which the
    warehouse view `user_behavior_current` reads (`shopflow.warehouse.live`). The table ends as
    if the affected dates had been recomputed whole; a micro-batch costs reading the index of
    those dates (and the stored rows of its out-of-order users), a sort of the few rows it
-   re-sessionises, and reading and writing the partitions it replaces.
+   re-sessionises, and reading and writing the slices it replaces.
 4. A second query on the same files (`start_rejects_stream`) files contract rejects under
    `deadletter/events_stream/` with the batch ETL's reject rows and reasons.
 

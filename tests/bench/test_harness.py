@@ -179,3 +179,27 @@ def test_a_flag_param_refuses_anything_else() -> None:
     context = BenchContext(quick=True, params={"ceiling": "nope"}, scratch=Path("."))
     with pytest.raises(ValueError, match=r"--param ceiling must be one of 1, 0, .*got 'nope'"):
         context.flag_param("ceiling", default=True)
+
+
+def test_stream_write_quick_writes_both_layouts(tmp_path: Path) -> None:
+    output = tmp_path / "BENCHMARKS.md"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPFLOW_")}
+    env["SHOPFLOW_HOME"] = str(tmp_path / "home")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "stream_write", "--quick", "--output", str(output)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    text = output.read_text()
+    section = text[
+        text.index(begin_marker("stream_write")) : text.index(end_marker("stream_write"))
+    ]
+    for minute, stored in ((4, 48_000), (34, 408_000)):
+        for layout in ("one file per hour", "5-minute slices"):
+            row = rf"^\| {layout}, minute {minute} of the hour \| rate=200, minute={minute}, stored_rows={stored} \|"
+            assert re.search(row, section, re.MULTILINE), section

@@ -19,6 +19,7 @@ from shopflow.contracts import RAW_EVENT_SCHEMA
 from shopflow.lake import LakeLayout, read_dataset, replace_partition, write_parquet_atomic
 from shopflow.settings import Settings
 from shopflow.transform.stream_merge import STREAM_TABLE
+from shopflow.warehouse.live import LIVE_TABLE
 
 EVENT_TS: Final = datetime.now(UTC).replace(minute=10, second=0, microsecond=0) - timedelta(hours=1)
 
@@ -93,10 +94,21 @@ def test_unreadable_files_are_quarantined_and_the_stream_goes_on(settings: Setti
     # The stream's own table file of that hour, damaged; then new events of the same hour.
     table_file = next(Path(layout.curated_root(STREAM_TABLE)).rglob("*.parquet"))
     table_file.write_bytes(b"garbage")
+    # And a live file of an hour no micro-batch touches: every query of the warehouse's live view
+    # would fail on it (two days back: not a date a micro-batch of today reads). The stream
+    # screens its tables at its first micro-batch.
+    untouched = Path(
+        f"{layout.curated_partition(LIVE_TABLE, EVENT_TS.date() - timedelta(days=2), 5)}"
+        "/part-m00.parquet"
+    )
+    untouched.parent.mkdir(parents=True)
+    untouched.write_bytes(b"PAR1 garbage")
     _land(layout, "e4")
     done = _stream(settings)
     assert done.returncode == 0, done.stderr
     assert f"quarantined {table_file}: not a readable Parquet file" in done.stderr
+    assert f"quarantined {untouched}: not a readable Parquet file" in done.stderr
+    assert not untouched.exists()
     # Its rows are the hourly batch's now (their raw events are intact); the new one is live.
     assert _stream_ids(layout) == ["e4"]
 

@@ -136,10 +136,11 @@ def _run_stream(
 
     def on_batch(batch_id: int, written: list[str]) -> None:
         if written:
-            typer.echo(f"micro-batch {batch_id}: replaced {len(written)} partition(s)", err=True)
+            typer.echo(f"micro-batch {batch_id}: replaced {len(written)} file(s)", err=True)
         if time.monotonic() >= next_retention[0]:
             next_retention[0] = time.monotonic() + CHECK_INTERVAL.total_seconds()
             _apply_retention(layout, keep_days)
+            _screen_tables(layout)
 
     failures: list[tuple[int, Exception]] = []
 
@@ -269,6 +270,24 @@ def _one_line(error: Exception) -> str:
     if isinstance(error, ShopflowError) and first:
         return first
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def _screen_tables(layout: LakeLayout) -> None:
+    """Quarantine damaged files of the stream's tables (`screen_stream_tables`); a failure is
+    reported and tried again at the next check."""
+    from shopflow.lake import LakeError
+    from shopflow.transform.stream_merge import STREAM_FILE_SCHEMA, STREAM_TABLE
+    from shopflow.transform.stream_recovery import screen_stream_tables
+    from shopflow.warehouse.live import LIVE_TABLE, live_file_schema
+
+    try:
+        moved = screen_stream_tables(
+            layout, {STREAM_TABLE: STREAM_FILE_SCHEMA, LIVE_TABLE: live_file_schema()}
+        )
+    except (OSError, LakeError) as exc:
+        typer.echo(f"screening: could not screen the stream's tables ({exc})", err=True)
+        return
+    _report_quarantined(moved, "its rows are the hourly batch's until it is fixed")
 
 
 def _apply_retention(layout: LakeLayout, keep_days: int) -> None:

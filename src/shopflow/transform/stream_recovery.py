@@ -11,12 +11,16 @@ gone, `ignoreMissingFiles`). Nothing is deleted. A raw file's events reach the w
 once it is fixed and moved back (the batch ETL quarantines it too); rows of a moved stream table
 file are the hourly batch's until then (its raw events are intact). When no file is to blame, the
 failure is not the data's and the stream stops with it.
+
+A damaged file of the stream's tables that no micro-batch reads (an hour no new event touches)
+would not fail the stream, but it fails every query of the warehouse's live view; the running
+stream screens the footers of all their files at each retention check (`screen_stream_tables`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Final
 
@@ -123,4 +127,15 @@ def screen_after_failure(
             for f in list_data_files(f"{root}/date={day.isoformat()}")
         ]
         moved += screen_files(layout, files, schema, partition_keys=("date", "hour"), deep=True)
+    return moved
+
+
+def screen_stream_tables(layout: LakeLayout, tables: Mapping[str, pa.Schema]) -> list[Quarantined]:
+    """Quarantine every file of the stream's tables (name: file schema) whose footer cannot be
+    read as the table. The stream writes them atomically, so this catches damage from outside;
+    run now and then (a damaged live file fails every query of the warehouse's live view)."""
+    moved: list[Quarantined] = []
+    for table, schema in tables.items():
+        files = [f.url for f in list_data_files(layout.curated_root(table))]
+        moved += screen_files(layout, files, schema, partition_keys=("date", "hour"))
     return moved

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from shopflow.dashboard.live import recent_live_activity
+from shopflow.dashboard.live import live_root, recent_live_activity
 from shopflow.settings import Settings
 from tests.dashboard.live_files import write_live_file
 
@@ -52,3 +53,17 @@ def test_events_per_minute_by_type_and_newest_age(settings: Settings) -> None:
     assert activity.files == 2
     assert activity.newest_event_ts == at + timedelta(seconds=20)
     assert activity.newest_age_seconds == 40.0
+
+
+def test_a_damaged_live_file_is_left_out_and_named(settings: Settings) -> None:
+    at = NOW - timedelta(minutes=1)
+    write_live_file(settings, "part-m00", [("a", "view", at), ("b", "order", at)])
+    write_live_file(settings, "part-m05", [("c", "view", at)])
+    damaged = next(
+        p for p in Path(live_root(settings).removeprefix("file://")).rglob("part-m05.parquet")
+    )
+    damaged.write_bytes(b"PAR1 not parquet")
+    activity = recent_live_activity(settings, minutes=10, now=NOW)
+    assert activity.events == 2
+    assert activity.damaged == (str(damaged),)
+    assert activity.note == ""

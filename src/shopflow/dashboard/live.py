@@ -19,8 +19,9 @@ from typing import Any, Final
 
 from shopflow.lake import LakeLayout
 from shopflow.lake.io import is_hidden
+from shopflow.lake.quarantine import unreadable_reason
 from shopflow.settings import Settings
-from shopflow.warehouse.live import LIVE_TABLE
+from shopflow.warehouse.live import LIVE_TABLE, live_file_schema
 
 #: How often the panel re-queries the live files.
 REFRESH_SECONDS: Final = 5
@@ -42,6 +43,7 @@ class LiveActivity:
     newest_event_ts: datetime | None = None  # newest event in any live file read
     files: int = 0  # live files read
     note: str = ""  # why the panel is empty, when it cannot read the live path
+    damaged: tuple[str, ...] = ()  # live files that could not be read, left out
 
     @property
     def events(self) -> int:
@@ -120,18 +122,22 @@ def recent_live_activity(
     if "://" in root and not root.startswith("file://"):
         return LiveActivity(end, minutes, note=f"the live panel reads local lakes only ({root})")
     local = Path(root.removeprefix("file://"))
+    skipped: list[str] = []
     for attempt in range(3):
-        files = _files_to_read(local, since)
+        files = [f for f in _files_to_read(local, since) if f not in skipped]
         if not files:
-            return LiveActivity(end, minutes)
+            return LiveActivity(end, minutes, damaged=tuple(skipped))
         con = duckdb.connect(":memory:")
         try:
             con.execute("SET TimeZone = 'UTC'")
             rows = con.execute(_QUERY, {"files": files, "since": since, "now": end}).fetchall()
             break
-        except duckdb.IOException:
-            # A partition replaced between listing and reading: list again.
-            if attempt == 2:
+        except duckdb.Error as exc:
+            # A damaged file (the stream quarantines it at its next check): read without it.
+            # Else a slice replaced between listing and reading: list again.
+            damaged = [f for f in files if unreadable_reason(f, live_file_schema()) is not None]
+            skipped += damaged
+            if attempt == 2 or not (damaged or isinstance(exc, duckdb.IOException)):
                 raise
         finally:
             con.close()
@@ -147,4 +153,5 @@ def recent_live_activity(
         per_minute=per_minute,
         newest_event_ts=newest.astimezone(UTC) if newest is not None else None,
         files=len(files),
+        damaged=tuple(skipped),
     )

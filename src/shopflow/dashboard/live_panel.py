@@ -78,6 +78,11 @@ def live_panel(settings: Settings, minutes: int = LIVE_MINUTES) -> None:
     if activity.note:
         st.info(f"No live panel: {activity.note}.")
         return
+    if activity.damaged:
+        st.warning(
+            f"{len(activity.damaged)} damaged live file(s) left out (`shopflow stream` moves "
+            f"them to quarantine at its next check): {activity.damaged[0]}"
+        )
     if activity.newest_event_ts is None:  # no file, or only the view's zero-row placeholder
         st.info(
             "No live events yet: `shopflow stream` writes them to the lake's "

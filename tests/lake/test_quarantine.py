@@ -31,3 +31,12 @@ def test_an_unreadable_file_moves_to_quarantine_whole_with_its_reason(lake: Lake
     assert fs.cat_file(target) == garbage
     note = json.loads(fs.cat_file(f"{target}.reason.json"))
     assert note["reason"] == moved[0].reason
+
+    # The same path damaged again (a stream slice keeps its name): the first copy is kept.
+    again = b"other garbage" * 10
+    write_bytes_atomic(again, url, storage_options=options)
+    [second] = screen_files(layout, [url], schema, options, partition_keys=["date", "hour"])
+    assert second.moved_to == f"{moved[0].moved_to}.1"
+    assert fs.cat_file(target) == garbage
+    assert fs.cat_file(second.moved_to.removeprefix("gs://")) == again
+    assert json.loads(fs.cat_file(f"{second.moved_to.removeprefix('gs://')}.reason.json"))

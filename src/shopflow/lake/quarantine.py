@@ -96,14 +96,20 @@ def unreadable_reason(
 def quarantine(
     layout: LakeLayout, url: str, reason: str, storage_options: StorageOptions | None = None
 ) -> Quarantined:
-    """Move one lake file to `quarantine/` with a `.reason.json` beside it."""
+    """Move one lake file to `quarantine/` with a `.reason.json` beside it. A file quarantined
+    from the same path before is kept: the later one is named `<name>.<n>` (n = 1, 2, ...)."""
     relative = url[len(layout.root) :].lstrip("/")
+    fs, path = resolve(url, storage_options)
     target = f"{layout.quarantine_root()}/{relative}"
+    # The stream's slices keep their names (`part-m05.parquet`): the same path can go twice.
+    taken = 0
+    while fs.exists(resolve(f"{target}.reason.json", storage_options)[1]):
+        taken += 1
+        target = f"{layout.quarantine_root()}/{relative}.{taken}"
     note = {"from": relative, "reason": reason, "at": datetime.now(UTC).isoformat()}
     write_bytes_atomic(
         json.dumps(note).encode(), f"{target}.reason.json", storage_options=storage_options
     )
-    fs, path = resolve(url, storage_options)
     _, target_path = resolve(target, storage_options)
     fs.makedirs(target_path.rsplit("/", 1)[0], exist_ok=True)
     fs.mv(path, target_path)

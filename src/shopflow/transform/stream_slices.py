@@ -142,7 +142,9 @@ def split_legacy_partitions(
             legacy = [f.url for f in partition.files if not is_slice_file(f.url)]
             if not legacy:
                 continue
-            bad = screen_files(layout, legacy, schema, partition_keys=_PARTITION_COLUMNS, deep=True)
+            # The slices too: a split cut short leaves them beside the file of old.
+            every = [f.url for f in partition.files]
+            bad = screen_files(layout, every, schema, partition_keys=_PARTITION_COLUMNS, deep=True)
             legacy = [url for url in legacy if url not in {q.url for q in bad}]
             for url in legacy:
                 # Readable, but a row without these has no slice (nor a place in the table).
@@ -151,7 +153,9 @@ def split_legacy_partitions(
                     bad.append(quarantine(layout, url, "rows without event_id or event_ts"))
             moved += bad
             legacy = [url for url in legacy if url not in {q.url for q in bad}]
-            slices = [f.url for f in partition.files if is_slice_file(f.url)]
+            slices = [
+                url for url in every if is_slice_file(url) and url not in {q.url for q in bad}
+            ]
             # Read in this order, a slice already written (a split cut short) comes first.
             rows = read_dataset([*slices, *legacy], schema=schema) if legacy else None
             if rows is None or rows.num_rows == 0:

@@ -113,6 +113,28 @@ def test_unreadable_files_are_quarantined_and_the_stream_goes_on(settings: Setti
     assert _stream_ids(layout) == ["e4"]
 
 
+def test_files_only_spark_cannot_read_or_place_are_quarantined_too(settings: Settings) -> None:
+    layout = LakeLayout.from_settings(settings)
+    good = _land(layout, "e1")
+    hour_folder = good.rsplit("/", 1)[0]
+    # pyarrow reads a Brotli file; this Spark has no Brotli codec. Both were found by a probe:
+    # each stopped the stream at every start, the screen finding nothing wrong.
+    brotli = f"{hour_folder}/zz-brotli.parquet"
+    pq.write_table(pa.Table.from_pylist([{**pq.read_table(good).to_pylist()[0],
+                                          "event_id": "e-brotli", "message_id": "m-brotli"}],
+                                        RAW_EVENT_SCHEMA), brotli, compression="brotli")  # fmt: skip
+    # A file in a date folder without an hour folder: Spark cannot even plan the micro-batch.
+    unplaced = f"{hour_folder.rsplit('/', 1)[0]}/foreign.parquet"
+    write_parquet_atomic(pa.table({"x": [1]}), unplaced)
+
+    done = _stream(settings)
+
+    assert done.returncode == 0, done.stderr
+    assert f"quarantined {unplaced}: not in a date=.../hour=... folder" in done.stderr
+    assert f"quarantined {brotli}: Spark cannot read it: " in done.stderr
+    assert _stream_ids(layout) == ["e1"]
+
+
 def test_a_failed_micro_batch_stops_the_stream_with_one_line_naming_its_cause(
     settings: Settings,
 ) -> None:

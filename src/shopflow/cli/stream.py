@@ -108,12 +108,13 @@ def _run_stream(
     from shopflow.transform.session import build_spark_session
     from shopflow.transform.stream_live import record_late
     from shopflow.transform.stream_merge import STREAM_FILE_SCHEMA, STREAM_TABLE
-    from shopflow.transform.stream_recovery import screen_after_failure
+    from shopflow.transform.stream_recovery import root_cause_line, screen_after_failure
     from shopflow.transform.stream_retention import CHECK_INTERVAL
     from shopflow.transform.stream_slices import SLICE_MINUTES, split_legacy_partitions
     from shopflow.transform.streaming import (
         checkpoint_location,
         rejects_checkpoint_location,
+        spark_read_failure,
         start_events_stream,
         start_rejects_stream,
     )
@@ -199,16 +200,16 @@ def _run_stream(
     with merging:
         try:
             while True:
-                queries = start_queries()
                 try:
-                    _watch(*queries, report_late)
+                    # Starting can fail too: Spark plans the first micro-batch over the files.
+                    _watch(*start_queries(), report_late)
                     break
                 except KeyboardInterrupt:
-                    for running in queries:
+                    for running in spark.streams.active:
                         running.stop()
                     raise typer.Abort() from None
                 except PySparkException:
-                    for running in queries:
+                    for running in spark.streams.active:
                         running.stop()
                     # A file it cannot read is moved aside and the stream starts again
                     # (`stream_recovery`); with none to blame, the failure is not the data's.
@@ -217,6 +218,7 @@ def _run_stream(
                         (checkpoint, rejects_checkpoint_location(settings)),
                         LIVE_TABLE,
                         live_file_schema(),
+                        lambda url: spark_read_failure(spark, settings, url),
                     )
                     if not moved:
                         raise
@@ -228,10 +230,7 @@ def _run_stream(
                 raise ShopflowError(
                     f"stream failed in micro-batch {batch_id}: {_one_line(error)}"
                 ) from None
-            lines = str(exc).strip().splitlines()
-            raise ShopflowError(
-                f"stream failed: {lines[0] if lines else type(exc).__name__}"
-            ) from None
+            raise ShopflowError(f"stream failed: {root_cause_line(exc)}") from None
     typer.echo("stream caught up: every raw event file present at the start is processed")
 
 
@@ -263,13 +262,14 @@ def _watch(
 
 
 def _one_line(error: Exception) -> str:
-    """The first line of a micro-batch's error: shopflow's own as it is, any other with its
-    type's name (a KeyError's message is the bare key)."""
-    lines = str(error).strip().splitlines()
-    first = lines[0] if lines else ""
-    if isinstance(error, ShopflowError) and first:
-        return first
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+    """One line of a micro-batch's error: shopflow's own as it is, any other with its type's
+    name (a KeyError's message is the bare key) and, from a Java trace, its root cause."""
+    from shopflow.transform.stream_recovery import root_cause_line
+
+    line = root_cause_line(error)
+    if isinstance(error, ShopflowError) or line.startswith(type(error).__name__):
+        return line
+    return f"{type(error).__name__}: {line}"
 
 
 def _screen_tables(layout: LakeLayout) -> None:

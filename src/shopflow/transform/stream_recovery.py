@@ -20,7 +20,7 @@ stream screens the footers of all their files at each retention check (`screen_s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Final
 
@@ -29,9 +29,10 @@ import pyarrow as pa
 from shopflow.contracts import RAW_EVENT_SCHEMA
 from shopflow.lake import LakeLayout, list_data_files
 from shopflow.lake.io import partition_values, resolve
-from shopflow.lake.quarantine import Quarantined, screen_files
+from shopflow.lake.quarantine import Quarantined, misplaced_reason, quarantine, screen_files
 from shopflow.transform.stream_merge import STREAM_FILE_SCHEMA, STREAM_TABLE
 
+_KEYS: Final = ("date", "hour")
 #: The file source's log of the files each micro-batch read (Spark's layout of a checkpoint).
 _SOURCE_LOG: Final = "sources/0"
 
@@ -104,19 +105,32 @@ def _exists(url: str) -> bool:
     return bool(fs.exists(path))
 
 
+def root_cause_line(error: BaseException) -> str:
+    """One line of a (Spark) error worth printing: the last `Caused by:` of a Java trace, else
+    the first line of the message; at most 300 characters."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
+    line = causes[-1] if causes else (lines[0] if lines else type(error).__name__)
+    return line[:300]
+
+
 def screen_after_failure(
-    layout: LakeLayout, checkpoints: Sequence[str], live_table: str, live_schema: pa.Schema
+    layout: LakeLayout,
+    checkpoints: Sequence[str],
+    live_table: str,
+    live_schema: pa.Schema,
+    spark_failure: Callable[[str], str | None] | None = None,
 ) -> list[Quarantined]:
     """Quarantine the files a failed micro-batch could not read: the pending raw files of each
-    checkpoint, and the stream table's and `live_table`'s files of the dates around theirs."""
+    checkpoint, and the stream table's and `live_table`'s files of the dates around theirs.
+
+    When none fails the screen: the pending raw files Spark itself cannot read
+    (`spark_failure(url)` gives why; e.g. a codec Spark lacks, or column names equal but for
+    case), else raw files outside a `date=/hour=` folder (Spark fails to plan over them, before
+    any micro-batch has files)."""
     raw = sorted({_lake_url(layout, p) for c in checkpoints for p in pending_batch_files(c)})
-    moved = screen_files(
-        layout,
-        [url for url in raw if _exists(url)],  # one quarantined before is gone already
-        RAW_EVENT_SCHEMA,
-        partition_keys=("date", "hour"),
-        deep=True,
-    )
+    present = [url for url in raw if _exists(url)]  # one quarantined before is gone already
+    moved = screen_files(layout, present, RAW_EVENT_SCHEMA, partition_keys=_KEYS, deep=True)
     days = _dates_of(raw)
     around = {d + timedelta(days=step) for d in days for step in (-1, 0, 1)}
     for table, schema in ((STREAM_TABLE, STREAM_FILE_SCHEMA), (live_table, live_schema)):
@@ -126,7 +140,21 @@ def screen_after_failure(
             for day in sorted(around)
             for f in list_data_files(f"{root}/date={day.isoformat()}")
         ]
-        moved += screen_files(layout, files, schema, partition_keys=("date", "hour"), deep=True)
+        moved += screen_files(layout, files, schema, partition_keys=_KEYS, deep=True)
+    if moved:
+        return moved
+    if spark_failure is not None:
+        for url in present:
+            reason = spark_failure(url)
+            if reason is not None:
+                moved.append(quarantine(layout, url, reason))
+    if not moved:
+        misplaced = [f.url for f in list_data_files(layout.events_root())]
+        moved += [
+            quarantine(layout, url, reason)
+            for url in misplaced
+            if (reason := misplaced_reason(url[len(layout.events_root()) :], _KEYS)) is not None
+        ]
     return moved
 
 
@@ -137,5 +165,5 @@ def screen_stream_tables(layout: LakeLayout, tables: Mapping[str, pa.Schema]) ->
     moved: list[Quarantined] = []
     for table, schema in tables.items():
         files = [f.url for f in list_data_files(layout.curated_root(table))]
-        moved += screen_files(layout, files, schema, partition_keys=("date", "hour"))
+        moved += screen_files(layout, files, schema, partition_keys=_KEYS)
     return moved

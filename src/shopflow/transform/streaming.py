@@ -89,6 +89,7 @@ from shopflow.transform.engine import etl_engine, open_duckdb_session, transform
 from shopflow.transform.events import DEFAULT_SESSION_GAP_MINUTES, stage_events, valid_events
 from shopflow.transform.stream_live import write_batch_rejects
 from shopflow.transform.stream_merge import STREAM_TABLE, DuckDBMerge, apply_micro_batch
+from shopflow.transform.stream_recovery import root_cause_line
 
 #: How late (in event time) an event may arrive and still be deduplicated and kept.
 DEFAULT_LATE_TOLERANCE: Final = "12 hours"
@@ -143,6 +144,24 @@ def _raw_reader(spark: SparkSession, events_root: str) -> DataStreamReader:
         .option("basePath", events_root)
         .option("ignoreMissingFiles", "true")
     )
+
+
+def spark_read_failure(spark: SparkSession, settings: Settings, url: str) -> str | None:
+    """Why Spark cannot read raw event file `url` as the stream does, or None if it can (every
+    column of every row is read; nothing is kept)."""
+    events_root = LakeLayout.from_settings(settings).events_root()
+    try:
+        (
+            spark.read.schema(raw_event_stream_schema())
+            .option("basePath", events_root)
+            .parquet(url)
+            .write.format("noop")
+            .mode("overwrite")
+            .save()
+        )
+    except Exception as exc:  # any failure to read it is the file's, here
+        return f"Spark cannot read it: {root_cause_line(exc)}"
+    return None
 
 
 def _ensure_local_folder(url: str) -> None:

@@ -113,6 +113,21 @@ def test_run_isolated_raises_the_childs_error() -> None:
         run_isolated(fail)
 
 
+def _run_quick(name: str, env: dict[str, str], output: Path) -> str:
+    """`python -m bench <name> --quick --output <output>` in a process; the file it wrote."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", name, "--quick", "--output", str(output)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return output.read_text()
+
+
 @pytest.mark.integration
 def test_landing_quick_writes_its_section(
     tmp_path: Path, pubsub_emulator: str, kafka_broker: str
@@ -124,17 +139,7 @@ def test_landing_quick_writes_its_section(
         "SHOPFLOW_PUBSUB_EMULATOR_HOST": pubsub_emulator,
         "SHOPFLOW_KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "landing", "--quick", "--output", str(output)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    text = output.read_text()
+    text = _run_quick("landing", env, output)
     section = text[text.index(begin_marker("landing")) : text.index(end_marker("landing"))]
     for case in ("pubsub-sync", "pubsub-streaming", "kafka"):
         for step in ("publish", "land"):
@@ -185,17 +190,7 @@ def test_stream_write_quick_writes_both_layouts(tmp_path: Path) -> None:
     output = tmp_path / "BENCHMARKS.md"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPFLOW_")}
     env["SHOPFLOW_HOME"] = str(tmp_path / "home")
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "stream_write", "--quick", "--output", str(output)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    text = output.read_text()
+    text = _run_quick("stream_write", env, output)
     section = text[
         text.index(begin_marker("stream_write")) : text.index(end_marker("stream_write"))
     ]

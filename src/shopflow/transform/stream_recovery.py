@@ -7,10 +7,14 @@ screens its inputs (`shopflow.lake.quarantine`, every page decoded): the raw fil
 micro-batch, and the stream's own tables (`events_clean_stream`, `user_behavior_live`) in the dates
 those files can touch. Each file that cannot be read moves to `quarantine/<its path>` with a reason,
 and the stream starts again: the replay skips the moved files (the readers take missing files as
-gone, `ignoreMissingFiles`). Nothing is deleted. A raw file's events reach the warehouse only
-once it is fixed and moved back (the batch ETL quarantines it too); rows of a moved stream table
-file are the hourly batch's until then (its raw events are intact). When no file is to blame, the
-failure is not the data's and the stream stops with it.
+gone, `ignoreMissingFiles`). When that screen finds nothing, the pending raw files are read with
+Spark itself (pyarrow reads some files Spark cannot: a codec Spark lacks, column names equal but
+for case), and then the raw zone is searched for files outside a `date=/hour=` folder (Spark fails
+to plan a micro-batch over them, before it has any files). Nothing is deleted. A quarantined raw
+file's events reach the warehouse through the hourly batch once it is fixed and moved back; the
+stream takes a fixed file only under a new name (Spark's file source remembers every path it has
+read). Rows of a moved stream table file are the hourly batch's (their raw events are intact).
+When no file is to blame, the failure is not the data's and the stream stops with it.
 
 A damaged file of the stream's tables that no micro-batch reads (an hour no new event touches)
 would not fail the stream, but it fails every query of the warehouse's live view; the running

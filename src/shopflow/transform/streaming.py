@@ -69,6 +69,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming.query import StreamingQuery
@@ -159,7 +161,7 @@ def spark_read_failure(spark: SparkSession, settings: Settings, url: str) -> str
             .mode("overwrite")
             .save()
         )
-    except Exception as exc:  # any failure to read it is the file's, here
+    except (PySparkException, Py4JJavaError) as exc:  # Spark's answer on the file, not a lost JVM
         return f"Spark cannot read it: {root_cause_line(exc)}"
     return None
 

@@ -133,8 +133,9 @@ def split_legacy_partitions(
 ) -> tuple[list[str], list[Quarantined]]:
     """Split every partition of `tables` (name: file schema) that still holds a file not named
     as a slice into slices, and remove that file; return the partitions split, and the files of
-    old that could not be read as the table (quarantined, `shopflow.lake.quarantine`). A file of
-    no rows (the live table's placeholder) is left as it is."""
+    those partitions (of old or slices) that could not be read as the table (quarantined,
+    `shopflow.lake.quarantine`). A file of no rows (the live table's placeholder) is left as it
+    is."""
     split: list[str] = []
     moved: list[Quarantined] = []
     for table, schema in tables.items():

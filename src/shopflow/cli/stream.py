@@ -114,7 +114,7 @@ def _run_stream(
     from shopflow.transform.streaming import (
         checkpoint_location,
         rejects_checkpoint_location,
-        spark_read_failure,
+        spark_read_failures,
         start_events_stream,
         start_rejects_stream,
     )
@@ -218,7 +218,7 @@ def _run_stream(
                         (checkpoint, rejects_checkpoint_location(settings)),
                         LIVE_TABLE,
                         live_file_schema(),
-                        lambda url: spark_read_failure(spark, settings, url),
+                        lambda urls: spark_read_failures(spark, settings, urls),
                     )
                     if not moved:
                         raise

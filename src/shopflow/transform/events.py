@@ -37,10 +37,7 @@ STAGED_EVENT_COLUMNS: Final = (
 DEFAULT_SESSION_GAP_MINUTES: Final = 30
 _DEFAULT_BOUNDS: Final = EventBounds()
 _MICROS_PER_MINUTE: Final = 60 * 1_000_000
-
-
-def _micros(value: timedelta) -> int:
-    return (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 def _reject_reason(bounds: EventBounds) -> Column:
@@ -50,7 +47,7 @@ def _reject_reason(bounds: EventBounds) -> Column:
     order_id = F.col("order_id")
     needs_order = name.isin("order", "return")
     event_us = F.unix_micros(F.col("event_ts"))
-    floor_us = _micros(bounds.min_event_ts - datetime(1970, 1, 1, tzinfo=UTC))
+    floor_us = (bounds.min_event_ts - datetime(1970, 1, 1, tzinfo=UTC)) // _MICROSECOND
     # When the row landed: its ingest_ts, but never later than now (a missing or absurd one).
     now_us = F.unix_micros(F.current_timestamp())
     landed_us = F.least(F.coalesce(F.unix_micros(F.col("ingest_ts")), now_us), now_us)
@@ -69,7 +66,7 @@ def _reject_reason(bounds: EventBounds) -> Column:
         # settings) must not bring a date the ETL cannot compute around, nor carry the stream's
         # watermark into the future, where every real event would count as too late.
         (event_us < F.lit(floor_us), "event_ts before the accepted floor"),
-        (event_us > landed_us + F.lit(_micros(bounds.max_future)), "event_ts too far ahead"),
+        (event_us > landed_us + F.lit(bounds.max_future // _MICROSECOND), "event_ts too far ahead"),
         (price > F.lit(bounds.max_price_inr), "price above the accepted ceiling"),
     ]
     return F.coalesce(*(F.when(failed, F.lit(reason)) for failed, reason in checks))

@@ -3,9 +3,9 @@
 Spark's file source replays a failed micro-batch with the same files after a restart, so one
 unreadable raw file (truncated, garbage, a foreign schema) would stop the stream at every restart,
 for good. Instead, once a micro-batch fails, the files it had to read are screened as the batch ETL
-screens its inputs (`shopflow.lake.quarantine`, every page decoded): the raw files of the pending
-micro-batch, and the stream's own tables (`events_clean_stream`, `user_behavior_live`) in the dates
-those files can touch. Each file that cannot be read moves to `quarantine/<its path>` with a reason,
+screens its inputs (`shopflow.lake.quarantine`): the raw files of the pending micro-batch (every
+page decoded), and the stream's own tables (`events_clean_stream`, `user_behavior_live`) in the
+dates those files can touch (footers). Each file that cannot be read moves to `quarantine/<its path>` with a reason,
 and the stream starts again: the replay skips the moved files (the readers take missing files as
 gone, `ignoreMissingFiles`). When that screen finds nothing, the pending raw files are read with
 Spark itself (pyarrow reads some files Spark cannot: a codec Spark lacks, column names equal but
@@ -123,15 +123,17 @@ def screen_after_failure(
     checkpoints: Sequence[str],
     live_table: str,
     live_schema: pa.Schema,
-    spark_failure: Callable[[str], str | None] | None = None,
+    spark_failures: Callable[[list[str]], dict[str, str]] | None = None,
 ) -> list[Quarantined]:
     """Quarantine the files a failed micro-batch could not read: the pending raw files of each
-    checkpoint, and the stream table's and `live_table`'s files of the dates around theirs.
+    checkpoint (every page decoded), and the stream table's and `live_table`'s files of the
+    dates around theirs (footers only: those tables hold days of events, and the stream writes
+    them whole and atomically).
 
     When none fails the screen: the pending raw files Spark itself cannot read
-    (`spark_failure(url)` gives why; e.g. a codec Spark lacks, or column names equal but for
-    case), else raw files outside a `date=/hour=` folder (Spark fails to plan over them, before
-    any micro-batch has files)."""
+    (`spark_failures(urls)` gives each one's reason; e.g. a codec Spark lacks, or column names
+    equal but for case), else raw files outside a `date=/hour=` folder (Spark fails to plan over
+    them, before any micro-batch has files)."""
     raw = sorted({_lake_url(layout, p) for c in checkpoints for p in pending_batch_files(c)})
     present = [url for url in raw if _exists(url)]  # one quarantined before is gone already
     moved = screen_files(layout, present, RAW_EVENT_SCHEMA, partition_keys=_KEYS, deep=True)
@@ -144,21 +146,16 @@ def screen_after_failure(
             for day in sorted(around)
             for f in list_data_files(f"{root}/date={day.isoformat()}")
         ]
-        moved += screen_files(layout, files, schema, partition_keys=_KEYS, deep=True)
+        moved += screen_files(layout, files, schema, partition_keys=_KEYS)
     if moved:
         return moved
-    if spark_failure is not None:
-        for url in present:
-            reason = spark_failure(url)
-            if reason is not None:
-                moved.append(quarantine(layout, url, reason))
+    if spark_failures is not None and present:
+        moved += [quarantine(layout, url, why) for url, why in spark_failures(present).items()]
     if not moved:
-        misplaced = [f.url for f in list_data_files(layout.events_root())]
-        moved += [
-            quarantine(layout, url, reason)
-            for url in misplaced
-            if (reason := misplaced_reason(url[len(layout.events_root()) :], _KEYS)) is not None
-        ]
+        root = layout.events_root()
+        for url in (f.url for f in list_data_files(root)):
+            if (where := misplaced_reason(url[len(root) :], _KEYS)) is not None:
+                moved.append(quarantine(layout, url, where))
     return moved
 
 

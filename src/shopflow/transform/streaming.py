@@ -148,22 +148,29 @@ def _raw_reader(spark: SparkSession, events_root: str) -> DataStreamReader:
     )
 
 
-def spark_read_failure(spark: SparkSession, settings: Settings, url: str) -> str | None:
-    """Why Spark cannot read raw event file `url` as the stream does, or None if it can (every
-    column of every row is read; nothing is kept)."""
+def spark_read_failures(spark: SparkSession, settings: Settings, urls: list[str]) -> dict[str, str]:
+    """Of raw event files `urls`, those Spark cannot read as the stream does, with why (every
+    column of every row is read; nothing is kept). One read of them all first: file by file only
+    if that fails."""
     events_root = LakeLayout.from_settings(settings).events_root()
-    try:
-        (
-            spark.read.schema(raw_event_stream_schema())
-            .option("basePath", events_root)
-            .parquet(url)
-            .write.format("noop")
-            .mode("overwrite")
-            .save()
-        )
-    except (PySparkException, Py4JJavaError) as exc:  # Spark's answer on the file, not a lost JVM
-        return f"Spark cannot read it: {root_cause_line(exc)}"
-    return None
+
+    def failure(paths: list[str]) -> str | None:
+        try:
+            (
+                spark.read.schema(raw_event_stream_schema())
+                .option("basePath", events_root)
+                .parquet(*paths)
+                .write.format("noop")
+                .mode("overwrite")
+                .save()
+            )
+        except (PySparkException, Py4JJavaError) as exc:  # Spark's answer, not a lost JVM
+            return f"Spark cannot read it: {root_cause_line(exc)}"
+        return None
+
+    if not urls or failure(urls) is None:
+        return {}
+    return {url: reason for url in urls if (reason := failure([url])) is not None}
 
 
 def _ensure_local_folder(url: str) -> None:

@@ -201,6 +201,18 @@ def scenario_corrupt_raw_files(zone: RawZone, scratch: Path, rounds: int, seed: 
     return outcome
 
 
+def _wait_until_holding(lock: Path, process: subprocess.Popen[str], timeout: float = 120) -> None:
+    """Wait until `process` is the holder a local writer lock names (or it has exited)."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if json.loads(lock.read_bytes() or b"{}").get("pid") == process.pid:
+                return
+        except (OSError, ValueError):
+            pass  # not created, or being written
+        time.sleep(0.1)
+
+
 def scenario_concurrent_runs(zone: RawZone, scratch: Path, attempts: int) -> Outcome:
     """A second `etl` and a `load` started while an `etl` runs: refused, naming the holder."""
     outcome = Outcome(f"a second etl and a load during an etl, {attempts} times")
@@ -211,7 +223,9 @@ def scenario_concurrent_runs(zone: RawZone, scratch: Path, attempts: int) -> Out
     env = shopflow_env(home)
     for _ in range(attempts):
         first = start(env, "backfill", "--start", "2026-11-01", "--end", "2026-12-31")
-        time.sleep(1.5)  # past start-up: the lock is taken before any lake write
+        # Until the backfill holds the lock (taken before any lake write): a fixed pause was
+        # too short on a loaded machine, where the second `etl` took the lock first.
+        _wait_until_holding(lake / "_state" / "locks" / "writer.lock", first)
         for args in (("etl",), ("load",)):
             outcome.injections += 1
             second = run(env, *args)

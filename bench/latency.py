@@ -12,11 +12,13 @@ benchmark measures dirt) at a steady `rate` for `minutes`, in chunks of a tenth 
 stamped with its publish time as `event_ts` and a unique `event_id`. A poller reads the live part
 of `user_behavior_current` as the dashboard's live panel does (`warehouse.live.live_select_sql`,
 an in-memory DuckDB over the live Parquet) every `poll` seconds and records when each event id is
-first there. An event's latency is that time minus its publish time (resolution: the poll
-interval); events not visible `drain` seconds after the last publish count as never visible (an
-infinite latency). The landing consumer's and the stream's CPU (cores used over the window: CPU
-seconds of their process trees / wall seconds) and peak RSS (process tree, sampled every second)
-are in the notes. Rates run from low to high per bus; a bus stops at its first rate whose p95 is
+first there (`bench._visibility`). An event's latency is that time minus its publish time
+(resolution: the poll interval, or a poll's own duration if longer; both are in the notes); events
+not visible `drain` seconds after the last publish count as never visible (an infinite latency).
+The landing consumer's and the stream's CPU (cores used over the window: CPU seconds of their
+process trees / wall seconds) and peak RSS (process tree, sampled every second) are in the notes;
+a run of 20 minutes or more also gives p95 and the stream's peak RSS per `window_minutes` (10) of
+publishing, to show whether either grows as the hour fills. Rates run from low to high per bus; a bus stops at its first rate whose p95 is
 over the target (30 s): the highest rate at or under it is that bus's sustainable rate.
 """
 
@@ -29,7 +31,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,10 +40,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import psutil
 
 from bench._harness import BenchContext, BenchResult, Row, benchmark
 from bench._memory import tree_rss_bytes
+from bench._visibility import Floats, Ledger, Visibility, percentile
 from bench.etl_engines import cached_raw_zone
 from shopflow.settings import BusKind, Settings, load_settings
 
@@ -63,12 +66,16 @@ class Usage:
     cpu_start: float = 0.0
     cpu_end: float = 0.0
     peak_rss: int = 0
+    #: (epoch seconds, RSS bytes) of each sample.
+    samples: list[tuple[float, int]] = field(default_factory=list)
 
     def cpu_seconds(self) -> float:
         return _tree_cpu(self.pid)
 
     def sample(self) -> None:
-        self.peak_rss = max(self.peak_rss, tree_rss_bytes(self.pid))
+        rss = tree_rss_bytes(self.pid)
+        self.samples.append((time.time(), rss))
+        self.peak_rss = max(self.peak_rss, rss)
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -229,73 +236,34 @@ def event_pool(settings: Settings, size: int) -> list[dict[str, Any]]:
     return pool[:size]
 
 
-class Visibility:
-    """Polls the live rows and records when each `lat-` event id is first visible.
-
-    The ids seen so far stay in the poller's own DuckDB, and each poll adds only the new ones, on
-    one DuckDB thread: the poller must not take CPU from the stream it measures. (Fetching every
-    visible id into Python each second cost the benchmark process 25-47 % of a core by the end
-    of a 5-minute window at 5,000/s.)
-    """
-
-    def __init__(self, settings: Settings, prefix: str, poll_seconds: float) -> None:
-        from shopflow.warehouse.live import live_select_sql
-
-        self.sql = (
-            f"INSERT INTO seen SELECT event_id, ? FROM ({live_select_sql(settings)}) AS live "
-            f"WHERE event_ts >= ? AND starts_with(event_id, '{prefix}') "
-            "AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.event_id = live.event_id)"
-        )
-        self.poll_seconds = poll_seconds
-        #: Each visible id's first poll time; filled when the poller stops.
-        self.seen: dict[str, float] = {}
-        #: How many ids are visible so far (updated every poll).
-        self.count = 0
-        self.since = datetime.now(UTC)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.errors = 0
-
-    def _run(self) -> None:
-        import duckdb
-
-        con = duckdb.connect()
-        con.execute("SET threads = 1")
-        con.execute("CREATE TEMP TABLE seen (event_id VARCHAR, first_seen DOUBLE)")
-        while not self._stop.is_set():
-            started = time.time()
-            try:
-                con.execute(self.sql, [started, self.since])
-                self.count = int(con.execute("SELECT count(*) FROM seen").fetchall()[0][0])
-            except duckdb.Error:
-                self.errors += 1  # a file replaced between listing and reading: poll again
-            self._stop.wait(max(0.0, self.poll_seconds - (time.time() - started)))
-        self.seen = dict(con.execute("SELECT event_id, first_seen FROM seen").fetchall())
-        con.close()
-
-    def __enter__(self) -> Visibility:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return ordered[index]
-
-
 def _seconds(value: float) -> str:
     return "never" if math.isinf(value) else f"{value:.1f}"
 
 
+def _by_window(
+    ledger: Ledger, latencies: Floats, started: float, window_minutes: float, stream: Usage
+) -> str:
+    """p95 and the stream's peak RSS per window of publishing (empty if no windows asked for)."""
+    if window_minutes <= 0:
+        return ""
+    window = window_minutes * 60
+    parts = []
+    for k, (a, b) in enumerate(ledger.window_bounds(started, window)):
+        rss = max(
+            (r for t, r in stream.samples if k * window <= t - started < (k + 1) * window),
+            default=0,
+        )
+        parts.append(f"{_seconds(percentile(latencies[a:b], 0.95))} s / {rss / 1024**3:.1f} GiB")
+    return f"; p95 / stream peak RSS per {window_minutes:g} min: " + ", ".join(parts)
+
+
 def run_case(
-    case: Case, pool: list[dict[str, Any]], minutes: float, poll: float, drain: float
+    case: Case,
+    pool: list[dict[str, Any]],
+    minutes: float,
+    poll: float,
+    drain: float,
+    window_minutes: float = 0.0,
 ) -> tuple[Row, float]:
     """Publish at the case's rate for `minutes`; the row and the p95 latency."""
     from shopflow.sources.bus.factory import make_publisher
@@ -304,16 +272,16 @@ def run_case(
     usage = {name: Usage(child.pid) for name, child in case.children.items()}
     for u in usage.values():
         u.cpu_start = u.cpu_seconds()
-    published: dict[str, float] = {}
     chunk = max(1, case.rate // 10)
+    ledger = Ledger(math.ceil(case.rate * minutes * 60) + 2 * chunk)
     publisher = make_publisher(case.settings)
     window = minutes * 60
-    with Visibility(case.settings, prefix, poll) as visible:
+    with Visibility(case.settings, prefix, poll, ledger) as visible:
         started = time.time()
         sent = 0
         next_sample = started
         try:
-            while (now := time.time()) - started < window:
+            while (now := time.time()) - started < window and sent + chunk <= ledger.stamp.size:
                 stamp = datetime.fromtimestamp(now, UTC).isoformat()
                 payloads = []
                 for n in range(sent, sent + chunk):
@@ -321,8 +289,7 @@ def run_case(
                     payloads.append(json.dumps(event).encode())
                 publisher.publish(payloads)
                 done = time.time()
-                for n in range(sent, sent + chunk):
-                    published[f"{prefix}{n:09d}"] = done
+                ledger.record_published(sent, chunk, now, done)
                 sent += chunk
                 if done >= next_sample:
                     for u in usage.values():
@@ -337,21 +304,23 @@ def run_case(
         for u in usage.values():
             u.cpu_end = u.cpu_seconds()
         deadline = time.time() + drain
-        while time.time() < deadline and visible.count < len(published):
+        while time.time() < deadline and ledger.visible < ledger.sent:
             for u in usage.values():
                 u.sample()
             time.sleep(1)
-    latencies = [visible.seen.get(i, math.inf) - t for i, t in published.items()]
-    latencies = [max(0.0, x) for x in latencies]
-    p50, p95, p99 = (_percentile(latencies, q) for q in (0.50, 0.95, 0.99))
-    missing = sum(1 for x in latencies if math.isinf(x))
+    latencies = ledger.latencies()
+    p50, p95, p99 = (percentile(latencies, q) for q in (0.50, 0.95, 0.99))
+    missing = int(np.isinf(latencies).sum())
     cpu = {n: (u.cpu_end - u.cpu_start) / published_seconds for n, u in usage.items()}
+    polls = np.asarray(visible.poll_durations)
     notes = (
         f"p50 {_seconds(p50)} s, p95 {_seconds(p95)} s, p99 {_seconds(p99)} s"
         f"{f', {missing:,} never visible within {drain:.0f} s' if missing else ''}; "
         f"sent at {sent / published_seconds:,.0f}/s; "
         f"landing {cpu['landing']:.2f} cores, {usage['landing'].peak_rss / 1024**2:,.0f} MiB; "
-        f"stream {cpu['stream']:.2f} cores, {usage['stream'].peak_rss / 1024**2:,.0f} MiB"
+        f"stream {cpu['stream']:.2f} cores, {usage['stream'].peak_rss / 1024**2:,.0f} MiB; "
+        f"poll p50 {percentile(polls, 0.5):.2f} s, max {percentile(polls, 1.0):.2f} s"
+        f"{_by_window(ledger, latencies, started, window_minutes, usage['stream'])}"
     )
     row = Row(
         case=f"{case.bus}-{case.rate}/s",
@@ -376,9 +345,14 @@ def run(ctx: BenchContext) -> BenchResult:
     poll = float(ctx.params.get("poll", "1"))
     drain = float(ctx.params.get("drain", "120"))
     trigger = int(ctx.params.get("trigger", "2"))
+    # Long runs report p95 and the stream's memory per window too: does either grow?
+    window_minutes = float(ctx.params.get("window_minutes", "10" if minutes >= 20 else "0"))
     buses = ctx.list_param("buses", ("kafka", "pubsub"))
-    if minutes <= 0 or poll <= 0 or drain < 0 or trigger < 1:
-        raise ValueError("--param minutes and poll must be positive, drain at least 0, trigger 1+")
+    if minutes <= 0 or poll <= 0 or drain < 0 or trigger < 1 or window_minutes < 0:
+        raise ValueError(
+            "--param minutes and poll must be positive, drain and window_minutes at least 0, "
+            "trigger 1+"
+        )
     unknown = sorted(set(buses) - set(DEFAULT_RATES))
     if unknown:
         raise ValueError(f"--param buses: unknown {', '.join(unknown)}; known: kafka, pubsub")
@@ -388,7 +362,7 @@ def run(ctx: BenchContext) -> BenchResult:
     ours = [s.name for s in service_statuses(base, buses) if s.state == "stopped"]
     ensure_services(base, buses)
     try:
-        return _run(ctx, minutes, history, poll, drain, trigger, buses)
+        return _run(ctx, minutes, history, poll, drain, trigger, window_minutes, buses)
     finally:
         if ours:
             stop_services(base, ours)
@@ -401,6 +375,7 @@ def _run(
     poll: float,
     drain: float,
     trigger: int,
+    window_minutes: float,
     buses: list[str],
 ) -> BenchResult:
     home = history_home(ctx, history)
@@ -415,7 +390,7 @@ def _run(
         best = "none"
         for rate in rates:
             with running_case(bus, rate, home, ctx.scratch, trigger) as case:
-                row, p95 = run_case(case, pool, minutes, poll, drain)
+                row, p95 = run_case(case, pool, minutes, poll, drain, window_minutes)
             rows.append(row)
             print(f"{row.case}: {row.notes}", file=sys.stderr, flush=True)
             shutil.rmtree(case.settings.home, ignore_errors=True)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from shopflow.lake import LakeLayout
     from shopflow.lake.quarantine import Quarantined
     from shopflow.settings import Settings
+    from shopflow.warehouse.live import LiveSink
 
 #: The lock one `shopflow stream` per lake holds (`shopflow.lake.writer_lock`; not the ETL's).
 STREAM_LOCK: Final = "stream"
@@ -118,7 +119,7 @@ def _run_stream(
         start_events_stream,
         start_rejects_stream,
     )
-    from shopflow.warehouse.live import LIVE_TABLE, live_file_schema
+    from shopflow.warehouse.live import LIVE_TABLE, live_file_schema, live_sink
 
     layout = LakeLayout.from_settings(settings)
     split, moved = split_legacy_partitions(
@@ -166,7 +167,7 @@ def _run_stream(
 
     trigger = f"{int(trigger_seconds)} seconds"
 
-    def start_queries() -> tuple[StreamingQuery, StreamingQuery]:
+    def start_queries(sink: LiveSink | None) -> tuple[StreamingQuery, StreamingQuery]:
         query = start_events_stream(
             spark,
             settings,
@@ -176,6 +177,7 @@ def _run_stream(
             trigger_interval=trigger,
             on_batch=on_batch,
             on_failure=on_failure,
+            live_sink=sink,
         )
         rejects = start_rejects_stream(
             spark,
@@ -185,8 +187,9 @@ def _run_stream(
             on_failure=on_failure,
         )
         typer.echo(
-            f"streaming {settings.lake_url}/raw/events -> {STREAM_TABLE}, user_behavior_live "
-            f"(checkpoint {checkpoint})",
+            f"streaming {settings.lake_url}/raw/events -> {STREAM_TABLE}, {LIVE_TABLE}"
+            f"{'' if sink is None else f' and BigQuery {settings.bigquery_dataset}.{LIVE_TABLE}'}"
+            f" (checkpoint {checkpoint})",
             err=True,
         )
         return query, rejects
@@ -197,12 +200,12 @@ def _run_stream(
         if etl_engine(settings) == "duckdb"
         else contextlib.nullcontext()
     )
-    with merging:
+    with merging, live_sink(settings, keep_days) as sink:
         try:
             while True:
                 try:
                     # Starting can fail too: Spark plans the first micro-batch over the files.
-                    _watch(*start_queries(), report_late)
+                    _watch(*start_queries(sink), report_late)
                     break
                 except KeyboardInterrupt:
                     for running in spark.streams.active:

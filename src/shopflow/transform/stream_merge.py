@@ -13,6 +13,7 @@ both engines, and the parity tests hold them to the same result.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any, Final
 
@@ -126,6 +127,7 @@ def apply_micro_batch(
     layout: LakeLayout,
     gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
     merge: DuckDBMerge | None = None,
+    on_live_rows: Callable[[pa.Table], object] | None = None,
 ) -> list[str]:
     """Merge one micro-batch of new, deduplicated events into the stream table and the live part
     of the warehouse (`user_behavior_live`, `shopflow.transform.stream_live`); return the files.
@@ -140,6 +142,8 @@ def apply_micro_batch(
     which this also keeps; only users with a new event at or before one already stored have
     their stored rows read. Idempotent: a replayed micro-batch (after a crash between the writes
     and the checkpoint commit) meets its own rows in the table and `dedup_events` keeps one copy.
+    `on_live_rows` gets the micro-batch's changed live rows after the lake writes (the BigQuery
+    warehouse's live table, `shopflow.warehouse.live.live_sink`).
     """
     if merge is not None and merge.gap_minutes != gap_minutes:
         raise ValueError(
@@ -175,7 +179,10 @@ def apply_micro_batch(
     # old files, which the next micro-batch rebuilds from the table.
     written = replace_slices(table, layout, STREAM_TABLE)
     update_keys(index, table_rows, layout, STREAM_TABLE, gap_minutes)
-    return written + replace_slices(live_table, layout, LIVE_TABLE)
+    written += replace_slices(live_table, layout, LIVE_TABLE)
+    if on_live_rows is not None:
+        on_live_rows(live)
+    return written
 
 
 def _spark_changed_and_live(

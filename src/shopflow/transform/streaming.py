@@ -66,6 +66,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -92,6 +93,7 @@ from shopflow.transform.events import DEFAULT_SESSION_GAP_MINUTES, stage_events,
 from shopflow.transform.stream_live import write_batch_rejects
 from shopflow.transform.stream_merge import STREAM_TABLE, DuckDBMerge, apply_micro_batch
 from shopflow.transform.stream_recovery import root_cause_line
+from shopflow.warehouse.live import LiveSink
 
 #: How late (in event time) an event may arrive and still be deduplicated and kept.
 DEFAULT_LATE_TOLERANCE: Final = "12 hours"
@@ -190,6 +192,7 @@ def start_events_stream(
     gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
     on_batch: Callable[[int, list[str]], None] | None = None,
     on_failure: FailureHandler | None = None,
+    live_sink: LiveSink | None = None,
 ) -> StreamingQuery:
     """Start the stream `raw/events/` → `curated/events_clean_stream/` + `user_behavior_live/`;
     return the running query.
@@ -201,6 +204,8 @@ def start_events_stream(
     `on_batch(batch_id, files_written)` is called after each micro-batch is written;
     `on_failure(batch_id, error)` with the error of a micro-batch that failed, before Spark wraps
     it in a `StreamingQueryException` (whose text is the Python traceback).
+    `live_sink(batch_id, live_rows)` gets each micro-batch's changed live rows after its lake
+    writes (`shopflow.warehouse.live.live_sink`).
     """
     layout = LakeLayout.from_settings(settings)
     events_root = layout.events_root()
@@ -223,7 +228,8 @@ def start_events_stream(
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
         with _reported(on_failure, batch_id):
-            written = apply_micro_batch(batch, layout, gap_minutes, merge)
+            on_live_rows = None if live_sink is None else partial(live_sink, batch_id)
+            written = apply_micro_batch(batch, layout, gap_minutes, merge, on_live_rows)
         if on_batch is not None:
             on_batch(batch_id, written)
 

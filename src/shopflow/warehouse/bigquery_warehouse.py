@@ -67,7 +67,8 @@ def make_client(project: str, api_endpoint: str | None = None) -> bigquery.Clien
     )
 
 
-def _schema_fields(spec: TableSpec) -> list[bigquery.SchemaField]:
+def schema_fields(spec: TableSpec) -> list[bigquery.SchemaField]:
+    """A warehouse table's BigQuery schema."""
     return [bigquery.SchemaField(name, kind.value) for name, kind in spec.columns]
 
 
@@ -147,7 +148,7 @@ class BigQueryWarehouse:
             dataset.location = self.location
         self.client.create_dataset(dataset, exists_ok=True)
         for spec in (*TABLES.values(), *HISTORY_TABLES.values()):
-            table = bigquery.Table(self._table_id(spec.name), schema=_schema_fields(spec))
+            table = bigquery.Table(self._table_id(spec.name), schema=schema_fields(spec))
             if spec.partitioned:
                 table.time_partitioning = bigquery.TimePartitioning(field="date")
             if spec.grain is Grain.HOURLY:
@@ -163,14 +164,14 @@ class BigQueryWarehouse:
         keys = "all" if partitions is None else ",".join(str(k) for k in sorted(set(partitions)))
         digest = _digest(spec.name, keys, data)[:32]
         staging = bigquery.Table(
-            self._table_id(f"_stage_{spec.name}_{digest}"), schema=_schema_fields(spec)
+            self._table_id(f"_stage_{spec.name}_{digest}"), schema=schema_fields(spec)
         )
         staging.expires = datetime.now(UTC) + STAGING_TTL
         self.client.create_table(staging, exists_ok=True)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-            schema=_schema_fields(spec),
+            schema=schema_fields(spec),
         )
         self._run(
             f"shopflow_stage_{spec.name}_{digest}",
@@ -241,7 +242,7 @@ class BigQueryWarehouse:
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-            schema=_schema_fields(spec),
+            schema=schema_fields(spec),
         )
         destination = bigquery.TableReference.from_string(self._table_id(spec.name))
         self._run(

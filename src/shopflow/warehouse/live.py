@@ -1,25 +1,28 @@
 """The live part of the warehouse: `user_behavior_current` = the batch's `user_behavior` plus the
 stream's newer rows.
 
-`shopflow stream` writes `curated/user_behavior_live/date=D/hour=HH/part-00000.parquet` (the
-`user_behavior` columns; `date` and `hour` in the path only) each micro-batch, through the lake's
-atomic partition replace. The warehouse reads those files through a view; the stream never opens
-the warehouse. Why: DuckDB allows one read-write process per database file, and while one process
-holds it no other process can open it, not even read-only. A stream that wrote into the DuckDB
-file would lock out `shopflow load` and the dashboard for as long as it runs; Parquet in the lake
-has no such holder, so the stream, the hourly load and every reader run side by side.
+`shopflow stream` writes `curated/user_behavior_live/date=D/hour=HH/part-mMM.parquet` (the
+`user_behavior` columns; `date` and `hour` in the path only; one file per 5 minutes of an hour,
+`shopflow.transform.stream_slices`) each micro-batch, through the lake's atomic file replace. The
+DuckDB warehouse reads those files through a view; the stream never opens the warehouse. Why:
+DuckDB allows one read-write process per database file, and while one process holds it no other
+process can open it, not even read-only. A stream that wrote into the DuckDB file would lock out
+`shopflow load` and the dashboard for as long as it runs; Parquet in the lake has no such holder,
+so the stream, the hourly load and every reader run side by side.
 
 An event is in the live part or the batch part, never both: the view takes every `user_behavior`
 row and each live row whose `event_id` `user_behavior` does not have. The hourly batch is the
 system of record; its load supersedes a live row as soon as it holds the event.
 
-BigQuery: the same view over an external table of the live Parquet on `gs://` is possible on real
-BigQuery; the local emulator (bqemulator) has no external tables, so on the gcp profile
-`user_behavior_current` is not created and `recent_live_rows` refuses (not built for `gs://`).
+BigQuery (profile gcp): the stream also streams each micro-batch's live rows into a BigQuery table
+of the same name, and the same view is made over it (`shopflow.warehouse.bigquery_live` says why
+not an external table over the Parquet). `live_sink` is what the stream calls per micro-batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -97,11 +100,23 @@ def current_view_sql(settings: Settings) -> str:
 
 
 def create_current_view(warehouse: Warehouse, settings: Settings) -> list[str]:
-    """Create or replace `user_behavior_current` in a DuckDB warehouse; returns what it created.
+    """Create or replace `user_behavior_current`; returns what it created.
 
-    On BigQuery, or with a lake DuckDB cannot glob (`gs://`), nothing is created.
+    On BigQuery, over the live table (created if absent); on DuckDB, over the live Parquet, unless
+    the lake is one DuckDB cannot glob (`gs://`): then nothing is created.
     """
-    if warehouse.dialect != "duckdb" or not _local_lake(settings):
+    if warehouse.dialect == "bigquery":
+        from shopflow.warehouse import bigquery_live
+        from shopflow.warehouse.bigquery_warehouse import BigQueryWarehouse
+
+        if not isinstance(warehouse, BigQueryWarehouse):
+            raise TypeError(
+                f"a bigquery-dialect warehouse must be a BigQueryWarehouse: {warehouse}"
+            )
+        bigquery_live.ensure_live_table(warehouse)
+        warehouse.create_view(CURRENT_VIEW, bigquery_live.current_view_sql(warehouse))
+        return [LIVE_TABLE, CURRENT_VIEW]
+    if not _local_lake(settings):
         return []
     ensure_live_placeholder(settings)
     warehouse.create_view(CURRENT_VIEW, current_view_sql(settings))
@@ -115,6 +130,33 @@ def ensure_current_view(settings: Settings) -> None:
     warehouse = open_warehouse(settings)
     try:
         create_current_view(warehouse, settings)
+    finally:
+        warehouse.close()
+
+
+#: What the stream calls with each micro-batch's id and live rows, besides its lake writes.
+LiveSink = Callable[[int, pa.Table], object]
+
+
+@contextmanager
+def live_sink(settings: Settings, keep_days: int) -> Iterator[LiveSink | None]:
+    """Where the stream sends live rows beyond the lake: None on DuckDB (its view reads the
+    Parquet); on BigQuery (profile gcp), the live table, its partitions kept `keep_days`, with
+    `user_behavior_current` made at the start (so it is there before the first load)."""
+    if settings.profile is not Profile.GCP:
+        yield None
+        return
+    from shopflow.warehouse import bigquery_live
+    from shopflow.warehouse.bigquery_warehouse import BigQueryWarehouse
+    from shopflow.warehouse.load import open_warehouse
+
+    warehouse = open_warehouse(settings)
+    if not isinstance(warehouse, BigQueryWarehouse):
+        raise TypeError(f"profile gcp opened a {type(warehouse).__name__}, not BigQuery")
+    try:
+        create_current_view(warehouse, settings)
+        bigquery_live.ensure_live_table(warehouse, keep_days)
+        yield lambda batch_id, rows: bigquery_live.write_live_rows(warehouse, rows, batch_id)
     finally:
         warehouse.close()
 

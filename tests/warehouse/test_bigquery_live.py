@@ -1,0 +1,168 @@
+"""The BigQuery warehouse's live part on the BigQuery emulator: streamed rows, newest version per
+event, superseded by the batch, a replayed micro-batch counted once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from shopflow.dashboard.live import recent_live_activity
+from shopflow.settings import Profile, Settings
+from shopflow.warehouse import bigquery_live
+from shopflow.warehouse.base import TableLoad
+from shopflow.warehouse.bigquery_live import ensure_live_table, write_live_rows
+from shopflow.warehouse.bigquery_warehouse import BigQueryWarehouse, make_client
+from shopflow.warehouse.bq_emulator import BigQueryEmulator
+from shopflow.warehouse.errors import WarehouseError
+from shopflow.warehouse.live import CURRENT_VIEW, LIVE_TABLE, create_current_view, live_sink
+from shopflow.warehouse.load import open_warehouse
+from shopflow.warehouse.schema import TABLES
+
+pytestmark = pytest.mark.integration
+
+DAY = date(2026, 11, 20)
+
+
+def _rows(*rows: tuple[str, str, float]) -> pa.Table:
+    """Live rows as the stream's merge makes them (lake types, plus the partition `hour`)."""
+    schema = TABLES["user_behavior"].lake_arrow_schema()
+    records = [
+        {
+            "date": DAY,
+            "event_id": event_id,
+            "event_name": "view",
+            "price": price,
+            "product_id": "p1",
+            "product_name": "Kurta",
+            "user_id": "u1",
+            "user_name": "Asha",
+            "order_id": None,
+            "event_ts": datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
+            "session_id": session,
+            "category": "Clothing",
+        }
+        for event_id, session, price in rows
+    ]
+    table = pa.Table.from_pylist(records, schema=schema)
+    return table.append_column("hour", pa.array([10] * len(records), pa.int32()))
+
+
+def _current(warehouse: BigQueryWarehouse) -> list[tuple[str, str, Decimal]]:
+    rows = warehouse.query(
+        f"SELECT event_id, session_id, price FROM `{warehouse.dataset_ref}.{CURRENT_VIEW}` "
+        "ORDER BY event_id"
+    )
+    return [(r["event_id"], r["session_id"], r["price"]) for r in rows]
+
+
+def test_view_takes_the_newest_version_once_and_the_batch_over_the_live_part(
+    bq_warehouse: BigQueryWarehouse, settings: Settings
+) -> None:
+    assert create_current_view(bq_warehouse, settings) == [LIVE_TABLE, CURRENT_VIEW]
+    assert _current(bq_warehouse) == []
+    assert write_live_rows(bq_warehouse, _rows(("e1", "s1", 10.0), ("e2", "s1", 20.0)), 1) == 2
+    # Micro-batch 2 re-sessionises e2 and adds e3; micro-batch 2 is then replayed after a crash.
+    write_live_rows(bq_warehouse, _rows(("e2", "s2", 20.0), ("e3", "s2", 30.0)), 2)
+    write_live_rows(bq_warehouse, _rows(("e2", "s2", 20.0), ("e3", "s2", 30.0)), 2)
+    assert _current(bq_warehouse) == [
+        ("e1", "s1", Decimal("10.000000000")),
+        ("e2", "s2", Decimal("20.000000000")),
+        ("e3", "s2", Decimal("30.000000000")),
+    ]
+    # The hourly batch loads e1 (its own session id): the batch row replaces the live one.
+    batch = _rows(("e1", "batch-s", 10.0))
+    bq_warehouse.load_batch([TableLoad("user_behavior", None, lambda: batch)])
+    assert [r[:2] for r in _current(bq_warehouse)] == [
+        ("e1", "batch-s"),
+        ("e2", "s2"),
+        ("e3", "s2"),
+    ]
+
+
+def test_rows_go_in_several_requests_and_none_is_a_no_op(
+    bq_warehouse: BigQueryWarehouse, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_current_view(bq_warehouse, settings)
+    monkeypatch.setattr(bigquery_live, "ROWS_PER_REQUEST", 2)
+    assert write_live_rows(bq_warehouse, _rows(*((f"e{i}", "s", 1.0) for i in range(5))), 7) == 5
+    assert write_live_rows(bq_warehouse, _rows(), 8) == 0
+    assert [r[0] for r in _current(bq_warehouse)] == [f"e{i}" for i in range(5)]
+
+
+def test_partitions_expire_after_the_streams_keep_days(bq_warehouse: BigQueryWarehouse) -> None:
+    ensure_live_table(bq_warehouse)
+    table_id = f"{bq_warehouse.dataset_ref}.{LIVE_TABLE}"
+    day_ms = 24 * 3600 * 1000
+    assert bq_warehouse.client.get_table(table_id).time_partitioning.expiration_ms == 3 * day_ms
+    ensure_live_table(bq_warehouse, keep_days=5)
+    assert bq_warehouse.client.get_table(table_id).time_partitioning.expiration_ms == 5 * day_ms
+    ensure_live_table(bq_warehouse)  # a load leaves the stream's choice alone
+    assert bq_warehouse.client.get_table(table_id).time_partitioning.expiration_ms == 5 * day_ms
+
+
+def test_a_failed_insert_is_one_line(bq_warehouse: BigQueryWarehouse) -> None:
+    # No live table: the request fails; the error names the batch and the table in one line.
+    with pytest.raises(WarehouseError) as caught:
+        write_live_rows(bq_warehouse, _rows(("e1", "s1", 1.0)), 4)
+    message = str(caught.value)
+    assert "micro-batch 4" in message and LIVE_TABLE in message and "\n" not in message
+
+
+@pytest.fixture
+def gcp_settings(bq_emulator: BigQueryEmulator, settings: Settings) -> Iterator[Settings]:
+    """Profile gcp with the warehouse in a fresh dataset of the emulator (deleted after)."""
+    gcp = settings.model_copy(
+        update={
+            "profile": Profile.GCP,
+            "lake_root": str(settings.home / "lake"),
+            "gcp_project": bq_emulator.project,
+            "bigquery_api_endpoint": bq_emulator.endpoint,
+            "bigquery_dataset": f"t_{uuid.uuid4().hex[:10]}",
+        }
+    )
+    yield gcp
+    client = make_client(bq_emulator.project, bq_emulator.endpoint)
+    client.delete_dataset(
+        f"{bq_emulator.project}.{gcp.bigquery_dataset}", delete_contents=True, not_found_ok=True
+    )
+    client.close()  # type: ignore[no-untyped-call]
+
+
+def test_the_stream_sink_is_bigquery_on_gcp_only(
+    settings: Settings, gcp_settings: Settings
+) -> None:
+    with live_sink(settings, keep_days=3) as sink:
+        assert sink is None  # local: the DuckDB view reads the live Parquet
+    with live_sink(gcp_settings, keep_days=4) as sink:
+        assert sink is not None
+        sink(1, _rows(("e1", "s1", 5.0)))
+    warehouse = open_warehouse(gcp_settings, must_exist=True)
+    assert isinstance(warehouse, BigQueryWarehouse)
+    try:
+        # The view is there before any load, with the stream's rows in it.
+        assert [r[0] for r in _current(warehouse)] == ["e1"]
+    finally:
+        warehouse.close()
+
+
+def test_the_dashboards_live_panel_reads_bigquery_on_gcp(gcp_settings: Settings) -> None:
+    at = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    before = recent_live_activity(gcp_settings)  # no dataset, no live table yet
+    assert before.newest_event_ts is None and before.per_minute == [] and not before.note
+    with live_sink(gcp_settings, keep_days=3) as sink:
+        assert sink is not None
+        sink(1, _rows(("e1", "s1", 5.0), ("e2", "s1", 5.0)))
+        sink(2, _rows(("e2", "s2", 5.0)))  # a second version of e2: still one event
+    activity = recent_live_activity(gcp_settings, minutes=15, now=at + timedelta(minutes=3))
+    assert activity.per_minute == [{"minute": at, "event_name": "view", "events": 2}]
+    assert activity.newest_event_ts == at
+    assert activity.newest_age_seconds == 180.0
+    assert activity.source == "BigQuery's live table"
+    # Outside the window: no minutes, but the newest event is still known.
+    later = recent_live_activity(gcp_settings, minutes=15, now=at + timedelta(hours=2))
+    assert later.per_minute == [] and later.newest_event_ts == at

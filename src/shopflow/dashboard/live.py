@@ -5,13 +5,15 @@ The stream writes `curated/user_behavior_live/date=YYYY-MM-DD/hour=HH/*.parquet`
 DuckDB connection and never opens the warehouse file: another process (the load) writes it, and
 DuckDB lets no other process open a file a writer holds. Only the hour partitions that cover the
 window (and the newest one, for the newest event's age) are read, so the cost stays that of a few
-files however long the stream has run. Local lakes only (a `gs://` lake would need DuckDB's
-httpfs); on another lake the panel is empty and says why.
+files however long the stream has run. On the gcp profile the panel reads BigQuery's live table
+instead, which the stream streams into (`shopflow.warehouse.bigquery_live`). A local profile with
+a lake DuckDB cannot list (`gs://` would need its httpfs) gives an empty panel that says why.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any, Final
 from shopflow.lake import LakeLayout
 from shopflow.lake.io import is_hidden
 from shopflow.lake.quarantine import unreadable_reason
-from shopflow.settings import Settings
+from shopflow.settings import Profile, Settings
 from shopflow.warehouse.live import LIVE_TABLE, live_file_schema
 
 #: How often the panel re-queries the live files.
@@ -44,6 +46,7 @@ class LiveActivity:
     files: int = 0  # live files read
     note: str = ""  # why the panel is empty, when it cannot read the live path
     damaged: tuple[str, ...] = ()  # live files that could not be read, left out
+    source: str = "the stream's live files"  # what the panel read, for its caption
 
     @property
     def events(self) -> int:
@@ -118,6 +121,8 @@ def recent_live_activity(
 
     end = (now or datetime.now(UTC)).astimezone(UTC)
     since = end - timedelta(minutes=minutes)
+    if settings.profile is Profile.GCP:
+        return _bigquery_activity(settings, minutes, since, end)
     root = live_root(settings)
     if "://" in root and not root.startswith("file://"):
         return LiveActivity(end, minutes, note=f"the live panel reads local lakes only ({root})")
@@ -141,10 +146,20 @@ def recent_live_activity(
                 raise
         finally:
             con.close()
+    return _activity(rows, end, minutes, files=len(files), damaged=tuple(skipped))
+
+
+def _activity(
+    rows: Sequence[tuple[str, datetime | None, str | None, int]],
+    end: datetime,
+    minutes: int,
+    **extra: Any,
+) -> LiveActivity:
+    """The panel's data from (kind, minute, event_name, events) rows."""
     per_minute = [
         {"minute": minute.astimezone(UTC), "event_name": name, "events": int(events)}
         for kind, minute, name, events in rows
-        if kind == "minute"
+        if kind == "minute" and minute is not None
     ]
     newest = next((minute for kind, minute, _, _ in rows if kind == "newest"), None)
     return LiveActivity(
@@ -152,6 +167,23 @@ def recent_live_activity(
         minutes,
         per_minute=per_minute,
         newest_event_ts=newest.astimezone(UTC) if newest is not None else None,
-        files=len(files),
-        damaged=tuple(skipped),
+        **extra,
     )
+
+
+def _bigquery_activity(
+    settings: Settings, minutes: int, since: datetime, end: datetime
+) -> LiveActivity:
+    """The panel's data from BigQuery's live table (profile gcp), which the stream streams into."""
+    from shopflow.warehouse.bigquery_live import live_activity_rows
+    from shopflow.warehouse.bigquery_warehouse import BigQueryWarehouse
+    from shopflow.warehouse.load import open_warehouse
+
+    warehouse = open_warehouse(settings, must_exist=True)
+    try:
+        if not isinstance(warehouse, BigQueryWarehouse):
+            raise TypeError(f"profile gcp opened a {type(warehouse).__name__}, not BigQuery")
+        rows = live_activity_rows(warehouse, since, end)
+        return _activity(rows, end, minutes, source="BigQuery's live table")
+    finally:
+        warehouse.close()

@@ -85,15 +85,15 @@ def live_panel(settings: Settings, minutes: int = LIVE_MINUTES) -> None:
         )
     if activity.newest_event_ts is None:  # no file, or only the view's zero-row placeholder
         st.info(
-            "No live events yet: `shopflow stream` writes them to the lake's "
-            "user_behavior_live table as they arrive."
+            "No live events yet: `shopflow stream` writes them to the user_behavior_live "
+            "table as they arrive."
         )
         return
     a, b = st.columns(2)
     a.metric(f"Events in the last {minutes} min", f"{activity.events:,}")
     b.metric("Newest event's age", _age(activity.newest_age_seconds))
     st.caption(
-        f"From the stream's live files, re-read every {REFRESH_SECONDS} s "
+        f"From {activity.source}, re-read every {REFRESH_SECONDS} s "
         f"(last read {datetime.now(UTC):%H:%M:%S} UTC)."
     )
     st.altair_chart(activity_chart(activity, settings.reporting_timezone))

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from shopflow.lake import LakeLayout
     from shopflow.lake.quarantine import Quarantined
     from shopflow.settings import Settings
+    from shopflow.transform.stream_recovery import ScreenedFiles
     from shopflow.warehouse.live import LiveSink
 
 #: The lock one `shopflow stream` per lake holds (`shopflow.lake.writer_lock`; not the ETL's).
@@ -135,6 +136,7 @@ def _run_stream(
     spark = build_spark_session(settings, app_name="shopflow-stream")
     checkpoint = checkpoint_location(settings)
     next_retention = [time.monotonic()]
+    screened: ScreenedFiles = {}
 
     def on_batch(batch_id: int, written: list[str]) -> None:
         if written:
@@ -142,7 +144,7 @@ def _run_stream(
         if time.monotonic() >= next_retention[0]:
             next_retention[0] = time.monotonic() + CHECK_INTERVAL.total_seconds()
             _apply_retention(layout, keep_days)
-            _screen_tables(layout)
+            _screen_tables(layout, screened)
 
     failures: list[tuple[int, Exception]] = []
 
@@ -275,9 +277,10 @@ def _one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {line}"
 
 
-def _screen_tables(layout: LakeLayout) -> None:
-    """Quarantine damaged files of the stream's tables (`screen_stream_tables`); a failure is
-    reported and tried again at the next check."""
+def _screen_tables(layout: LakeLayout, screened: ScreenedFiles) -> None:
+    """Quarantine damaged files of the stream's tables (`screen_stream_tables`; files that passed
+    an earlier check unchanged are in `screened`, not read again); a failure is reported and tried
+    again at the next check."""
     from shopflow.lake import LakeError
     from shopflow.transform.stream_merge import STREAM_FILE_SCHEMA, STREAM_TABLE
     from shopflow.transform.stream_recovery import screen_stream_tables
@@ -285,7 +288,7 @@ def _screen_tables(layout: LakeLayout) -> None:
 
     try:
         moved = screen_stream_tables(
-            layout, {STREAM_TABLE: STREAM_FILE_SCHEMA, LIVE_TABLE: live_file_schema()}
+            layout, {STREAM_TABLE: STREAM_FILE_SCHEMA, LIVE_TABLE: live_file_schema()}, screened
         )
     except (OSError, LakeError) as exc:
         typer.echo(f"screening: could not screen the stream's tables ({exc})", err=True)

@@ -84,6 +84,16 @@ def test_view_takes_the_newest_version_once_and_the_batch_over_the_live_part(
     ]
 
 
+def test_after_a_rebuild_from_batch_zero_the_newer_row_wins(
+    bq_warehouse: BigQueryWarehouse, settings: Settings
+) -> None:
+    create_current_view(bq_warehouse, settings)
+    write_live_rows(bq_warehouse, _rows(("e1", "old-session", 1.0)), 9)
+    # The checkpoint was deleted to rebuild the live part: the stream counts from 0 again.
+    write_live_rows(bq_warehouse, _rows(("e1", "rebuilt", 1.0)), 0)
+    assert [r[:2] for r in _current(bq_warehouse)] == [("e1", "rebuilt")]
+
+
 def test_rows_go_in_several_requests_and_none_is_a_no_op(
     bq_warehouse: BigQueryWarehouse, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

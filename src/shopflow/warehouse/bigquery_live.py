@@ -13,7 +13,8 @@ within an hour at a 2-s trigger. So each micro-batch's changed live rows are str
   `date`, partitions expiring after the stream's `--keep-days` (the hourly batch holds older
   dates), clustered by `event_id`;
 * append-only: a micro-batch that re-sessionises a stored event appends the event's new row; the
-  view takes each event's row of the newest micro-batch. A replayed micro-batch (a crash between
+  view takes each event's newest row (by `streamed_at`, then batch id: batch ids start again at 0
+  when the stream's checkpoint is deleted to rebuild the live part). A replayed micro-batch (a crash between
   the insert and Spark's checkpoint commit) appends the same rows again under the same insert ids
   (`<batch>:<event_id>`), which BigQuery drops as duplicates on a best-effort basis; any that get
   through are the same version and the view keeps one.
@@ -80,7 +81,7 @@ def ensure_live_table(warehouse: BigQueryWarehouse, keep_days: int | None = None
 
 
 def current_view_sql(warehouse: BigQueryWarehouse) -> str:
-    """BigQuery body of `user_behavior_current`: batch rows, then the newest live row of each
+    """BigQuery body of `user_behavior_current`: batch rows, then the newest streamed row of each
     event the batch part lacks."""
     columns = ", ".join(f"`{c}`" for c in TABLES["user_behavior"].column_names)
     batch = f"`{warehouse.dataset_ref}.user_behavior`"
@@ -90,7 +91,8 @@ def current_view_sql(warehouse: BigQueryWarehouse) -> str:
         f"UNION ALL\n"
         f"SELECT {columns} FROM (\n"
         f"  SELECT * FROM {live}\n"
-        f"  QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY stream_batch_id DESC) = 1\n"
+        "  QUALIFY ROW_NUMBER() OVER (\n"
+        "    PARTITION BY event_id ORDER BY streamed_at DESC, stream_batch_id DESC) = 1\n"
         f") AS live\n"
         f"WHERE NOT EXISTS (SELECT 1 FROM {batch} AS b WHERE b.event_id = live.event_id)"
     )

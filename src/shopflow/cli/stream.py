@@ -58,12 +58,13 @@ def stream(
         int,
         typer.Option(
             min=1,
-            help="Days of events_clean_stream and user_behavior_live kept (older dates are deleted; the hourly batch holds them).",
+            help="Days of events_clean_stream and user_behavior_live kept (older dates are deleted; the hourly batch holds them). On gcp, also the expiry of the BigQuery live table's partitions.",
         ),
     ] = 3,
 ) -> None:
     """Stream raw/events/ into curated/events_clean_stream/ and the warehouse's live part
-    curated/user_behavior_live/ (read by the warehouse view user_behavior_current); contract rejects
+    curated/user_behavior_live/ (read by the warehouse view user_behavior_current; on gcp also
+    streamed into the BigQuery table user_behavior_live, which that view reads there); contract rejects
     go to deadletter/events_stream/; events older than the watermark are counted in
     _state/streaming/events_clean_stream-late_events.json and left to the hourly ETL.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -204,3 +205,18 @@ def test_an_event_far_ahead_of_its_landing_neither_moves_the_watermark_nor_is_lo
     assert [r["event_id"] for r in _rows(lake.layout, "events_clean")] == ["e1", "e2", "e3"]
     batch_dead = read_dataset(lake.layout.deadletter_root("events_etl")).to_pylist()
     assert stream_dead == batch_dead
+
+
+def test_the_deduplication_state_is_in_rocksdb_off_the_heap(
+    spark: SparkSession, settings: Settings
+) -> None:
+    lake = Lake(settings)
+    lake.land(ev("e01", "u1", T0))
+    lake.land(ev("e01", "u1", T0), ev("e02", "u1", T0 + MIN))  # e01 redelivered
+    _run_stream(spark, settings, max_files_per_trigger=1)
+    checkpoint = Path(checkpoint_location(settings))
+    assert "RocksDBStateStoreProvider" in (checkpoint / "offsets" / "0").read_text()
+    state = [p.name for p in (checkpoint / "state").rglob("*") if p.is_file()]
+    assert any(name.endswith(".changelog") for name in state), state
+    assert not any(name.endswith(".delta") for name in state), state  # the heap store's files
+    assert [r["event_id"] for r in _rows(lake.layout, STREAM_TABLE)] == ["e01", "e02"]

@@ -58,6 +58,7 @@ def stream(
         int,
         typer.Option(
             min=1,
+            max=3650,
             help="Days of events_clean_stream and user_behavior_live kept (older dates are deleted; the hourly batch holds them). On gcp, also the expiry of the BigQuery live table's partitions.",
         ),
     ] = 3,

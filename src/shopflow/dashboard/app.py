@@ -241,7 +241,10 @@ def render() -> None:
         st.error(str(exc))
         return
     zone = settings.reporting_timezone
-    live_panel(settings)
+    try:
+        live_panel(settings)
+    except ShopflowError as exc:  # the live panel's trouble must not hide the metrics
+        st.warning(f"No live panel: {exc}", icon="⚠️")
     try:
         home = str(settings.home.resolve())
         whole = _snapshot(settings, home, warehouse_version(settings), None, None)

@@ -23,6 +23,7 @@ from shopflow.lake import LakeLayout
 from shopflow.lake.io import is_hidden
 from shopflow.lake.quarantine import unreadable_reason
 from shopflow.settings import Profile, Settings
+from shopflow.warehouse.errors import WarehouseError
 from shopflow.warehouse.live import LIVE_TABLE, live_file_schema
 
 #: How often the panel re-queries the live files.
@@ -174,7 +175,8 @@ def _activity(
 def _bigquery_activity(
     settings: Settings, minutes: int, since: datetime, end: datetime
 ) -> LiveActivity:
-    """The panel's data from BigQuery's live table (profile gcp), which the stream streams into."""
+    """The panel's data from BigQuery's live table (profile gcp), which the stream streams into; a
+    table BigQuery cannot read (or that does not answer in time) is the panel's note."""
     from shopflow.warehouse.bigquery_live import live_activity_rows
     from shopflow.warehouse.bigquery_warehouse import BigQueryWarehouse
     from shopflow.warehouse.load import open_warehouse
@@ -185,5 +187,7 @@ def _bigquery_activity(
             raise TypeError(f"profile gcp opened a {type(warehouse).__name__}, not BigQuery")
         rows = live_activity_rows(warehouse, since, end)
         return _activity(rows, end, minutes, source="BigQuery's live table")
+    except WarehouseError as exc:  # the panel says why; the rest of the page still draws
+        return LiveActivity(end, minutes, note=str(exc))
     finally:
         warehouse.close()

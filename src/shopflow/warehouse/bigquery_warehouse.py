@@ -51,6 +51,19 @@ from shopflow.warehouse.schema import (
 
 #: Staging tables expire on their own if a load dies before dropping them.
 STAGING_TTL = timedelta(days=1)
+#: One HTTP request's timeout, and the retries of one API call: a stalled or dead endpoint ends
+#: in a one-line error instead of a hang (the client's defaults: no request timeout, 10 minutes
+#: of retries).
+REQUEST_TIMEOUT_SECONDS: Final = 30.0
+CALL_RETRY: Final = bigquery.DEFAULT_RETRY.with_timeout(120.0)
+#: What a call to BigQuery raises when it fails (a connection error is an OSError).
+API_FAILURES: Final = (GoogleAPIError, OSError)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an API error's text (the client appends the request's details)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def make_client(project: str, api_endpoint: str | None = None) -> bigquery.Client:
@@ -146,14 +159,21 @@ class BigQueryWarehouse:
         dataset = bigquery.Dataset(self.dataset_ref)
         if self.location:
             dataset.location = self.location
-        self.client.create_dataset(dataset, exists_ok=True)
-        for spec in (*TABLES.values(), *HISTORY_TABLES.values()):
-            table = bigquery.Table(self._table_id(spec.name), schema=schema_fields(spec))
-            if spec.partitioned:
-                table.time_partitioning = bigquery.TimePartitioning(field="date")
-            if spec.grain is Grain.HOURLY:
-                table.clustering_fields = ["hour"]
-            self.client.create_table(table, exists_ok=True)
+        retry, timeout = CALL_RETRY, REQUEST_TIMEOUT_SECONDS
+        try:
+            self.client.create_dataset(dataset, exists_ok=True, retry=retry, timeout=timeout)
+            for spec in (*TABLES.values(), *HISTORY_TABLES.values()):
+                table = bigquery.Table(self._table_id(spec.name), schema=schema_fields(spec))
+                if spec.partitioned:
+                    table.time_partitioning = bigquery.TimePartitioning(field="date")
+                if spec.grain is Grain.HOURLY:
+                    table.clustering_fields = ["hour"]
+                self.client.create_table(table, exists_ok=True, retry=retry, timeout=timeout)
+        except API_FAILURES as exc:
+            raise WarehouseError(
+                f"BigQuery: could not create the dataset {self.dataset_ref} or its tables: "
+                f"{first_line(exc)}"
+            ) from None
 
     def _stage(
         self, spec: TableSpec, partitions: Sequence[PartitionKey] | None, rows: pa.Table
@@ -266,7 +286,19 @@ class BigQueryWarehouse:
     def create_view(self, name: str, select_sql: str) -> None:
         """Create or replace a view of the dataset."""
         sql = f"CREATE OR REPLACE VIEW `{self.dataset_ref}.{name}` AS\n{select_sql}"
-        self.client.query(sql, location=self.location).result()
+        try:
+            job = self.client.query(
+                sql,
+                location=self.location,
+                retry=CALL_RETRY,
+                timeout=REQUEST_TIMEOUT_SECONDS,
+                job_retry=None,  # its default retries the whole statement for 10 minutes
+            )
+            job.result(timeout=CALL_RETRY.timeout)
+        except API_FAILURES as exc:
+            raise WarehouseError(
+                f"BigQuery: could not create the view {self.dataset_ref}.{name}: {first_line(exc)}"
+            ) from None
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         """Rows of a BigQuery standard SQL query as dicts."""

@@ -102,8 +102,10 @@ def current_view_sql(settings: Settings) -> str:
 def create_current_view(warehouse: Warehouse, settings: Settings) -> list[str]:
     """Create or replace `user_behavior_current`; returns what it created.
 
-    On BigQuery, over the live table (created if absent); on DuckDB, over the live Parquet, unless
-    the lake is one DuckDB cannot glob (`gs://`): then nothing is created.
+    On BigQuery, over the live table (created if absent; if that fails, e.g. a table of another
+    kind holds its name, the view is made of the batch part alone and the WarehouseError raised);
+    on DuckDB, over the live Parquet, unless the lake is one DuckDB cannot glob (`gs://`): then
+    nothing is created.
     """
     if warehouse.dialect == "bigquery":
         from shopflow.warehouse import bigquery_live
@@ -113,7 +115,13 @@ def create_current_view(warehouse: Warehouse, settings: Settings) -> list[str]:
             raise TypeError(
                 f"a bigquery-dialect warehouse must be a BigQueryWarehouse: {warehouse}"
             )
-        bigquery_live.ensure_live_table(warehouse)
+        try:
+            bigquery_live.ensure_live_table(warehouse)
+        except WarehouseError:
+            # The batch part stays queryable under the view's name while the live table's name
+            # is taken (or BigQuery refused to make it); the caller hears why.
+            warehouse.create_view(CURRENT_VIEW, bigquery_live.batch_only_view_sql(warehouse))
+            raise
         warehouse.create_view(CURRENT_VIEW, bigquery_live.current_view_sql(warehouse))
         return [LIVE_TABLE, CURRENT_VIEW]
     if not _local_lake(settings):
@@ -141,8 +149,10 @@ LiveSink = Callable[[int, pa.Table], object]
 @contextmanager
 def live_sink(settings: Settings, keep_days: int) -> Iterator[LiveSink | None]:
     """Where the stream sends live rows beyond the lake: None on DuckDB (its view reads the
-    Parquet); on BigQuery (profile gcp), the live table, its partitions kept `keep_days`, with
-    `user_behavior_current` made at the start (so it is there before the first load)."""
+    Parquet); on BigQuery (profile gcp), the live table, its partitions kept `keep_days` and only
+    rows of those days streamed, with `user_behavior_current` made at the start (so it is there
+    before the first load). A live table that cannot be made or used is a one-line error here,
+    before the stream starts."""
     if settings.profile is not Profile.GCP:
         yield None
         return
@@ -156,7 +166,9 @@ def live_sink(settings: Settings, keep_days: int) -> Iterator[LiveSink | None]:
     try:
         create_current_view(warehouse, settings)
         bigquery_live.ensure_live_table(warehouse, keep_days)
-        yield lambda batch_id, rows: bigquery_live.write_live_rows(warehouse, rows, batch_id)
+        yield lambda batch_id, rows: bigquery_live.write_live_rows(
+            warehouse, rows, batch_id, since=bigquery_live.streamable_since(keep_days)
+        )
     finally:
         warehouse.close()
 

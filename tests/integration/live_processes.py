@@ -119,3 +119,23 @@ def kill_mid_batch(stream: subprocess.Popen[bytes], checkpoint: Path, after: int
                 return batch
         time.sleep(0.02)
     raise AssertionError("no micro-batch of the third burst started within the bound")
+
+
+def wait_committed(checkpoint: Path, batch: int, procs: Processes) -> None:
+    """Wait (up to `BURST_BOUND_S`) until micro-batch `batch` has committed: a replayed batch's
+    rows are visible once foreachBatch wrote them, and Spark writes the commit file just after."""
+    deadline = time.monotonic() + BURST_BOUND_S
+    while batch not in batch_files(checkpoint, "commits"):
+        assert time.monotonic() < deadline, procs.log("stream")
+        time.sleep(0.2)
+
+
+def run_hourly_batch(procs: Processes) -> None:
+    """`shopflow etl` then `shopflow load` in the children's environment. No catalogue in these
+    tests: events naming unknown products or users must not stop the load."""
+    env = {**procs.env, "SHOPFLOW_QUALITY_MAX_UNKNOWN_SHARE": "1"}
+    for args in (("etl",), ("load",)):
+        done = subprocess.run(
+            [sys.executable, "-m", "shopflow.cli", *args], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr

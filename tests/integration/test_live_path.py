@@ -8,8 +8,6 @@ when the stream is still starting (Spark's cold start), else within `BURST_BOUND
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,6 +29,8 @@ from tests.integration.live_processes import (
     event,
     kill_mid_batch,
     publish,
+    run_hourly_batch,
+    wait_committed,
 )
 
 pytestmark = pytest.mark.integration
@@ -113,12 +113,7 @@ def test_live_path_bursts_kill_and_hourly_batch(bus_settings: Settings) -> None:
         procs.start("stream", *stream_args)
         ids3 = {e["event_id"] for e in burst3}
         _wait_visible(settings, ids3, time.monotonic(), FIRST_BURST_BOUND_S)
-        # The replayed batch commits: its rows are visible once foreachBatch wrote them, and
-        # Spark writes the commit file just after.
-        deadline = time.monotonic() + BURST_BOUND_S
-        while killed not in batch_files(checkpoint, "commits"):
-            assert time.monotonic() < deadline, procs.log("stream")
-            time.sleep(0.2)
+        wait_committed(checkpoint, killed, procs)
         live = _view_ids(settings)
         assert sorted(live) == sorted(ids1 | ids2 | ids3)  # none lost, none doubled
     finally:
@@ -126,13 +121,7 @@ def test_live_path_bursts_kill_and_hourly_batch(bus_settings: Settings) -> None:
     print(f"burst visibility (s): {[round(s, 1) for s in latencies]}")
 
     # The hourly batch: the system of record supersedes the live rows, the late event included.
-    # No catalogue in this test: events naming unknown products/users must not stop the load.
-    env = {**procs.env, "SHOPFLOW_QUALITY_MAX_UNKNOWN_SHARE": "1"}
-    for args in (("etl",), ("load",)):
-        done = subprocess.run(
-            [sys.executable, "-m", "shopflow.cli", *args], env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+    run_hourly_batch(procs)
     expected = ids1 | ids2 | ids3 | {"late-1"}
     rows = _view_ids(settings)
     assert sorted(rows) == sorted(expected)

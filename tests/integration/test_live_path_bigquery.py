@@ -10,31 +10,29 @@ so this covers everything of the gcp live path but the lake's `gs://`. Bounds as
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from shopflow.settings import Profile, Settings, load_settings
+from shopflow.settings import Settings
 from shopflow.sources.bus.factory import ensure_event_topic
 from shopflow.transform.streaming import checkpoint_location
 from shopflow.warehouse.bigquery_warehouse import BigQueryWarehouse, make_client
 from shopflow.warehouse.bq_emulator import BigQueryEmulator
 from shopflow.warehouse.live import CURRENT_VIEW, LIVE_TABLE
 from tests.integration.live_processes import (
-    BURST_BOUND_S,
     Processes,
     batch_files,
     event,
     kill_mid_batch,
     publish,
+    run_hourly_batch,
+    wait_committed,
 )
-from tests.warehouse.fixtures import bq_emulator
+from tests.warehouse.fixtures import bq_emulator, gcp_profile
 
 __all__ = ["bq_emulator"]
 
@@ -49,26 +47,8 @@ def gcp_settings(
 ) -> Iterator[Settings]:
     """Profile gcp on the emulators, with a local lake and a dataset of this test."""
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
-    values = {
-        **pubsub_settings.model_dump(exclude_none=True),
-        "profile": Profile.GCP,
-        "lake_root": str(pubsub_settings.home / "lake"),
-        "gcp_project": bq_emulator.project,
-        "bigquery_api_endpoint": bq_emulator.endpoint,
-        "bigquery_dataset": f"live_{uuid.uuid4().hex[:10]}",
-        "etl_engine": "duckdb",
-        # Not the local default, which the gcp profile refuses (no orders are pulled here).
-        "orders_api_token": f"test-{uuid.uuid4().hex[:8]}",
-    }
-    settings = load_settings(**values)
-    yield settings
-    client = make_client(bq_emulator.project, bq_emulator.endpoint)
-    client.delete_dataset(
-        f"{bq_emulator.project}.{settings.bigquery_dataset}",
-        delete_contents=True,
-        not_found_ok=True,
-    )
-    client.close()  # type: ignore[no-untyped-call]
+    with gcp_profile(pubsub_settings, bq_emulator, etl_engine="duckdb") as settings:
+        yield settings
 
 
 def _warehouse(settings: Settings) -> BigQueryWarehouse:
@@ -129,22 +109,14 @@ def test_live_rows_reach_bigquery_survive_a_kill_and_yield_to_the_batch(
         procs.start("stream", *stream_args)
         ids2 = {e["event_id"] for e in burst2}
         _wait_visible(warehouse, ids2, time.monotonic(), FIRST_BURST_BOUND_S)
-        deadline = time.monotonic() + BURST_BOUND_S
-        while killed not in batch_files(checkpoint, "commits"):
-            assert time.monotonic() < deadline, procs.log("stream")
-            time.sleep(0.2)
+        wait_committed(checkpoint, killed, procs)
         live = _view_ids(warehouse)
         assert sorted(live) == sorted(ids1 | ids2)  # none lost, none doubled
     finally:
         procs.stop_all()
 
     # The hourly batch into BigQuery: it supersedes every live row.
-    env = {**procs.env, "SHOPFLOW_QUALITY_MAX_UNKNOWN_SHARE": "1"}
-    for args in (("etl",), ("load",)):
-        done = subprocess.run(
-            [sys.executable, "-m", "shopflow.cli", *args], env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+    run_hourly_batch(procs)
     try:
         assert sorted(_view_ids(warehouse)) == sorted(ids1 | ids2)
         batch = warehouse.query(f"SELECT event_id FROM `{warehouse.dataset_ref}.user_behavior`")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -18,7 +17,7 @@ from google.cloud import bigquery
 from shopflow.dashboard.live import recent_live_activity
 from shopflow.lake import LakeLayout
 from shopflow.metrics.publishing import load_warehouse
-from shopflow.settings import Profile, Settings
+from shopflow.settings import Settings
 from shopflow.warehouse import bigquery_live, bigquery_warehouse
 from shopflow.warehouse.base import TableLoad
 from shopflow.warehouse.bigquery_live import ensure_live_table, live_schema, write_live_rows
@@ -28,6 +27,7 @@ from shopflow.warehouse.errors import WarehouseError
 from shopflow.warehouse.live import CURRENT_VIEW, LIVE_TABLE, create_current_view, live_sink
 from shopflow.warehouse.load import open_warehouse
 from shopflow.warehouse.schema import TABLES
+from tests.warehouse.fixtures import gcp_profile
 
 pytestmark = pytest.mark.integration
 
@@ -134,21 +134,8 @@ def test_a_failed_insert_is_one_line(bq_warehouse: BigQueryWarehouse) -> None:
 @pytest.fixture
 def gcp_settings(bq_emulator: BigQueryEmulator, settings: Settings) -> Iterator[Settings]:
     """Profile gcp with the warehouse in a fresh dataset of the emulator (deleted after)."""
-    gcp = settings.model_copy(
-        update={
-            "profile": Profile.GCP,
-            "lake_root": str(settings.home / "lake"),
-            "gcp_project": bq_emulator.project,
-            "bigquery_api_endpoint": bq_emulator.endpoint,
-            "bigquery_dataset": f"t_{uuid.uuid4().hex[:10]}",
-        }
-    )
-    yield gcp
-    client = make_client(bq_emulator.project, bq_emulator.endpoint)
-    client.delete_dataset(
-        f"{bq_emulator.project}.{gcp.bigquery_dataset}", delete_contents=True, not_found_ok=True
-    )
-    client.close()  # type: ignore[no-untyped-call]
+    with gcp_profile(settings, bq_emulator) as gcp:
+        yield gcp
 
 
 def test_the_stream_sink_is_bigquery_on_gcp_only(

@@ -18,8 +18,9 @@ not visible `drain` seconds after the last publish count as never visible (an in
 The landing consumer's and the stream's CPU (cores used over the window: CPU seconds of their
 process trees / wall seconds) and peak RSS (process tree, sampled every second) are in the notes;
 a run of 20 minutes or more also gives p95 and the stream's peak RSS per `window_minutes` (10) of
-publishing, to show whether either grows as the hour fills. Rates run from low to high per bus; a bus stops at its first rate whose p95 is
-over the target (30 s): the highest rate at or under it is that bus's sustainable rate.
+publishing, to show whether either grows as the hour fills. Rates run from low to high per bus; a
+bus stops at its first rate whose p95 is over the target (30 s): the highest rate at or under it
+is that bus's sustainable rate.
 """
 
 from __future__ import annotations

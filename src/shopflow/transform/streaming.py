@@ -97,7 +97,7 @@ from shopflow.warehouse.live import LiveSink
 
 #: The deduplication state's store: RocksDB, off the JVM heap. Spark's default keeps every key in
 #: the heap, and `dropDuplicatesWithinWatermark` keeps a key for twice the late tolerance (24 h at
-#: the default 12 h): at 5,000 events/s the default store filled a 4 GB heap within 30 minutes,
+#: the default 12 h): at 5,000 events/s the default store filled a 4 GB heap by minute 32,
 #: and micro-batches went from 3 s to 15 s under full collections (BENCHMARKS.md, latency over
 #: an hour). A checkpoint keeps the store it was started with: an older stream stays on the heap
 #: store until its checkpoint is deleted.

@@ -58,7 +58,7 @@ VERSION_FIELDS: Final = (
 )
 #: An insertAll request's rows and JSON bytes: BigQuery takes at most 50,000 rows and 10 MB per
 #: request. A live row is about 450 bytes as JSON; long ids with non-ASCII text (escaped as
-#: `\uXXXX`) can make one 20 times that.
+#: `\uXXXX`) made one about 17 times that (7.9 kB) in the probe.
 ROWS_PER_REQUEST: Final = 10_000
 BYTES_PER_REQUEST: Final = 8_000_000
 #: Partition expiry when the table is made by a load before any stream ran (the stream's default).
